@@ -1,0 +1,163 @@
+/*
+ * sageattn: 8-bit attention (INT8 Q.K^T, 16-bit or FP8 P.V) for NVIDIA GPUs. C ABI.
+ *
+ * This header is plain C (usable from C, C++, ctypes, cffi). It has no CUDA or torch dependency:
+ * pointers are device pointers, the stream is passed as an opaque `void*` (a cudaStream_t).
+ *
+ * Contract of every entry point:
+ *  - never allocates device memory and never synchronizes the device or the stream;
+ *  - launches only on the stream it is given (a NULL stream means the legacy default stream: pass
+ *    the stream you actually use, e.g. torch.cuda.current_stream().cuda_stream);
+ *  - keeps no global state: several devices, streams and threads may call it concurrently;
+ *  - returns a status; when `reason` is not NULL, a human-readable, NUL-terminated explanation is
+ *    written into it (truncated to reason_capacity bytes).
+ *
+ * Tensors are described by a device pointer and int64 strides in elements; the last (head) dimension
+ * must be contiguous. HND ([B, H, N, D]), NHD ([B, N, H, D]) and any other view whose last dimension is
+ * contiguous are all just strides.
+ *
+ * Semantics (per batch b, query head h, kv head h' = h / (heads_q / heads_kv)):
+ *   out[b,h,i,:] = softmax_j(sm_scale * q[b,h,i,:] . k[b,h',j,:] + mask(i,j)) @ v[b,h',:,:]
+ * Causal masking is bottom-right aligned (the FlashAttention-2 convention): query i may attend to
+ * key j iff j <= i + (seqlen_kv - seqlen_q). A query row that may attend to no key (only possible
+ * when seqlen_q > seqlen_kv) gets an output of zeros and an LSE of -infinity.
+ * lse[b,h,i] = log(sum_j exp(sm_scale * q.k_j)) in natural log, float32, laid out [B, Hq, Nq]
+ * contiguous; it is the LSE of the true (unsmoothed) scores.
+ */
+#ifndef SAGEATTN_SAGEATTN_H
+#define SAGEATTN_SAGEATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SAGEATTN_API __declspec(dllexport)
+#else
+#define SAGEATTN_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped whenever sageattn_params changes layout; sageattn_params.abi_version must equal it. */
+#define SAGEATTN_ABI_VERSION 1
+
+typedef enum sageattn_status {
+  SAGEATTN_STATUS_OK = 0,
+  SAGEATTN_STATUS_INVALID_ARGUMENT = 1, /* the call is malformed (null pointer, bad shape, bad stride) */
+  SAGEATTN_STATUS_UNSUPPORTED = 2,      /* well-formed, but not supported by this build or device */
+  SAGEATTN_STATUS_WORKSPACE_TOO_SMALL = 3,
+  SAGEATTN_STATUS_CUDA_ERROR = 4 /* a CUDA runtime call or a kernel launch failed */
+} sageattn_status;
+
+typedef enum sageattn_dtype {
+  SAGEATTN_DTYPE_FP16 = 0,
+  SAGEATTN_DTYPE_BF16 = 1
+} sageattn_dtype;
+
+/* Which rows share one INT8 scale for Q and K. */
+typedef enum sageattn_qk_granularity {
+  /* One scale per group of rows that one MMA lane owns: within each 32-row warp slice of a 128-row
+     Q block, rows with equal (row % 8); within each 64-token K block, tokens with equal
+     ((token % 8) / 2). Each lane then needs exactly one Q and one K scale per tile. */
+  SAGEATTN_QK_GRANULARITY_PER_THREAD = 0,
+  /* One scale per 32-row warp slice of Q and one per 64-token block of K. */
+  SAGEATTN_QK_GRANULARITY_PER_WARP = 1
+} sageattn_qk_granularity;
+
+typedef enum sageattn_kernel {
+  SAGEATTN_KERNEL_AUTO = 0,      /* best kernel for the device */
+  SAGEATTN_KERNEL_SM80_MMA = 1   /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
+} sageattn_kernel;
+
+/* A [batch, heads, tokens, head_dim] view; strides in elements, head_dim stride is 1. */
+typedef struct sageattn_tensor {
+  void* data;
+  int64_t stride_batch;
+  int64_t stride_head;
+  int64_t stride_token;
+} sageattn_tensor;
+
+typedef struct sageattn_params {
+  uint32_t abi_version; /* = SAGEATTN_ABI_VERSION */
+  int32_t batch;
+  int32_t heads_q;
+  int32_t heads_kv; /* heads_q % heads_kv == 0 (GQA / MQA) */
+  int32_t seqlen_q;
+  int32_t seqlen_kv;
+  int32_t head_dim;  /* 1..128 for q, k, v and out alike */
+  sageattn_dtype dtype; /* of q, k, v and out */
+
+  sageattn_tensor q;   /* read only */
+  sageattn_tensor k;   /* read only */
+  sageattn_tensor v;   /* read only */
+  sageattn_tensor out; /* written */
+  float* lse;          /* optional [batch, heads_q, seqlen_q] float32 contiguous; NULL = not wanted */
+
+  float sm_scale;      /* softmax scale, finite and > 0 (the usual default is 1/sqrt(head_dim)) */
+  int32_t is_causal;   /* 0 or 1 */
+  int32_t smooth_k;    /* 0 or 1: subtract the per-channel mean of K over tokens before quantizing */
+  sageattn_qk_granularity qk_granularity;
+  sageattn_kernel kernel;
+  /* Compute capability (major*10 + minor, e.g. 90) of the device that will run the call.
+     0 = ask the CUDA runtime for the current device. Lets callers check support without a GPU. */
+  int32_t sm_arch;
+} sageattn_params;
+
+/* Library version string, e.g. "0.1.0". */
+SAGEATTN_API const char* sageattn_version(void);
+
+/* Space-separated list of the architectures this build has kernels for, e.g. "80 86 89 90a". */
+SAGEATTN_API const char* sageattn_compiled_archs(void);
+
+/* Zero-initialized params with abi_version, defaults (per-thread, smooth_k = 1, kernel = AUTO). */
+SAGEATTN_API sageattn_params sageattn_default_params(void);
+
+/* Can this call run as described? OK, or the reason it cannot. Touches no device memory. */
+SAGEATTN_API sageattn_status sageattn_check(const sageattn_params* params, char* reason,
+                                            size_t reason_capacity);
+
+/* Bytes of device workspace forward() needs for these params (the params must pass the checks). */
+SAGEATTN_API sageattn_status sageattn_workspace_size(const sageattn_params* params, size_t* bytes,
+                                                     char* reason, size_t reason_capacity);
+
+/* Runs attention on `stream`. `workspace` is device memory of at least workspace_size() bytes,
+   256-byte aligned, that nothing else uses until the work on `stream` is done. */
+SAGEATTN_API sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
+                                              size_t workspace_bytes, void* stream, char* reason,
+                                              size_t reason_capacity);
+
+/* ---------------------------------------------------------------------------------------------
+ * CPU reference (host memory, no GPU needed). Used by the tests as the ground truth and as an
+ * exact emulation of the quantized pipeline.
+ * Inputs are float32 arrays in [batch, heads, tokens, head_dim] contiguous layout (convert fp16 or
+ * bf16 inputs to float32 first: the conversion is exact). Outputs: out [batch, heads_q, seqlen_q,
+ * head_dim] and lse [batch, heads_q, seqlen_q] (lse may be NULL).
+ * --------------------------------------------------------------------------------------------- */
+typedef struct sageattn_reference_problem {
+  int32_t batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim;
+  double sm_scale;
+  int32_t is_causal;
+} sageattn_reference_problem;
+
+/* Exact attention in double precision. */
+SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_problem* problem,
+                                                      const float* q, const float* k, const float* v,
+                                                      double* out, double* lse);
+
+/* The quantized pipeline of SAGEATTN_KERNEL_SM80_MMA, emulated: the same K smoothing, the same INT8
+   groups, rounding and scales, exact integer Q.K^T, the same dequantization constant, P rounded to
+   `pv_dtype` (fp16 or bf16) as the kernel feeds it to the tensor core; softmax and P.V accumulated in
+   double (the kernel's fp32 rounding is the only difference left). */
+SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
+                                                         sageattn_qk_granularity granularity,
+                                                         int32_t smooth_k, sageattn_dtype pv_dtype,
+                                                         const float* q, const float* k,
+                                                         const float* v, double* out, double* lse);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SAGEATTN_SAGEATTN_H */

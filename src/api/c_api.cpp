@@ -1,0 +1,210 @@
+// The C ABI: resolve the device, validate, lay out the workspace, launch the pre-pass and the
+// attention kernel on the caller's stream. Nothing here allocates or synchronizes.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "api/check.h"
+#include "api/workspace.h"
+#include "common/kernel_args.h"
+#include "common/tiling.h"
+#include "quant/quantize_qk.h"
+#include "sageattn/sageattn.h"
+#include "sm80/attention_sm80.h"
+
+namespace sageattn {
+namespace {
+
+void write_reason(const std::string& text, char* reason, size_t capacity) {
+  if (reason == nullptr || capacity == 0) return;
+  const size_t n = std::min(text.size(), capacity - 1);
+  std::memcpy(reason, text.data(), n);
+  reason[n] = '\0';
+}
+
+sageattn_status fail(sageattn_status status, const std::string& text, char* reason,
+                     size_t capacity) {
+  write_reason(text, reason, capacity);
+  return status;
+}
+
+// 0 means "the current device"; reading two attributes costs well under a microsecond.
+sageattn_status resolve_sm_arch(int requested, int& sm_arch, std::string& reason) {
+  if (requested < 0) {
+    reason = "sm_arch must be >= 0 (0 = current device)";
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  }
+  if (requested > 0) {
+    sm_arch = requested;
+    return SAGEATTN_STATUS_OK;
+  }
+  int device = 0, major = 0, minor = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // the query failed, not a kernel: leave no sticky state behind
+    reason = std::string("no usable CUDA device: ") + cudaGetErrorString(err);
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  }
+  sm_arch = major * 10 + minor;
+  return SAGEATTN_STATUS_OK;
+}
+
+sageattn_status validate(const sageattn_params* params, std::string& reason) {
+  if (params == nullptr) {
+    reason = "params is NULL";
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  }
+  int sm_arch = 0;
+  const sageattn_status status = resolve_sm_arch(params->sm_arch, sm_arch, reason);
+  if (status != SAGEATTN_STATUS_OK) return status;
+  return check_params(*params, sm_arch, reason);
+}
+
+template <typename T>
+T* region(void* workspace, size_t offset) {
+  return reinterpret_cast<T*>(static_cast<char*>(workspace) + offset);
+}
+
+QuantizeArgs make_quantize_args(const sageattn_params& p, const WorkspaceLayout& layout,
+                                void* workspace) {
+  QuantizeArgs a{};
+  a.q = p.q.data;
+  a.q_stride_batch = p.q.stride_batch;
+  a.q_stride_head = p.q.stride_head;
+  a.q_stride_token = p.q.stride_token;
+  a.k = p.k.data;
+  a.k_stride_batch = p.k.stride_batch;
+  a.k_stride_head = p.k.stride_head;
+  a.k_stride_token = p.k.stride_token;
+  a.batch = p.batch;
+  a.heads_q = p.heads_q;
+  a.heads_kv = p.heads_kv;
+  a.seqlen_q = p.seqlen_q;
+  a.seqlen_kv = p.seqlen_kv;
+  a.head_dim = p.head_dim;
+  a.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
+  a.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
+  a.per_warp = p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP;
+  a.smooth_k = p.smooth_k != 0;
+  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
+  a.column_sum_chunks = chunks.count;
+  a.column_sum_chunk_tokens = chunks.tokens_per_chunk;
+  a.q_int8 = region<int8_t>(workspace, layout.q_int8);
+  a.k_int8 = region<int8_t>(workspace, layout.k_int8);
+  a.q_scale = region<float>(workspace, layout.q_scale);
+  a.k_scale = region<float>(workspace, layout.k_scale);
+  a.k_column_sums = layout.has_k_column_sums ? region<float>(workspace, layout.k_column_sums) : nullptr;
+  a.lse_correction =
+      layout.has_lse_correction ? region<float>(workspace, layout.lse_correction) : nullptr;
+  return a;
+}
+
+AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& quant) {
+  AttentionArgs a{};
+  a.q_int8 = quant.q_int8;
+  a.k_int8 = quant.k_int8;
+  a.q_scale = quant.q_scale;
+  a.k_scale = quant.k_scale;
+  a.v = p.v.data;
+  a.v_stride_batch = p.v.stride_batch;
+  a.v_stride_head = p.v.stride_head;
+  a.v_stride_token = p.v.stride_token;
+  a.out = p.out.data;
+  a.out_stride_batch = p.out.stride_batch;
+  a.out_stride_head = p.out.stride_head;
+  a.out_stride_token = p.out.stride_token;
+  a.lse = p.lse;
+  a.lse_correction = quant.lse_correction;
+  a.batch = p.batch;
+  a.heads_q = p.heads_q;
+  a.heads_kv = p.heads_kv;
+  a.seqlen_q = p.seqlen_q;
+  a.seqlen_kv = p.seqlen_kv;
+  a.head_dim = p.head_dim;
+  a.q_blocks = quant.q_blocks;
+  a.k_blocks = quant.k_blocks;
+  a.sm_scale = p.sm_scale;
+  a.sm_scale_log2 = static_cast<float>(static_cast<double>(p.sm_scale) * kLog2e);
+  return a;
+}
+
+}  // namespace
+}  // namespace sageattn
+
+using namespace sageattn;
+
+extern "C" {
+
+const char* sageattn_version(void) { return SAGEATTN_VERSION_STRING; }
+
+const char* sageattn_compiled_archs(void) { return SAGEATTN_ARCH_STRING; }
+
+sageattn_params sageattn_default_params(void) {
+  sageattn_params p;
+  std::memset(&p, 0, sizeof(p));
+  p.abi_version = SAGEATTN_ABI_VERSION;
+  p.dtype = SAGEATTN_DTYPE_FP16;
+  p.smooth_k = 1;
+  p.qk_granularity = SAGEATTN_QK_GRANULARITY_PER_THREAD;
+  p.kernel = SAGEATTN_KERNEL_AUTO;
+  return p;
+}
+
+sageattn_status sageattn_check(const sageattn_params* params, char* reason, size_t capacity) {
+  std::string text;
+  const sageattn_status status = validate(params, text);
+  write_reason(text, reason, capacity);
+  return status;
+}
+
+sageattn_status sageattn_workspace_size(const sageattn_params* params, size_t* bytes, char* reason,
+                                        size_t capacity) {
+  std::string text;
+  if (bytes == nullptr) return fail(SAGEATTN_STATUS_INVALID_ARGUMENT, "bytes is NULL", reason, capacity);
+  *bytes = 0;
+  const sageattn_status status = validate(params, text);
+  if (status != SAGEATTN_STATUS_OK) return fail(status, text, reason, capacity);
+  *bytes = workspace_layout(*params).total_bytes;
+  write_reason("", reason, capacity);
+  return SAGEATTN_STATUS_OK;
+}
+
+sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
+                                 size_t workspace_bytes, void* stream, char* reason,
+                                 size_t capacity) {
+  std::string text;
+  const sageattn_status status = validate(params, text);
+  if (status != SAGEATTN_STATUS_OK) return fail(status, text, reason, capacity);
+  const sageattn_params& p = *params;
+  const WorkspaceLayout layout = workspace_layout(p);
+  if (workspace == nullptr || workspace_bytes < layout.total_bytes) {
+    return fail(SAGEATTN_STATUS_WORKSPACE_TOO_SMALL,
+                "workspace must be at least " + std::to_string(layout.total_bytes) +
+                    " bytes (got " + std::to_string(workspace_bytes) +
+                    (workspace == nullptr ? ", NULL pointer)" : ")"),
+                reason, capacity);
+  }
+  if (reinterpret_cast<uintptr_t>(workspace) % 256 != 0) {
+    return fail(SAGEATTN_STATUS_INVALID_ARGUMENT, "workspace must be 256-byte aligned", reason,
+                capacity);
+  }
+  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
+  const QuantizeArgs quant = make_quantize_args(p, layout, workspace);
+  cudaError_t err = launch_quantize_qk(quant, p.dtype, cuda_stream);
+  if (err == cudaSuccess) {
+    err = launch_attention_sm80(make_attention_args(p, quant), p.dtype, p.is_causal != 0,
+                                cuda_stream);
+  }
+  if (err != cudaSuccess) {
+    return fail(SAGEATTN_STATUS_CUDA_ERROR,
+                std::string("kernel launch failed: ") + cudaGetErrorString(err), reason, capacity);
+  }
+  write_reason("", reason, capacity);
+  return SAGEATTN_STATUS_OK;
+}
+
+}  // extern "C"

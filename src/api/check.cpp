@@ -1,0 +1,103 @@
+#include "api/check.h"
+
+#include <cmath>
+#include <cstdint>
+#include <sstream>
+
+#include "common/tiling.h"
+
+namespace sageattn {
+namespace {
+
+// The kernels move rows with 16-byte vector copies (cp.async / uint4 loads), so every row must
+// start 16 bytes aligned: 8 elements of a 2-byte dtype.
+constexpr int64_t kElementsPer16Bytes = 8;
+
+struct Failure {
+  sageattn_status status = SAGEATTN_STATUS_OK;
+  std::string reason;
+  bool failed() const { return status != SAGEATTN_STATUS_OK; }
+};
+
+class Checker {
+ public:
+  // Records the first failing rule only: the first problem is the one to fix first.
+  template <typename... Parts>
+  void require(bool ok, sageattn_status status, const Parts&... parts) {
+    if (ok || failure_.failed()) return;
+    std::ostringstream text;
+    (text << ... << parts);
+    failure_.status = status;
+    failure_.reason = text.str();
+  }
+  const Failure& failure() const { return failure_; }
+
+ private:
+  Failure failure_;
+};
+
+void check_tensor(Checker& c, const char* name, const sageattn_tensor& t) {
+  c.require(t.data != nullptr, SAGEATTN_STATUS_INVALID_ARGUMENT, name, ": data pointer is NULL");
+  c.require(t.stride_batch >= 0 && t.stride_head >= 0 && t.stride_token >= 0,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, name, ": strides must be non-negative (got batch ",
+            t.stride_batch, ", head ", t.stride_head, ", token ", t.stride_token, ")");
+  c.require(reinterpret_cast<uintptr_t>(t.data) % 16 == 0, SAGEATTN_STATUS_UNSUPPORTED, name,
+            ": data pointer must be 16-byte aligned (make the tensor contiguous or pad it)");
+  c.require(t.stride_batch % kElementsPer16Bytes == 0 && t.stride_head % kElementsPer16Bytes == 0 &&
+                t.stride_token % kElementsPer16Bytes == 0,
+            SAGEATTN_STATUS_UNSUPPORTED, name,
+            ": strides must be multiples of 8 elements so that rows are 16-byte aligned (got batch ",
+            t.stride_batch, ", head ", t.stride_head, ", token ", t.stride_token,
+            "); pad the head dim or make the tensor contiguous");
+}
+
+}  // namespace
+
+sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string& reason) {
+  Checker c;
+  c.require(p.abi_version == SAGEATTN_ABI_VERSION, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "abi_version is ", p.abi_version, " but this library implements ", SAGEATTN_ABI_VERSION,
+            " (header and library do not match)");
+  c.require(p.batch >= 1 && p.heads_q >= 1 && p.heads_kv >= 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "batch, heads_q and heads_kv must be >= 1 (got ", p.batch, ", ", p.heads_q, ", ",
+            p.heads_kv, ")");
+  c.require(p.seqlen_q >= 1 && p.seqlen_kv >= 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "seqlen_q and seqlen_kv must be >= 1 (got ", p.seqlen_q, ", ", p.seqlen_kv, ")");
+  c.require(p.heads_kv < 1 || p.heads_q % p.heads_kv == 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "heads_q (", p.heads_q, ") must be a multiple of heads_kv (", p.heads_kv, ")");
+  c.require(p.head_dim >= 1, SAGEATTN_STATUS_INVALID_ARGUMENT, "head_dim must be >= 1 (got ",
+            p.head_dim, ")");
+  c.require(p.head_dim <= kMaxHeadDim, SAGEATTN_STATUS_UNSUPPORTED, "head_dim ", p.head_dim,
+            " is not supported yet (at most ", kMaxHeadDim, ")");
+  c.require(p.dtype == SAGEATTN_DTYPE_FP16 || p.dtype == SAGEATTN_DTYPE_BF16,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "dtype must be SAGEATTN_DTYPE_FP16 or _BF16 (got ",
+            static_cast<int>(p.dtype), ")");
+  c.require(p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_THREAD ||
+                p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown qk_granularity ",
+            static_cast<int>(p.qk_granularity));
+  c.require(p.kernel == SAGEATTN_KERNEL_AUTO || p.kernel == SAGEATTN_KERNEL_SM80_MMA,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown kernel ", static_cast<int>(p.kernel));
+  c.require(p.is_causal == 0 || p.is_causal == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "is_causal must be 0 or 1 (got ", p.is_causal, ")");
+  c.require(p.smooth_k == 0 || p.smooth_k == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "smooth_k must be 0 or 1 (got ", p.smooth_k, ")");
+  c.require(std::isfinite(p.sm_scale) && p.sm_scale > 0.0f, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "sm_scale must be finite and > 0 (got ", p.sm_scale, ")");
+  check_tensor(c, "q", p.q);
+  check_tensor(c, "k", p.k);
+  check_tensor(c, "v", p.v);
+  check_tensor(c, "out", p.out);
+  c.require(reinterpret_cast<uintptr_t>(p.lse) % alignof(float) == 0,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "lse must be 4-byte aligned");
+  c.require(p.head_dim % kElementsPer16Bytes == 0, SAGEATTN_STATUS_UNSUPPORTED, "head_dim ",
+            p.head_dim,
+            " must be a multiple of 8 on this path (16-byte rows); zero-pad the head dim (the "
+            "Python layer does this for you)");
+  c.require(sm_arch >= 80, SAGEATTN_STATUS_UNSUPPORTED, "compute capability ", sm_arch / 10, ".",
+            sm_arch % 10, " is not supported: the kernels need sm80 (Ampere) or newer");
+  reason = c.failure().reason;
+  return c.failure().status;
+}
+
+}  // namespace sageattn

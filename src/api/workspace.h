@@ -1,0 +1,19 @@
+// Where each intermediate lives inside the caller's workspace. Every region is 256-byte aligned.
+#pragma once
+#include <cstddef>
+
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+struct WorkspaceLayout {
+  size_t q_int8 = 0, k_int8 = 0, q_scale = 0, k_scale = 0, k_column_sums = 0, lse_correction = 0;
+  bool has_k_column_sums = false;
+  bool has_lse_correction = false;
+  size_t total_bytes = 0;
+};
+
+// Params must have passed check_params.
+WorkspaceLayout workspace_layout(const sageattn_params& params);
+
+}  // namespace sageattn

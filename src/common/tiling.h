@@ -1,0 +1,43 @@
+// Tile and quantization-group geometry shared by the pre-pass, the attention kernels, the workspace
+// layout and the CPU emulation. docs/design/quantization.md explains why the groups look like this.
+#pragma once
+#include <cstdint>
+
+namespace sageattn {
+
+constexpr int kQBlockRows = 128;        // Q rows per attention CTA and per quantization block
+constexpr int kWarpRows = 32;           // Q rows owned by one warp (two m16 MMA tiles)
+constexpr int kKBlockTokens = 64;       // K/V tokens per attention tile and per quantization block
+constexpr int kQGroupsPerWarp = 8;      // per-thread: rows with equal (row % 8) share a scale
+constexpr int kQGroupsPerBlock = kQGroupsPerWarp * (kQBlockRows / kWarpRows);  // 32
+constexpr int kKGroupsPerBlock = 4;     // per-thread: tokens with equal ((token % 8) / 2)
+constexpr int kMaxHeadDim = 128;
+
+// K column sums (for smoothing) are reduced in two phases: partial sums over token chunks, then
+// every consumer sums the (few) partials. Bounding the chunk count keeps that second read small.
+constexpr int kMaxColumnSumChunks = 16;
+constexpr int kMinColumnSumChunkTokens = 512;
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2 = 0.6931471805599453;
+
+// Padded head dim the kernels are instantiated for.
+inline constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }
+
+inline constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Token chunking of the K column-sum pre-pass.
+struct ColumnSumChunks {
+  int count;
+  int tokens_per_chunk;  // multiple of kKBlockTokens
+};
+
+inline ColumnSumChunks column_sum_chunks(int seqlen_kv) {
+  int64_t count = ceil_div(seqlen_kv, kMinColumnSumChunkTokens);
+  if (count > kMaxColumnSumChunks) count = kMaxColumnSumChunks;
+  if (count < 1) count = 1;
+  int64_t per_chunk = ceil_div(ceil_div(seqlen_kv, count), kKBlockTokens) * kKBlockTokens;
+  return {static_cast<int>(ceil_div(seqlen_kv, per_chunk)), static_cast<int>(per_chunk)};
+}
+
+}  // namespace sageattn

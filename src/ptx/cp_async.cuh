@@ -1,0 +1,28 @@
+// Asynchronous global -> shared copies (sm80+). Completion is tracked per thread in commit groups.
+#pragma once
+#include <cstdint>
+
+namespace sageattn::ptx {
+
+// Copies 16 bytes, or writes 16 zero bytes when `valid` is false (src-size 0: nothing is read, so a
+// tail tile never holds stale shared memory that could turn into NaN through 0 * garbage).
+__device__ __forceinline__ void cp_async_16_or_zero(uint32_t smem_addr, const void* global_ptr,
+                                                    bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr),
+               "l"(global_ptr), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void cp_async_16(uint32_t smem_addr, const void* global_ptr) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr), "l"(global_ptr));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+// Waits until at most `kPending` of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+}  // namespace sageattn::ptx

@@ -1,0 +1,13 @@
+// The pre-pass: K column sums (for smoothing) and INT8 quantization of Q and K into the workspace.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/kernel_args.h"
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+// Two launches when smoothing K (column sums, then quantization), one otherwise.
+cudaError_t launch_quantize_qk(const QuantizeArgs& args, sageattn_dtype dtype, cudaStream_t stream);
+
+}  // namespace sageattn

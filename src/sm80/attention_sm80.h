@@ -1,0 +1,23 @@
+// Host entry of the sm80 mma.sync attention kernel (runs on sm80 and every newer GPU).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "common/kernel_args.h"
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+// Defined once per dtype (attention_sm80_fp16.cu, attention_sm80_bf16.cu) so the two compile in
+// parallel.
+cudaError_t launch_attention_sm80_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+cudaError_t launch_attention_sm80_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+
+inline cudaError_t launch_attention_sm80(const AttentionArgs& args, sageattn_dtype dtype, bool causal,
+                                         cudaStream_t stream) {
+  return dtype == SAGEATTN_DTYPE_BF16 ? launch_attention_sm80_bf16(args, causal, stream)
+                                      : launch_attention_sm80_fp16(args, causal, stream);
+}
+
+}  // namespace sageattn

@@ -1,0 +1,170 @@
+// The sm80 attention kernel: one CTA per (128-row Q block, query head, batch).
+//
+// Mainloop per 64-token K/V tile (2-stage cp.async pipeline, K(j+1) and V(j+1) in flight while
+// tile j is computed):  S = Q.K^T (int8)  ->  x = s * (q_scale * k_scale * tau * log2e)  ->
+// online softmax in base 2  ->  O += P.V (16-bit)  ->  epilogue O / l, LSE.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "common/element.cuh"
+#include "common/kernel_args.h"
+#include "ptx/cp_async.cuh"
+#include "ptx/ldmatrix.cuh"
+#include "sm80/online_softmax.cuh"
+#include "sm80/tile_loader.cuh"
+#include "sm80/traits.cuh"
+#include "sm80/warp_mma.cuh"
+
+namespace sageattn::sm80 {
+
+// Which key tiles a Q block visits, and from which tile on masking is needed.
+struct KeyRange {
+  int tiles;           // tiles [0, tiles) hold at least one allowed key for some row of the block
+  int unmasked_tiles;  // tiles [0, unmasked_tiles) are allowed for every row of the block
+};
+
+template <bool kCausal>
+__device__ __forceinline__ KeyRange key_range(const AttentionArgs& a, int q_start) {
+  const int full_tiles = a.seqlen_kv / kKBlockTokens;
+  if (!kCausal) return {a.k_blocks, full_tiles};
+  // Bottom-right alignment: row i may see keys j <= i + (seqlen_kv - seqlen_q).
+  const int64_t shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
+  const int q_end = min(q_start + kQBlockRows, a.seqlen_q);
+  const int64_t last_key = q_end - 1 + shift;
+  const int64_t needed = last_key / kKBlockTokens + 1;
+  const int tiles = last_key < 0 ? 0 : static_cast<int>(needed < a.k_blocks ? needed : a.k_blocks);
+  const int64_t first_row_keys = q_start + shift + 1;  // keys visible to the block's first row
+  const int64_t whole = first_row_keys / kKBlockTokens;
+  const int unmasked = first_row_keys <= 0 ? 0 : static_cast<int>(whole < full_tiles ? whole : full_tiles);
+  return {tiles, min(unmasked, tiles)};
+}
+
+template <class Tr, bool kCausal>
+__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
+    attention_sm80_kernel(const AttentionArgs a) {
+  using T = typename Tr::T;
+  extern __shared__ __align__(128) unsigned char shared[];
+  const uint32_t smem = ptx::shared_address(shared);
+  const uint32_t smem_q = smem + Tr::kQOffset;
+
+  // Causal blocks near the end of the sequence do the most work: launch them first.
+  const int q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int kv_head = head / (a.heads_q / a.heads_kv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int q_start = q_block * kQBlockRows;
+
+  const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
+  const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
+  const int8_t* q_rows = a.q_int8 + (q_head_index * a.q_blocks + q_block) * kQBlockRows * Tr::kHeadDim;
+  const int8_t* k_head = a.k_int8 + kv_head_index * a.k_blocks * kKBlockTokens * Tr::kHeadDim;
+  const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
+  const T* v_head = static_cast<const T*>(a.v) + batch * a.v_stride_batch + kv_head * a.v_stride_head;
+
+  // Every score this lane holds has Q group (warp, lane / 4) and K group lane % 4: one Q factor
+  // per CTA and one K scale per tile (docs/design/quantization.md).
+  const float q_factor =
+      a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + warp * kQGroupsPerWarp + lane / 4] *
+      a.sm_scale_log2;
+
+  const KeyRange keys = key_range<kCausal>(a, q_start);
+  using Loader = TileLoader<Tr>;
+  auto smem_k = [&](int tile) { return smem + Tr::kKOffset + (tile % Tr::kStages) * Tr::kKTileBytes; };
+  auto smem_v = [&](int tile) { return smem + Tr::kVOffset + (tile % Tr::kStages) * Tr::kVTileBytes; };
+
+  Loader::load_q(smem_q, q_rows);
+  if (keys.tiles > 0) Loader::load_k(smem_k(0), k_head, 0);
+  ptx::cp_async_commit();
+  if (keys.tiles > 0) Loader::load_v(smem_v(0), v_head, a.v_stride_token, 0, a.seqlen_kv, a.head_dim);
+  ptx::cp_async_commit();
+
+  float o[Tr::kMTiles][Tr::kDTiles][4];
+#pragma unroll
+  for (int mt = 0; mt < Tr::kMTiles; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < Tr::kDTiles; ++dt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) o[mt][dt][i] = 0.f;
+  OnlineSoftmax<Tr> softmax;
+  softmax.init();
+
+  const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
+  for (int tile = 0; tile < keys.tiles; ++tile) {
+    ptx::cp_async_wait<1>();  // Q and K(tile) have landed
+    __syncthreads();
+    if (tile + 1 < keys.tiles) Loader::load_k(smem_k(tile + 1), k_head, tile + 1);
+    ptx::cp_async_commit();
+
+    int32_t s[Tr::kMTiles][Tr::kNTiles][4];
+    WarpMma<Tr>::qk(s, smem_q, smem_k(tile), warp, lane);
+
+    const float c = q_factor * k_scales[tile * kKGroupsPerBlock + lane % 4];
+    float x[Tr::kMTiles][Tr::kNTiles][4];
+    const bool masked = tile >= keys.unmasked_tiles;
+#pragma unroll
+    for (int mt = 0; mt < Tr::kMTiles; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < Tr::kNTiles; ++nt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          x[mt][nt][i] = static_cast<float>(s[mt][nt][i]) * c;
+          if (masked) {
+            const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
+            const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
+            const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+            if (!allowed) x[mt][nt][i] = -INFINITY;
+          }
+        }
+
+    float rescale[OnlineSoftmax<Tr>::kRows];
+    softmax.update(x, rescale);
+#pragma unroll
+    for (int mt = 0; mt < Tr::kMTiles; ++mt)
+#pragma unroll
+      for (int dt = 0; dt < Tr::kDTiles; ++dt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) o[mt][dt][i] *= rescale[mt * 2 + i / 2];
+
+    ptx::cp_async_wait<1>();  // V(tile) has landed
+    __syncthreads();
+    if (tile + 1 < keys.tiles)
+      Loader::load_v(smem_v(tile + 1), v_head, a.v_stride_token, tile + 1, a.seqlen_kv, a.head_dim);
+    ptx::cp_async_commit();
+
+    WarpMma<Tr>::pv(o, x, smem_v(tile), lane);
+  }
+  ptx::cp_async_wait<0>();
+
+  // Epilogue: normalize, convert, store the valid rows and channels; LSE in natural log.
+  T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
+#pragma unroll
+  for (int mt = 0; mt < Tr::kMTiles; ++mt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = mt * 2 + half;
+      const float sum = OnlineSoftmax<Tr>::quad_sum(softmax.row_sum[r]);
+      const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // no allowed key: output zeros
+      const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * half;
+      if (row >= a.seqlen_q) continue;
+      T* out_row = out_head + row * a.out_stride_token;
+#pragma unroll
+      for (int dt = 0; dt < Tr::kDTiles; ++dt) {
+        const int col = dt * 8 + 2 * (lane % 4);
+        if (col < a.head_dim)
+          *reinterpret_cast<uint32_t*>(out_row + col) =
+              Element<T>::from_float2(o[mt][dt][2 * half] * inv_sum, o[mt][dt][2 * half + 1] * inv_sum);
+      }
+      if (a.lse != nullptr && lane % 4 == 0) {
+        float lse = -INFINITY;
+        if (sum > 0.f) {
+          lse = (softmax.row_max[r] + log2f(sum)) * static_cast<float>(kLn2);
+          if (a.lse_correction != nullptr)
+            lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
+        }
+        a.lse[q_head_index * a.seqlen_q + row] = lse;
+      }
+    }
+}
+
+}  // namespace sageattn::sm80

@@ -1,0 +1,32 @@
+// Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128} x causal {no, yes}.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/tiling.h"
+#include "sm80/attention_sm80.h"
+#include "sm80/kernel.cuh"
+#include "sm80/traits.cuh"
+
+namespace sageattn::sm80 {
+
+template <int kHeadDim, typename T, bool kCausal>
+cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
+  using Tr = Traits<kHeadDim, T>;
+  auto kernel = attention_sm80_kernel<Tr, kCausal>;
+  // Above 48 KB of dynamic shared memory a kernel must opt in; the attribute is per function and
+  // per device, and setting it again is cheap, so it is set on every call (no global state).
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(a.q_blocks, a.heads_q, a.batch);
+  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_typed(const AttentionArgs& a, bool causal, cudaStream_t stream) {
+  if (padded_head_dim(a.head_dim) == 64)
+    return causal ? launch<64, T, true>(a, stream) : launch<64, T, false>(a, stream);
+  return causal ? launch<128, T, true>(a, stream) : launch<128, T, false>(a, stream);
+}
+
+}  // namespace sageattn::sm80
