@@ -100,31 +100,37 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     WarpMma<Tr>::qk(s, smem_q, smem_k(tile), warp, lane);
 
     const float c = q_factor * k_scales[tile * kKGroupsPerBlock + lane % 4];
-    float x[Tr::kMTiles][Tr::kNTiles][4];
-    const bool masked = tile >= keys.unmasked_tiles;
+    float p[Tr::kMTiles][Tr::kNTiles][4];
+    float rescale[OnlineSoftmax<Tr>::kRows];
+    if (tile < keys.unmasked_tiles) {
+      softmax.update_unmasked(s, c, p, rescale);
+    } else {
 #pragma unroll
-    for (int mt = 0; mt < Tr::kMTiles; ++mt)
+      for (int mt = 0; mt < Tr::kMTiles; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < Tr::kNTiles; ++nt)
+        for (int nt = 0; nt < Tr::kNTiles; ++nt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          x[mt][nt][i] = static_cast<float>(s[mt][nt][i]) * c;
-          if (masked) {
+          for (int i = 0; i < 4; ++i) {
             const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
             const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
-            if (!allowed) x[mt][nt][i] = -INFINITY;
+            p[mt][nt][i] = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
           }
-        }
-
-    float rescale[OnlineSoftmax<Tr>::kRows];
-    softmax.update(x, rescale);
+      softmax.update(p, rescale);
+    }
+    // Once the row maxima settle (most tiles of a long sequence) the rescale is exactly 1 for the
+    // whole warp: skip the kDTiles * 8 multiplies per lane then.
+    bool unchanged = true;
 #pragma unroll
-    for (int mt = 0; mt < Tr::kMTiles; ++mt)
+    for (int r = 0; r < OnlineSoftmax<Tr>::kRows; ++r) unchanged &= rescale[r] == 1.f;
+    if (!__all_sync(0xffffffffu, unchanged)) {
 #pragma unroll
-      for (int dt = 0; dt < Tr::kDTiles; ++dt)
+      for (int mt = 0; mt < Tr::kMTiles; ++mt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) o[mt][dt][i] *= rescale[mt * 2 + i / 2];
+        for (int dt = 0; dt < Tr::kDTiles; ++dt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) o[mt][dt][i] *= rescale[mt * 2 + i / 2];
+    }
 
     ptx::cp_async_wait<1>();  // V(tile) has landed
     __syncthreads();
@@ -132,7 +138,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
       Loader::load_v(smem_v(tile + 1), v_head, a.v_stride_token, tile + 1, a.seqlen_kv, a.head_dim);
     ptx::cp_async_commit();
 
-    WarpMma<Tr>::pv(o, x, smem_v(tile), lane);
+    WarpMma<Tr>::pv(o, p, smem_v(tile), lane);
   }
   ptx::cp_async_wait<0>();
 

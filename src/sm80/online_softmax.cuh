@@ -4,6 +4,7 @@
 // reduction per CTA instead of one per tile).
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "ptx/math.cuh"
 #include "sm80/traits.cuh"
@@ -13,7 +14,11 @@ namespace sageattn::sm80 {
 template <class Tr>
 struct OnlineSoftmax {
   static constexpr int kRows = Tr::kMTiles * 2;  // rows this lane holds
-  float row_max[kRows];      // running max of x = s * c (base-2 logits); -inf before any key
+  // Probabilities may reach 2^kLazyRescaleLog2 = 256 against a stale maximum: exact in the fp32
+  // accumulators, and fp16/bf16 keep their relative precision there (fp16 max is 65504).
+  static constexpr float kLazyRescaleLog2 = 8.f;
+  float row_max[kRows];      // reference max of x = s * c (base-2 logits), at most kLazyRescaleLog2
+                             // below the true running max; -inf before any key
   float row_sum[kRows];      // this lane's share of sum(exp2(x - row_max))
 
   __device__ void init() {
@@ -31,6 +36,54 @@ struct OnlineSoftmax {
   __device__ static float quad_sum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
+  }
+
+  // Tiles where every key is allowed for every row. c = q_scale * k_scale * tau * log2e is >= 0 and
+  // the same for all scores of this lane, so max(s * c) = c * max(s): the row maximum costs one
+  // integer max per score.
+  // I2F runs at quarter rate on the same unit as ex2, so two of them per score would make the
+  // kernel conversion-bound at head dim 64. Instead: for |s| < 2^22 (|s| <= 127 * 127 * 256 holds),
+  // the bits (s + 0x4B400000) read as a float are exactly 1.5 * 2^23 + s, so
+  // s * c - m = float_bits(s + magic) * c - (1.5 * 2^23 * c + m): one integer add and one FFMA.
+  // The folded constant is rounded once per row (error < 2^-24 * 1.3e7 * c, under one INT8 step).
+  __device__ void update_unmasked(const int32_t (&s)[Tr::kMTiles][Tr::kNTiles][4], float c,
+                                  float (&p)[Tr::kMTiles][Tr::kNTiles][4], float (&rescale)[kRows]) {
+    constexpr int32_t kMagicBits = 0x4B400000;
+    constexpr float kMagicValue = 12582912.0f;  // 1.5 * 2^23
+#pragma unroll
+    for (int mt = 0; mt < Tr::kMTiles; ++mt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int r = mt * 2 + half;
+        int tile_max = s[mt][0][2 * half];
+#pragma unroll
+        for (int nt = 0; nt < Tr::kNTiles; ++nt)
+          tile_max = max(tile_max, max(s[mt][nt][2 * half], s[mt][nt][2 * half + 1]));
+        const float candidate = quad_max(static_cast<float>(tile_max) * c);
+        // Lazy rescaling: keep a stale maximum until a score exceeds it by kLazyRescaleLog2, so
+        // O is rescaled on a handful of tiles per row instead of (nearly) every tile.
+        float new_max = row_max[r];
+        rescale[r] = 1.f;
+        if (candidate > row_max[r] + kLazyRescaleLog2) {
+          new_max = candidate;
+          rescale[r] = ptx::exp2_approx(row_max[r] - new_max);
+          row_max[r] = new_max;
+        }
+        const float offset = fmaf(kMagicValue, c, new_max);
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < Tr::kNTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float biased = __int_as_float(s[mt][nt][2 * half + e] + kMagicBits);
+            const float prob = ptx::exp2_approx(fmaf(biased, c, -offset));
+            p[mt][nt][2 * half + e] = prob;
+            sum += prob;
+          }
+        }
+        row_sum[r] = row_sum[r] * rescale[r] + sum;
+      }
+    }
   }
 
   // x holds base-2 logits (masked entries -inf) on entry and probabilities exp2(x - max) on exit.

@@ -37,7 +37,6 @@ struct Traits {
   static constexpr int kMinBlocksPerSM = 2;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "instantiated head dims");
-  static_assert(kQKSteps % 2 == 0, "K fragments are loaded two k32 steps at a time");
 };
 
 // XOR swizzle of 16-byte chunks: ldmatrix reads one chunk from each of 8 consecutive rows; without

@@ -29,29 +29,28 @@ struct WarpMma {
         for (int i = 0; i < 4; ++i) s[mt][nt][i] = 0;
 
 #pragma unroll
-    for (int pair = 0; pair < Tr::kQKSteps / 2; ++pair) {
-      // A fragments of two k32 steps: matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31).
-      uint32_t a[Tr::kMTiles][2][4];
+    for (int ks = 0; ks < Tr::kQKSteps; ++ks) {
+      // A fragments of one k32 step: matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31).
+      uint32_t a[Tr::kMTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < Tr::kMTiles; ++mt)
+      for (int mt = 0; mt < Tr::kMTiles; ++mt) {
+        const int row = warp * kWarpRows + mt * 16 + lane % 16;
+        const int chunk = ks * 2 + lane / 16;
+        ptx::ldmatrix_x4(a[mt], smem_q + swizzled_offset<Tr::kInt8ChunksPerRow>(row, chunk));
+      }
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = warp * kWarpRows + mt * 16 + lane % 16;
-          const int chunk = (pair * 2 + h) * 2 + lane / 16;
-          ptx::ldmatrix_x4(a[mt][h], smem_q + swizzled_offset<Tr::kInt8ChunksPerRow>(row, chunk));
-        }
-#pragma unroll
-      for (int nt = 0; nt < Tr::kNTiles; ++nt) {
-        // B fragments of one n8 tile for the same two k32 steps: 8 tokens x 64 bytes.
+      for (int nt = 0; nt < Tr::kNTiles; nt += 2) {
+        // B fragments of two n8 tiles for this k32 step: matrices (tokens of tile nt | nt+1) x
+        // (bytes 0-15 | 16-31).
         uint32_t b[4];
-        const int row = nt * 8 + lane % 8;
-        const int chunk = pair * 4 + lane / 8;
+        const int row = (nt + lane / 16) * 8 + lane % 8;
+        const int chunk = ks * 2 + (lane / 8) % 2;
         ptx::ldmatrix_x4(b, smem_k + swizzled_offset<Tr::kInt8ChunksPerRow>(row, chunk));
         const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
 #pragma unroll
         for (int mt = 0; mt < Tr::kMTiles; ++mt) {
-          ptx::mma_m16n8k32_s8(s[mt][nt], a[mt][0], b0);
-          ptx::mma_m16n8k32_s8(s[mt][nt], a[mt][1], b1);
+          ptx::mma_m16n8k32_s8(s[mt][nt], a[mt], b0);
+          ptx::mma_m16n8k32_s8(s[mt][nt + 1], a[mt], b1);
         }
       }
     }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole GPU check in one command (design §7): install the package (builds the library), run the
+# GPU test suite, run the benchmark, and print a short summary last. Full logs go to $OUT (the device
+# tool's folder) or ./gpu_out.
+#
+#   scripts/gpu_check.sh                 # install + tests + bench (default sweep)
+#   STEPS="install smoke" scripts/gpu_check.sh
+#   SAGEATTN_CUDA_ARCHS=90a BENCH_ARGS="--seqlens 4096 16384" scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+STEPS=${STEPS:-install tests bench}
+BENCH_ARGS=${BENCH_ARGS:-}
+PYTEST_ARGS=${PYTEST_ARGS:-}
+export PYTHONUNBUFFERED=1
+summary=()
+
+step() { [[ " $STEPS " == *" $1 "* ]]; }
+
+{ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit,driver_version --format=csv;
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())";
+  git rev-parse HEAD 2>/dev/null; } > "$OUT/environment.txt" 2>&1
+cat "$OUT/environment.txt"
+
+if step install; then
+  start=$(date +%s)
+  extra=()
+  [[ -n "${SAGEATTN_CUDA_ARCHS:-}" ]] && extra+=("-Ccmake.define.SAGEATTN_CUDA_ARCHS=${SAGEATTN_CUDA_ARCHS}")
+  if python3 -m pip install --no-build-isolation --no-deps -v "${extra[@]}" . > "$OUT/install.log" 2>&1; then
+    summary+=("install: ok ($(( $(date +%s) - start )) s)")
+  else
+    summary+=("install: FAILED (see install.log)"); tail -40 "$OUT/install.log"
+    printf '%s\n' "${summary[@]}"; exit 1
+  fi
+fi
+
+# Run from outside the repository so `import sageattention` resolves to the installed package.
+cd /tmp
+REPO=$(cd - >/dev/null && pwd)
+
+if step smoke; then
+  python3 "$REPO/scripts/smoke.py" 2>&1 | tee "$OUT/smoke.log"
+  summary+=("smoke: exit ${PIPESTATUS[0]}")
+fi
+
+if step tests; then
+  python3 -m pytest "$REPO/tests/python" -m gpu -q -rfEs -p no:cacheprovider $PYTEST_ARGS > "$OUT/pytest_gpu.log" 2>&1
+  rc=$?
+  summary+=("gpu tests: exit $rc, $(tail -1 "$OUT/pytest_gpu.log")")
+  [[ $rc -ne 0 ]] && grep -E "^(FAILED|ERROR)" "$OUT/pytest_gpu.log" | head -30
+fi
+
+if step bench; then
+  python3 -m sageattention bench --json "$OUT/bench.json" $BENCH_ARGS > "$OUT/bench.log" 2>&1
+  summary+=("bench: exit $?")
+  cat "$OUT/bench.log"
+fi
+
+echo "==== summary"
+printf '%s\n' "${summary[@]}"

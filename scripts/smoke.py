@@ -1,0 +1,133 @@
+"""Quick kernel check for development sessions on the GPU machine: accuracy of a few shapes against a
+float64 reference, NaN checks, and a small timing table against SDPA. The real checks are the GPU test
+suite and `python -m sageattention bench`; this is the first thing to look at after a kernel change."""
+
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import sageattention
+
+
+def reference(q, k, v, causal, scale):
+    q, k, v = (t.double() for t in (q, k, v))
+    rep = q.shape[1] // k.shape[1]
+    k = k.repeat_interleave(rep, dim=1)
+    v = v.repeat_interleave(rep, dim=1)
+    s = torch.einsum("bhid,bhjd->bhij", q, k) * scale
+    if causal:
+        nq, nk = q.shape[2], k.shape[2]
+        i = torch.arange(nq, device=q.device)[:, None]
+        j = torch.arange(nk, device=q.device)[None, :]
+        s = s.masked_fill(j > i + (nk - nq), float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)
+    p = torch.softmax(s, dim=-1).nan_to_num(0.0)
+    return p @ v, lse
+
+
+def rel_l1(a, b):
+    return ((a.double() - b).abs().sum() / b.abs().sum().clamp_min(1e-30)).item()
+
+
+def accuracy_cases():
+    failures = 0
+    cases = [
+        # b, hq, hkv, nq, nk, d, causal, dtype, kbias
+        (2, 8, 8, 4096, 4096, 128, False, torch.float16, 0.0),
+        (2, 8, 8, 4096, 4096, 128, False, torch.float16, 8.0),
+        (1, 4, 2, 1000, 3001, 64, False, torch.float16, 0.0),
+        (1, 4, 4, 129, 65, 128, True, torch.bfloat16, 0.0),
+        (1, 4, 1, 3001, 1000, 80, True, torch.float16, 0.0),
+        (1, 2, 2, 1, 1, 64, False, torch.float16, 0.0),
+        (1, 2, 2, 7, 63, 128, True, torch.float16, 0.0),
+    ]
+    print(f"{'shape':44s} {'relL1':>9s} {'lse err':>9s}  nan")
+    for b, hq, hkv, nq, nk, d, causal, dtype, kbias in cases:
+        q = torch.randn(b, hq, nq, d, device="cuda", dtype=dtype)
+        k = torch.randn(b, hkv, nk, d, device="cuda", dtype=dtype)
+        k = k + kbias * torch.randn(1, 1, 1, d, device="cuda", dtype=dtype)
+        v = torch.randn(b, hkv, nk, d, device="cuda", dtype=dtype)
+        scale = 1.0 / math.sqrt(d)
+        o, lse = sageattention.sageattn(q, k, v, is_causal=causal, return_lse=True)
+        ref, ref_lse = reference(q, k, v, causal, scale)
+        err = rel_l1(o, ref)
+        finite = torch.isfinite(ref_lse)
+        lse_err = (lse.double()[finite] - ref_lse[finite]).abs().max().item() if finite.any() else 0.0
+        nan = bool(torch.isnan(o).any())
+        name = f"b{b} h{hq}/{hkv} nq{nq} nk{nk} d{d} c{int(causal)} {str(dtype)[6:]} kb{kbias}"
+        print(f"{name:44s} {err:9.2e} {lse_err:9.2e}  {nan}")
+        failures += nan or err > 3e-2 or lse_err > 5e-2
+    return failures
+
+
+def timing():
+    print(f"\n{'shape':28s} {'sage ms':>8s} {'TOPS':>6s} {'flash':>6s} {'cudnn':>6s}")
+    for d, n, causal in [(128, 4096, False), (128, 16384, False), (128, 16384, True), (64, 16384, False)]:
+        b, h = 4, 32
+        q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
+        flops = 4 * b * h * n * n * d / (2 if causal else 1)
+        results = {}
+        for name, fn in [
+            ("sage", lambda: sageattention.sageattn(q, k, v, is_causal=causal)),
+            ("flash", lambda: _sdpa(q, k, v, causal, "FLASH_ATTENTION")),
+            ("cudnn", lambda: _sdpa(q, k, v, causal, "CUDNN_ATTENTION")),
+        ]:
+            try:
+                results[name] = _time(fn)
+            except Exception as e:  # a backend this torch lacks
+                print(f"  {name}: {type(e).__name__}: {e}"[:200])
+                results[name] = float("nan")
+        tops = {key: flops / (t * 1e-3) / 1e12 for key, t in results.items()}
+        print(f"d{d} n{n} causal{int(causal):d}{'':14s} {results['sage']:8.3f} {tops['sage']:6.0f} "
+              f"{tops['flash']:6.0f} {tops['cudnn']:6.0f}")
+
+
+def kernel_breakdown():
+    """GPU time per kernel of one end-to-end call (CUPTI sees our statically linked runtime too)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    b, h, n, d = 4, 32, 4096, 128
+    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
+    sageattention.sageattn(q, k, v)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            sageattention.sageattn(q, k, v)
+        torch.cuda.synchronize()
+    print("\nper-kernel GPU time, b4 h32 n4096 d128 (5 calls):")
+    for evt in prof.key_averages():
+        if evt.device_time_total > 0:
+            print(f"  {evt.key[:90]:90s} {evt.device_time_total / evt.count:9.1f} us x{evt.count}")
+
+
+def _sdpa(q, k, v, causal, backend):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(getattr(SDPBackend, backend)):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def _time(fn, reps=10):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    print(torch.cuda.get_device_name(), "sageattention", sageattention.__version__)
+    bad = accuracy_cases()
+    timing()
+    kernel_breakdown()
+    sys.exit(1 if bad else 0)

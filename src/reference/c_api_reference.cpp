@@ -1,0 +1,84 @@
+// C entry points of the CPU reference: argument validation and the exception barrier around
+// sageattn::reference. Nothing may propagate across the C boundary (callers are C, ctypes, cffi).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <stdexcept>
+
+#include "reference/reference.h"
+#include "sageattn/sageattn.h"
+
+namespace {
+
+namespace ref = sageattn::reference;
+
+// Element counts of every array must be addressable: out is the largest of
+// [batch, heads_q, seqlen_q, head_dim] and [batch, heads_kv, seqlen_kv, head_dim].
+bool sizes_fit(const sageattn_reference_problem& p) {
+  const uint64_t limit = std::numeric_limits<int64_t>::max() / sizeof(double);
+  uint64_t q_elements = static_cast<uint64_t>(p.batch) * static_cast<uint64_t>(p.heads_q);  // < 2^62
+  if (q_elements > limit / static_cast<uint64_t>(p.seqlen_q)) return false;
+  q_elements *= static_cast<uint64_t>(p.seqlen_q);
+  if (q_elements > limit / static_cast<uint64_t>(p.head_dim)) return false;
+  uint64_t kv_elements = static_cast<uint64_t>(p.batch) * static_cast<uint64_t>(p.heads_kv);
+  if (kv_elements > limit / static_cast<uint64_t>(p.seqlen_kv)) return false;
+  kv_elements *= static_cast<uint64_t>(p.seqlen_kv);
+  return kv_elements <= limit / static_cast<uint64_t>(p.head_dim);
+}
+
+bool problem_is_valid(const sageattn_reference_problem* p, const float* q, const float* k, const float* v,
+                      const double* out) {
+  if (!p || !q || !k || !v || !out) return false;
+  if (p->batch < 1 || p->heads_q < 1 || p->heads_kv < 1 || p->seqlen_q < 1 || p->seqlen_kv < 1 ||
+      p->head_dim < 1)
+    return false;
+  if (p->heads_q % p->heads_kv != 0) return false;
+  if (!std::isfinite(p->sm_scale) || !(p->sm_scale > 0.0)) return false;
+  if (p->is_causal != 0 && p->is_causal != 1) return false;
+  return sizes_fit(*p);
+}
+
+// Runs `body` and turns any exception into a status. A problem too large for host memory is well formed
+// but cannot run here, hence UNSUPPORTED rather than INVALID_ARGUMENT.
+template <class Body>
+sageattn_status guarded(const Body& body) {
+  try {
+    body();
+    return SAGEATTN_STATUS_OK;
+  } catch (const std::bad_alloc&) {
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  } catch (const std::length_error&) {
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  } catch (...) {
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_problem* problem,
+                                                      const float* q, const float* k, const float* v,
+                                                      double* out, double* lse) {
+  if (!problem_is_valid(problem, q, k, v, out)) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  return guarded([&] { ref::attention_exact(*problem, q, k, v, out, lse); });
+}
+
+SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
+                                                         sageattn_qk_granularity granularity,
+                                                         int32_t smooth_k, sageattn_dtype pv_dtype,
+                                                         const float* q, const float* k,
+                                                         const float* v, double* out, double* lse) {
+  if (!problem_is_valid(problem, q, k, v, out)) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  if (granularity != SAGEATTN_QK_GRANULARITY_PER_THREAD && granularity != SAGEATTN_QK_GRANULARITY_PER_WARP)
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  if (smooth_k != 0 && smooth_k != 1) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  if (pv_dtype != SAGEATTN_DTYPE_FP16 && pv_dtype != SAGEATTN_DTYPE_BF16) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  return guarded([&] {
+    ref::attention_emulated(*problem, granularity, smooth_k != 0, pv_dtype, q, k, v, out, lse);
+  });
+}
+
+}  // extern "C"

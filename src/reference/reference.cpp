@@ -1,0 +1,423 @@
+// CPU reference: exact attention in double and the emulated INT8 pipeline (docs/design/quantization.md).
+//
+// Floating-point discipline: every float32 step of the quantization (mean, subtraction, amax, scale,
+// inverse scale, x * inverse, q_factor, dequantization) is a single operation whose result is stored
+// before the next one, and none of them is a multiply followed by an add, so there is nothing a compiler
+// could contract into an FMA. (GCC's default in GNU mode is -ffp-contract=fast, which would matter only
+// for a*b+c patterns and only with -mfma or -march=native; the double accumulations are not bit-critical.)
+// x86-64 evaluates float in SSE registers, so there is no excess precision either.
+#include "reference/reference.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+namespace sageattn::reference {
+namespace {
+
+constexpr double kLn2 = 0.69314718055994530942;
+
+template <class To, class From>
+To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast needs equal sizes");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+// Runs body(i) for i in [0, count) on up to hardware_concurrency() threads, the caller's included.
+// The first exception from any worker stops the remaining work and is rethrown here, so nothing escapes a
+// std::thread (that would be std::terminate).
+template <class Body>
+void parallel_for(int64_t count, const Body& body) {
+  if (count <= 0) return;
+  const int64_t hardware = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t thread_count = std::min(count, hardware);
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto worker = [&] {
+    try {
+      for (int64_t i = next++; i < count; i = next++) body(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+      next = count;
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int64_t t = 1; t < thread_count; ++t) {
+    try {
+      helpers.emplace_back(worker);
+    } catch (const std::exception&) {
+      break;  // could not start another thread: the ones we have still finish the work
+    }
+  }
+  worker();
+  for (std::thread& helper : helpers) helper.join();
+  if (error) std::rethrow_exception(error);
+}
+
+// Offsets of one head's [tokens, head_dim] slice in a [batch, heads, tokens, head_dim] array.
+int64_t head_offset(int64_t b, int64_t h, int64_t heads, int64_t tokens, int64_t head_dim) {
+  return ((b * heads + h) * tokens) * head_dim;
+}
+
+// Within a 32-row warp slice, rows with equal row % 8 land in the same lane: 8 groups per slice.
+int q_group_per_thread(int row) { return (row / kWarpRows) * kMmaLaneRows + row % kMmaLaneRows; }
+int q_group_per_warp(int row) { return row / kWarpRows; }
+// A lane holds columns 2*(lane%4) and +1 of each 8-column tile: tokens with equal (t % 8) / 2.
+int k_group_per_thread(int token) { return (token % 8) / 2; }
+int k_group_per_warp(int) { return 0; }
+
+// Row-major [rows, cols] -> [cols, rows], so that the score loops below are contiguous axpys over keys
+// (vectorizable without reassociating any sum).
+template <class T>
+std::vector<T> transpose(const T* x, int64_t rows, int cols) {
+  std::vector<T> t(static_cast<size_t>(rows) * cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) t[static_cast<size_t>(c) * rows + r] = x[r * cols + c];
+  return t;
+}
+
+void write_empty_row(double* out_row, double* lse_row, int head_dim) {
+  std::fill(out_row, out_row + head_dim, 0.0);
+  if (lse_row) *lse_row = -std::numeric_limits<double>::infinity();
+}
+
+// The rows of one query block (or the tail) of one (batch, query head): the unit of parallel work.
+struct RowBlock {
+  int64_t b, h, kv_head, row_begin, row_end;
+};
+
+RowBlock row_block_of(const sageattn_reference_problem& p, int64_t item) {
+  const int64_t blocks = (p.seqlen_q + kQBlockRows - 1) / kQBlockRows;
+  RowBlock block;
+  block.row_begin = (item % blocks) * kQBlockRows;
+  block.row_end = std::min<int64_t>(block.row_begin + kQBlockRows, p.seqlen_q);
+  const int64_t bh = item / blocks;
+  block.h = bh % p.heads_q;
+  block.b = bh / p.heads_q;
+  block.kv_head = block.h / (p.heads_q / p.heads_kv);
+  return block;
+}
+
+int64_t row_block_count(const sageattn_reference_problem& p) {
+  return static_cast<int64_t>(p.batch) * p.heads_q * ((p.seqlen_q + kQBlockRows - 1) / kQBlockRows);
+}
+
+}  // namespace
+
+// ---- Groups ----------------------------------------------------------------------------------------
+
+GroupLayout q_group_layout(sageattn_qk_granularity granularity) {
+  if (granularity == SAGEATTN_QK_GRANULARITY_PER_WARP)
+    return {kQBlockRows, kQBlockRows / kWarpRows, q_group_per_warp};
+  return {kQBlockRows, (kQBlockRows / kWarpRows) * kMmaLaneRows, q_group_per_thread};
+}
+
+GroupLayout k_group_layout(sageattn_qk_granularity granularity) {
+  if (granularity == SAGEATTN_QK_GRANULARITY_PER_WARP) return {kKBlockTokens, 1, k_group_per_warp};
+  return {kKBlockTokens, 4, k_group_per_thread};
+}
+
+// ---- INT8 ------------------------------------------------------------------------------------------
+
+float int8_scale(float amax) { return amax / 127.0f; }
+
+// Note: for 0 < amax < 127 / FLT_MAX (~3.7e-37, reachable only with bf16 or float32 inputs) this is +inf
+// and a zero element of the group gives 0 * inf = NaN; quantize_int8 maps that to 0 like the GPU's
+// saturating convert. The definition is kept as written so the emulation stays bit-faithful.
+float int8_inverse_scale(float amax) { return amax > 0.0f ? 127.0f / amax : 0.0f; }
+
+int8_t quantize_int8(float x, float inverse_scale) {
+  const float scaled = x * inverse_scale;
+  if (std::isnan(scaled)) return 0;
+  // rint rounds half to even in the default rounding mode, as cvt.rni does.
+  const float rounded = std::rint(scaled);
+  const float clamped = std::min(std::max(rounded, -static_cast<float>(kInt8Max)), static_cast<float>(kInt8Max));
+  return static_cast<int8_t>(clamped);
+}
+
+QuantizedMatrix quantize_rows(const float* x, int64_t rows, int head_dim, const GroupLayout& layout) {
+  QuantizedMatrix result;
+  result.layout = layout;
+  result.rows = rows;
+  result.head_dim = head_dim;
+  result.values.resize(static_cast<size_t>(rows) * head_dim);
+  const size_t groups = static_cast<size_t>(num_groups(layout, rows));
+  std::vector<float> amax(groups, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float& group_amax = amax[static_cast<size_t>(group_of_row(layout, r))];
+    for (int c = 0; c < head_dim; ++c) group_amax = std::max(group_amax, std::fabs(x[r * head_dim + c]));
+  }
+  result.scales.resize(groups);
+  std::vector<float> inverse(groups);
+  for (size_t g = 0; g < groups; ++g) {
+    result.scales[g] = int8_scale(amax[g]);
+    inverse[g] = int8_inverse_scale(amax[g]);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float inv = inverse[static_cast<size_t>(group_of_row(layout, r))];
+    for (int c = 0; c < head_dim; ++c) result.values[r * head_dim + c] = quantize_int8(x[r * head_dim + c], inv);
+  }
+  return result;
+}
+
+QuantizedMatrix quantize_q(const float* q, int64_t rows, int head_dim, sageattn_qk_granularity granularity) {
+  return quantize_rows(q, rows, head_dim, q_group_layout(granularity));
+}
+
+QuantizedMatrix quantize_k(const float* k, int64_t tokens, int head_dim, sageattn_qk_granularity granularity) {
+  return quantize_rows(k, tokens, head_dim, k_group_layout(granularity));
+}
+
+// ---- Smoothing -------------------------------------------------------------------------------------
+
+std::vector<float> k_channel_mean(const float* k, int64_t tokens, int head_dim) {
+  std::vector<float> sum(head_dim, 0.0f);
+  for (int64_t j = 0; j < tokens; ++j)
+    for (int c = 0; c < head_dim; ++c) sum[c] += k[j * head_dim + c];
+  const float count = static_cast<float>(tokens);
+  for (float& s : sum) s = s / count;
+  return sum;
+}
+
+std::vector<float> subtract_channel_mean(const float* k, int64_t tokens, int head_dim,
+                                         const std::vector<float>& mean) {
+  std::vector<float> smoothed(static_cast<size_t>(tokens) * head_dim);
+  for (int64_t j = 0; j < tokens; ++j)
+    for (int c = 0; c < head_dim; ++c) smoothed[j * head_dim + c] = k[j * head_dim + c] - mean[c];
+  return smoothed;
+}
+
+// ---- 16-bit floats ---------------------------------------------------------------------------------
+
+uint16_t float_to_fp16_bits(float x) {
+  const uint32_t bits = bit_cast<uint32_t>(x);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7FFFFFFFu;
+  constexpr uint32_t kFloatInf = 0x7F800000u;
+  // 65520 = 65504 (largest fp16) + half an ulp: the tie rounds to the even neighbour, which is infinity.
+  constexpr uint32_t kFp16RoundsToInf = 0x477FF000u;
+  constexpr uint32_t kFp16MinNormal = 0x38800000u;  // 2^-14
+  constexpr int kMantissaDrop = 23 - 10;
+  if (magnitude > kFloatInf) return static_cast<uint16_t>(sign | 0x7E00u | ((magnitude >> kMantissaDrop) & 0x3FFu));
+  if (magnitude >= kFp16RoundsToInf) return static_cast<uint16_t>(sign | 0x7C00u);
+  if (magnitude >= kFp16MinNormal) {
+    // Rebias the exponent (127 -> 15) and round the dropped 13 mantissa bits to nearest even; a carry
+    // out of the mantissa correctly bumps the exponent.
+    const uint32_t rebiased = magnitude - ((127u - 15u) << 23);
+    const uint32_t round_bias = ((1u << (kMantissaDrop - 1)) - 1u) + ((rebiased >> kMantissaDrop) & 1u);
+    return static_cast<uint16_t>(sign | ((rebiased + round_bias) >> kMantissaDrop));
+  }
+  // Subnormal fp16: the result is an integer count of 2^-24. Float value = mantissa * 2^(exponent - 150),
+  // i.e. mantissa * 2^(exponent - 126) units; a count of 1024 is the smallest normal, whose bits are 0x400.
+  const int exponent = static_cast<int>(magnitude >> 23);
+  const int shift = 126 - exponent;  // >= 14 here
+  if (shift > 24) return sign;      // below 2^-25: rounds to zero (float subnormals included)
+  const uint32_t mantissa = (magnitude & 0x7FFFFFu) | 0x800000u;
+  uint32_t units = mantissa >> shift;
+  const uint32_t remainder = mantissa & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1);
+  if (remainder > half || (remainder == half && (units & 1u))) ++units;
+  return static_cast<uint16_t>(sign | units);
+}
+
+float fp16_bits_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1Fu;
+  const uint32_t mantissa = h & 0x3FFu;
+  if (exponent == 0x1Fu) return bit_cast<float>(sign | 0x7F800000u | (mantissa << 13));
+  if (exponent == 0) {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // exact
+    return sign ? -magnitude : magnitude;
+  }
+  return bit_cast<float>(sign | ((exponent + 127u - 15u) << 23) | (mantissa << 13));
+}
+
+uint16_t float_to_bf16_bits(float x) {
+  const uint32_t bits = bit_cast<uint32_t>(x);
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // quiet NaN
+  // bf16 is the top half of a float: round the low 16 bits to nearest even (overflow reaches inf).
+  const uint32_t round_bias = 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + round_bias) >> 16);
+}
+
+float bf16_bits_to_float(uint16_t bits) { return bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+float round_to_dtype(float x, sageattn_dtype dtype) {
+  if (dtype == SAGEATTN_DTYPE_BF16) return bf16_bits_to_float(float_to_bf16_bits(x));
+  return fp16_bits_to_float(float_to_fp16_bits(x));
+}
+
+// ---- Exact attention -------------------------------------------------------------------------------
+
+void attention_exact(const sageattn_reference_problem& p, const float* q, const float* k, const float* v,
+                     double* out, double* lse) {
+  const int d = p.head_dim;
+  const int64_t nq = p.seqlen_q, nk = p.seqlen_kv;
+
+  // K^T of every (batch, kv head), shared by the query heads of its group.
+  std::vector<std::vector<float>> k_transposed(static_cast<size_t>(p.batch) * p.heads_kv);
+  parallel_for(static_cast<int64_t>(k_transposed.size()), [&](int64_t item) {
+    const int64_t b = item / p.heads_kv, h = item % p.heads_kv;
+    k_transposed[item] = transpose(k + head_offset(b, h, p.heads_kv, nk, d), nk, d);
+  });
+
+  parallel_for(row_block_count(p), [&](int64_t item) {
+    const RowBlock block = row_block_of(p, item);
+    const float* kt = k_transposed[block.b * p.heads_kv + block.kv_head].data();
+    const float* v_head = v + head_offset(block.b, block.kv_head, p.heads_kv, nk, d);
+    std::vector<double> scores(static_cast<size_t>(nk));
+    std::vector<double> acc(d);
+    for (int64_t i = block.row_begin; i < block.row_end; ++i) {
+      const float* q_row = q + head_offset(block.b, block.h, p.heads_q, nq, d) + i * d;
+      double* out_row = out + head_offset(block.b, block.h, p.heads_q, nq, d) + i * d;
+      double* lse_row = lse ? lse + (block.b * p.heads_q + block.h) * nq + i : nullptr;
+      const int64_t keys = allowed_keys(p, i);
+      if (keys <= 0) {
+        write_empty_row(out_row, lse_row, d);
+        continue;
+      }
+      std::fill(scores.begin(), scores.begin() + keys, 0.0);
+      for (int c = 0; c < d; ++c) {
+        const double qc = q_row[c];
+        const float* kt_row = kt + static_cast<int64_t>(c) * nk;
+        for (int64_t j = 0; j < keys; ++j) scores[j] += qc * static_cast<double>(kt_row[j]);
+      }
+      double row_max = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < keys; ++j) {
+        scores[j] *= p.sm_scale;
+        row_max = std::max(row_max, scores[j]);
+      }
+      double row_sum = 0.0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j < keys; ++j) {
+        const double weight = std::exp(scores[j] - row_max);
+        row_sum += weight;
+        const float* v_row = v_head + j * d;
+        for (int c = 0; c < d; ++c) acc[c] += weight * static_cast<double>(v_row[c]);
+      }
+      for (int c = 0; c < d; ++c) out_row[c] = acc[c] / row_sum;
+      if (lse_row) *lse_row = row_max + std::log(row_sum);
+    }
+  });
+}
+
+// ---- Emulated pipeline -----------------------------------------------------------------------------
+
+namespace {
+
+// Everything the emulation needs from one (batch, kv head), computed once and shared by its query heads.
+struct EmulatedKv {
+  std::vector<float> mean;          // [head_dim]; empty without smoothing
+  std::vector<int8_t> k_transposed;  // [head_dim, tokens] quantized K'
+  std::vector<float> k_scale;       // [tokens] scale of each token's group
+};
+
+EmulatedKv prepare_kv(const float* k_head, int64_t tokens, int head_dim, sageattn_qk_granularity granularity,
+                      bool smooth_k) {
+  EmulatedKv kv;
+  QuantizedMatrix quantized;
+  if (smooth_k) {
+    kv.mean = k_channel_mean(k_head, tokens, head_dim);
+    const std::vector<float> smoothed = subtract_channel_mean(k_head, tokens, head_dim, kv.mean);
+    quantized = quantize_k(smoothed.data(), tokens, head_dim, granularity);
+  } else {
+    quantized = quantize_k(k_head, tokens, head_dim, granularity);
+  }
+  kv.k_transposed = transpose(quantized.values.data(), tokens, head_dim);
+  kv.k_scale.resize(static_cast<size_t>(tokens));
+  for (int64_t j = 0; j < tokens; ++j) kv.k_scale[j] = quantized.scale_of(j);
+  return kv;
+}
+
+}  // namespace
+
+void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granularity granularity, bool smooth_k,
+                        sageattn_dtype pv_dtype, const float* q, const float* k, const float* v, double* out,
+                        double* lse) {
+  const int d = p.head_dim;
+  const int64_t nq = p.seqlen_q, nk = p.seqlen_kv;
+  // The kernel receives tau * log2(e) as one float constant (computed in double, then rounded).
+  const float tau_log2e = static_cast<float>(p.sm_scale * kLog2e);
+
+  std::vector<EmulatedKv> kv_heads(static_cast<size_t>(p.batch) * p.heads_kv);
+  parallel_for(static_cast<int64_t>(kv_heads.size()), [&](int64_t item) {
+    const int64_t b = item / p.heads_kv, h = item % p.heads_kv;
+    kv_heads[item] = prepare_kv(k + head_offset(b, h, p.heads_kv, nk, d), nk, d, granularity, smooth_k);
+  });
+
+  parallel_for(row_block_count(p), [&](int64_t item) {
+    const RowBlock block = row_block_of(p, item);
+    const EmulatedKv& kv = kv_heads[block.b * p.heads_kv + block.kv_head];
+    const float* v_head = v + head_offset(block.b, block.kv_head, p.heads_kv, nk, d);
+    const float* q_head = q + head_offset(block.b, block.h, p.heads_q, nq, d);
+    // A Q block is exactly one 128-row quantization block, so quantizing it alone gives the same groups.
+    const QuantizedMatrix q_block =
+        quantize_q(q_head + block.row_begin * d, block.row_end - block.row_begin, d, granularity);
+
+    std::vector<int32_t> dots(static_cast<size_t>(nk));
+    std::vector<float> scores(static_cast<size_t>(nk));
+    std::vector<double> acc(d);
+    for (int64_t i = block.row_begin; i < block.row_end; ++i) {
+      const int64_t local = i - block.row_begin;
+      double* out_row = out + head_offset(block.b, block.h, p.heads_q, nq, d) + i * d;
+      double* lse_row = lse ? lse + (block.b * p.heads_q + block.h) * nq + i : nullptr;
+      const int64_t keys = allowed_keys(p, i);
+      if (keys <= 0) {
+        write_empty_row(out_row, lse_row, d);
+        continue;
+      }
+      // Exact integer Q.K^T (|dot| <= 127^2 * head_dim fits int32 for any head_dim < 133000).
+      std::fill(dots.begin(), dots.begin() + keys, 0);
+      const int8_t* q_row = q_block.values.data() + local * d;
+      for (int c = 0; c < d; ++c) {
+        const int32_t qc = q_row[c];
+        const int8_t* kt_row = kv.k_transposed.data() + static_cast<int64_t>(c) * nk;
+        for (int64_t j = 0; j < keys; ++j) dots[j] += qc * static_cast<int32_t>(kt_row[j]);
+      }
+      // Dequantize exactly as the kernel does: q_factor once per row, q_factor * scale_k once per tile,
+      // then one float multiply per score; the row max is taken over those float scores.
+      const float q_factor = q_block.scale_of(local) * tau_log2e;
+      float row_max = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < keys; ++j) {
+        const float dequant = q_factor * kv.k_scale[j];
+        scores[j] = static_cast<float>(dots[j]) * dequant;
+        row_max = std::max(row_max, scores[j]);
+      }
+      // Base-2 softmax in double; only P is rounded, to the dtype the tensor core consumes. The row sum
+      // uses the unrounded P, as the kernel sums its float P before converting it.
+      double row_sum = 0.0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t j = 0; j < keys; ++j) {
+        const double weight = std::exp2(static_cast<double>(scores[j]) - static_cast<double>(row_max));
+        row_sum += weight;
+        const double rounded = round_to_dtype(static_cast<float>(weight), pv_dtype);
+        const float* v_row = v_head + j * d;
+        for (int c = 0; c < d; ++c) acc[c] += rounded * static_cast<double>(v_row[c]);
+      }
+      for (int c = 0; c < d; ++c) out_row[c] = acc[c] / row_sum;
+      if (lse_row) {
+        // Softmax is invariant to the per-row constant tau * q.mean that smoothing removed from the
+        // scores, but the LSE is not: add it back using the unquantized q.
+        double correction = 0.0;
+        if (smooth_k) {
+          const float* q_float = q_head + i * d;
+          double dot = 0.0;
+          for (int c = 0; c < d; ++c) dot += static_cast<double>(q_float[c]) * static_cast<double>(kv.mean[c]);
+          correction = p.sm_scale * dot;
+        }
+        *lse_row = (static_cast<double>(row_max) + std::log2(row_sum)) * kLn2 + correction;
+      }
+    }
+  });
+}
+
+}  // namespace sageattn::reference

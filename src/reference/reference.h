@@ -1,0 +1,123 @@
+// CPU reference for sageattn: exact attention in double, and a bit-faithful emulation of the INT8
+// quantization defined in docs/design/quantization.md. Host-only C++17, no CUDA.
+//
+// Everything here is the ground truth the GPU kernels are tested against, so the quantization pieces
+// are exposed one by one: tests check group membership, rounding and saturation directly instead of
+// trusting the end-to-end numbers.
+//
+// Inputs are float32 in [batch, heads, tokens, head_dim] contiguous layout; a single head is a
+// row-major [rows, head_dim] matrix.
+#ifndef SAGEATTN_REFERENCE_REFERENCE_H
+#define SAGEATTN_REFERENCE_REFERENCE_H
+
+#include <cstdint>
+#include <vector>
+
+#include "sageattn/sageattn.h"
+
+// The library is built with hidden visibility; the C++ unit tests link against the shared library and
+// call these functions directly, so they are exported like the C entry points.
+#define SAGEATTN_REFERENCE_EXPORT __attribute__((visibility("default")))
+
+namespace sageattn::reference {
+
+// Tile shapes of the sm80 kernel that define the quantization groups (quantization.md, "Tiles and groups").
+constexpr int kQBlockRows = 128;
+constexpr int kWarpRows = 32;
+constexpr int kMmaLaneRows = 8;  // a lane owns accumulator rows lane/4 and lane/4 + 8 of a 16-row tile
+constexpr int kKBlockTokens = 64;
+constexpr double kLog2e = 1.4426950408889634;
+constexpr int kInt8Max = 127;
+
+// ---- Quantization groups -------------------------------------------------------------------------
+
+// Which rows of one block share a scale. group_in_block maps a row index inside its block
+// (0 <= row < block_rows) to a group index in [0, groups_per_block).
+struct GroupLayout {
+  int block_rows;
+  int groups_per_block;
+  int (*group_in_block)(int row_in_block);
+};
+
+SAGEATTN_REFERENCE_EXPORT GroupLayout q_group_layout(sageattn_qk_granularity granularity);
+SAGEATTN_REFERENCE_EXPORT GroupLayout k_group_layout(sageattn_qk_granularity granularity);
+
+// Global group index of `row` in a tensor cut into blocks of layout.block_rows.
+inline int64_t group_of_row(const GroupLayout& layout, int64_t row) {
+  return (row / layout.block_rows) * layout.groups_per_block +
+         layout.group_in_block(static_cast<int>(row % layout.block_rows));
+}
+
+inline int64_t num_groups(const GroupLayout& layout, int64_t rows) {
+  return (rows + layout.block_rows - 1) / layout.block_rows * layout.groups_per_block;
+}
+
+// ---- INT8 quantization of one group --------------------------------------------------------------
+
+SAGEATTN_REFERENCE_EXPORT float int8_scale(float amax);          // amax / 127.0f
+SAGEATTN_REFERENCE_EXPORT float int8_inverse_scale(float amax);  // amax > 0 ? 127.0f / amax : 0
+// clamp(rint(x * inverse_scale), -127, 127), round half to even. A NaN product (only possible when
+// 127/amax overflowed to inf and x == 0, see the .cpp) gives 0, as cvt.rni.sat does on the GPU.
+SAGEATTN_REFERENCE_EXPORT int8_t quantize_int8(float x, float inverse_scale);
+
+// A [rows, head_dim] matrix quantized with one float scale per group. Padding rows of the tail block
+// are not stored (they are zero, do not raise any amax, and quantize to zero).
+struct QuantizedMatrix {
+  GroupLayout layout{};
+  int64_t rows = 0;
+  int head_dim = 0;
+  std::vector<int8_t> values;  // [rows, head_dim]
+  std::vector<float> scales;   // [num_groups(layout, rows)]; a group without valid rows has scale 0
+
+  int64_t group_of(int64_t row) const { return group_of_row(layout, row); }
+  float scale_of(int64_t row) const { return scales[static_cast<size_t>(group_of(row))]; }
+};
+
+SAGEATTN_REFERENCE_EXPORT QuantizedMatrix quantize_rows(const float* x, int64_t rows, int head_dim,
+                                                        const GroupLayout& layout);
+SAGEATTN_REFERENCE_EXPORT QuantizedMatrix quantize_q(const float* q, int64_t rows, int head_dim,
+                                                     sageattn_qk_granularity granularity);
+// `k` is K after smoothing (K') when smoothing is on.
+SAGEATTN_REFERENCE_EXPORT QuantizedMatrix quantize_k(const float* k, int64_t tokens, int head_dim,
+                                                     sageattn_qk_granularity granularity);
+
+// ---- K smoothing ---------------------------------------------------------------------------------
+
+// mean[c] = (float32 sum over tokens in token order) / tokens, in float32.
+SAGEATTN_REFERENCE_EXPORT std::vector<float> k_channel_mean(const float* k, int64_t tokens, int head_dim);
+// K'[j][c] = K[j][c] - mean[c] in float32.
+SAGEATTN_REFERENCE_EXPORT std::vector<float> subtract_channel_mean(const float* k, int64_t tokens,
+                                                                   int head_dim,
+                                                                   const std::vector<float>& mean);
+
+// ---- 16-bit float conversions (round to nearest even) --------------------------------------------
+
+SAGEATTN_REFERENCE_EXPORT uint16_t float_to_fp16_bits(float x);  // subnormals, overflow to inf, NaN kept
+SAGEATTN_REFERENCE_EXPORT float fp16_bits_to_float(uint16_t bits);
+SAGEATTN_REFERENCE_EXPORT uint16_t float_to_bf16_bits(float x);
+SAGEATTN_REFERENCE_EXPORT float bf16_bits_to_float(uint16_t bits);
+// x rounded to the nearest value representable in `dtype`, returned as float (exact).
+SAGEATTN_REFERENCE_EXPORT float round_to_dtype(float x, sageattn_dtype dtype);
+
+// ---- Attention -----------------------------------------------------------------------------------
+
+// Keys [0, allowed_keys) may be attended by query `row` (bottom-right causal alignment); may be <= 0.
+inline int64_t allowed_keys(const sageattn_reference_problem& problem, int64_t row) {
+  if (!problem.is_causal) return problem.seqlen_kv;
+  const int64_t end = row + 1 + (static_cast<int64_t>(problem.seqlen_kv) - problem.seqlen_q);
+  return end < problem.seqlen_kv ? end : problem.seqlen_kv;
+}
+
+// The problem must be valid (see c_api_reference.cpp); `lse` may be null. Both use up to
+// std::thread::hardware_concurrency() threads over (batch, head). Throw std::bad_alloc when out of memory.
+SAGEATTN_REFERENCE_EXPORT void attention_exact(const sageattn_reference_problem& problem, const float* q,
+                                               const float* k, const float* v, double* out, double* lse);
+
+SAGEATTN_REFERENCE_EXPORT void attention_emulated(const sageattn_reference_problem& problem,
+                                                  sageattn_qk_granularity granularity, bool smooth_k,
+                                                  sageattn_dtype pv_dtype, const float* q, const float* k,
+                                                  const float* v, double* out, double* lse);
+
+}  // namespace sageattn::reference
+
+#endif  // SAGEATTN_REFERENCE_REFERENCE_H
