@@ -37,3 +37,19 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&acc)[4], const uint32_
 }
 
 }  // namespace sageattn::ptx
+
+namespace sageattn::ptx {
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+// D = A(16x32 e4m3, row) * B(32x8 e4m3, col) + C, fp32 accumulate (sm89 and newer).
+__device__ __forceinline__ void mma_m16n8k32_e4m3(float (&acc)[4], const uint32_t (&a)[4],
+                                                  const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+}  // namespace sageattn::ptx

@@ -20,8 +20,6 @@
 namespace sageattn::reference {
 namespace {
 
-constexpr double kLn2 = 0.69314718055994530942;
-
 template <class To, class From>
 To bit_cast(const From& from) {
   static_assert(sizeof(To) == sizeof(From), "bit_cast needs equal sizes");
@@ -68,8 +66,9 @@ int64_t head_offset(int64_t b, int64_t h, int64_t heads, int64_t tokens, int64_t
   return ((b * heads + h) * tokens) * head_dim;
 }
 
-// Within a 32-row warp slice, rows with equal row % 8 land in the same lane: 8 groups per slice.
-int q_group_per_thread(int row) { return (row / kWarpRows) * kMmaLaneRows + row % kMmaLaneRows; }
+// A lane holds accumulator rows lane/4 and lane/4 + 8 of each 16-row tile: within a 32-row warp slice,
+// rows with equal row % 8 share a lane, 8 groups per slice.
+int q_group_per_thread(int row) { return (row / kWarpRows) * kQGroupsPerWarp + row % kQGroupsPerWarp; }
 int q_group_per_warp(int row) { return row / kWarpRows; }
 // A lane holds columns 2*(lane%4) and +1 of each 8-column tile: tokens with equal (t % 8) / 2.
 int k_group_per_thread(int token) { return (token % 8) / 2; }
@@ -118,12 +117,12 @@ int64_t row_block_count(const sageattn_reference_problem& p) {
 GroupLayout q_group_layout(sageattn_qk_granularity granularity) {
   if (granularity == SAGEATTN_QK_GRANULARITY_PER_WARP)
     return {kQBlockRows, kQBlockRows / kWarpRows, q_group_per_warp};
-  return {kQBlockRows, (kQBlockRows / kWarpRows) * kMmaLaneRows, q_group_per_thread};
+  return {kQBlockRows, kQGroupsPerBlock, q_group_per_thread};
 }
 
 GroupLayout k_group_layout(sageattn_qk_granularity granularity) {
   if (granularity == SAGEATTN_QK_GRANULARITY_PER_WARP) return {kKBlockTokens, 1, k_group_per_warp};
-  return {kKBlockTokens, 4, k_group_per_thread};
+  return {kKBlockTokens, kKGroupsPerBlock, k_group_per_thread};
 }
 
 // ---- INT8 ------------------------------------------------------------------------------------------
@@ -167,6 +166,16 @@ QuantizedMatrix quantize_rows(const float* x, int64_t rows, int head_dim, const 
     for (int c = 0; c < head_dim; ++c) result.values[r * head_dim + c] = quantize_int8(x[r * head_dim + c], inv);
   }
   return result;
+}
+
+std::vector<float> scales_in_kernel_layout(const QuantizedMatrix& m, const GroupLayout& kernel_layout) {
+  // Both granularities cut the rows into the same blocks and every per-thread group lies inside one
+  // per-warp group, so any row of a kernel group (padding rows included) names its scale.
+  std::vector<float> out(static_cast<size_t>(num_groups(kernel_layout, m.rows)), 0.0f);
+  const int64_t padded_rows = (m.rows + kernel_layout.block_rows - 1) / kernel_layout.block_rows * kernel_layout.block_rows;
+  for (int64_t r = 0; r < padded_rows; ++r)
+    out[static_cast<size_t>(group_of_row(kernel_layout, r))] = m.scales[static_cast<size_t>(group_of_row(m.layout, r))];
+  return out;
 }
 
 QuantizedMatrix quantize_q(const float* q, int64_t rows, int head_dim, sageattn_qk_granularity granularity) {

@@ -13,20 +13,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/tiling.h"
 #include "sageattn/sageattn.h"
 
 // The library is built with hidden visibility; the C++ unit tests link against the shared library and
 // call these functions directly, so they are exported like the C entry points.
-#define SAGEATTN_REFERENCE_EXPORT __attribute__((visibility("default")))
+#define SAGEATTN_REFERENCE_EXPORT SAGEATTN_API
 
 namespace sageattn::reference {
 
-// Tile shapes of the sm80 kernel that define the quantization groups (quantization.md, "Tiles and groups").
-constexpr int kQBlockRows = 128;
-constexpr int kWarpRows = 32;
-constexpr int kMmaLaneRows = 8;  // a lane owns accumulator rows lane/4 and lane/4 + 8 of a 16-row tile
-constexpr int kKBlockTokens = 64;
-constexpr double kLog2e = 1.4426950408889634;
+// The group geometry (kQBlockRows, kWarpRows, kQGroupsPerWarp, kKBlockTokens, kKGroupsPerBlock) and
+// kLog2e come from common/tiling.h, shared with the kernels; the tests restate the numbers of
+// quantization.md independently, so a change there cannot silently move both sides at once.
 constexpr int kInt8Max = 127;
 
 // ---- Quantization groups -------------------------------------------------------------------------
@@ -72,6 +70,13 @@ struct QuantizedMatrix {
   int64_t group_of(int64_t row) const { return group_of_row(layout, row); }
   float scale_of(int64_t row) const { return scales[static_cast<size_t>(group_of(row))]; }
 };
+
+// Scales in the layout the kernels read: quantization.md stores them per per-thread group index in
+// both granularities, a per-warp scale repeated over the per-thread groups it contains. `kernel_layout`
+// is q_group_layout(PER_THREAD) or k_group_layout(PER_THREAD), matching the operand of `m`. For comparing
+// against the GPU pre-pass output.
+SAGEATTN_REFERENCE_EXPORT std::vector<float> scales_in_kernel_layout(const QuantizedMatrix& m,
+                                                                     const GroupLayout& kernel_layout);
 
 SAGEATTN_REFERENCE_EXPORT QuantizedMatrix quantize_rows(const float* x, int64_t rows, int head_dim,
                                                         const GroupLayout& layout);

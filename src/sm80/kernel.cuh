@@ -132,13 +132,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
           for (int i = 0; i < 4; ++i) o[mt][dt][i] *= rescale[mt * 2 + i / 2];
     }
 
+    uint32_t p_packed[Tr::kMTiles][Tr::kPVSteps][4];
+    WarpMma<Tr>::pack_p(p_packed, p);
+
     ptx::cp_async_wait<1>();  // V(tile) has landed
     __syncthreads();
     if (tile + 1 < keys.tiles)
       Loader::load_v(smem_v(tile + 1), v_head, a.v_stride_token, tile + 1, a.seqlen_kv, a.head_dim);
     ptx::cp_async_commit();
 
-    WarpMma<Tr>::pv(o, p, smem_v(tile), lane);
+    WarpMma<Tr>::pv(o, p_packed, smem_v(tile), lane);
   }
   ptx::cp_async_wait<0>();
 

@@ -64,20 +64,28 @@ struct WarpMma {
     }
   }
 
-  // O += P.V. The accumulator layout of S (rows g/g+8, columns 2t/2t+1 of each n8 tile) is the
-  // A-operand layout of m16n8k16 once two n8 tiles are paired, so P never leaves registers.
+  // The accumulator layout of S (rows g/g+8, columns 2t/2t+1 of each n8 tile) is the A-operand
+  // layout of m16n8k16 once two n8 tiles are paired, so P never leaves registers. Packing all of P
+  // right after the softmax halves its registers (32 instead of 64) before the P.V loop, which
+  // leaves the compiler room to prefetch V fragments.
+  __device__ static void pack_p(uint32_t (&packed)[Tr::kMTiles][Tr::kPVSteps][4],
+                                const float (&p)[Tr::kMTiles][Tr::kNTiles][4]) {
+#pragma unroll
+    for (int mt = 0; mt < Tr::kMTiles; ++mt)
+#pragma unroll
+      for (int ks = 0; ks < Tr::kPVSteps; ++ks) {
+        packed[mt][ks][0] = Element<T>::from_float2(p[mt][2 * ks][0], p[mt][2 * ks][1]);
+        packed[mt][ks][1] = Element<T>::from_float2(p[mt][2 * ks][2], p[mt][2 * ks][3]);
+        packed[mt][ks][2] = Element<T>::from_float2(p[mt][2 * ks + 1][0], p[mt][2 * ks + 1][1]);
+        packed[mt][ks][3] = Element<T>::from_float2(p[mt][2 * ks + 1][2], p[mt][2 * ks + 1][3]);
+      }
+  }
+
+  // O += P.V with V from swizzled shared memory.
   __device__ static void pv(float (&o)[Tr::kMTiles][Tr::kDTiles][4],
-                            const float (&p)[Tr::kMTiles][Tr::kNTiles][4], uint32_t smem_v, int lane) {
+                            const uint32_t (&p)[Tr::kMTiles][Tr::kPVSteps][4], uint32_t smem_v, int lane) {
 #pragma unroll
     for (int ks = 0; ks < Tr::kPVSteps; ++ks) {
-      uint32_t a[Tr::kMTiles][4];
-#pragma unroll
-      for (int mt = 0; mt < Tr::kMTiles; ++mt) {
-        a[mt][0] = Element<T>::from_float2(p[mt][2 * ks][0], p[mt][2 * ks][1]);
-        a[mt][1] = Element<T>::from_float2(p[mt][2 * ks][2], p[mt][2 * ks][3]);
-        a[mt][2] = Element<T>::from_float2(p[mt][2 * ks + 1][0], p[mt][2 * ks + 1][1]);
-        a[mt][3] = Element<T>::from_float2(p[mt][2 * ks + 1][2], p[mt][2 * ks + 1][3]);
-      }
 #pragma unroll
       for (int dp = 0; dp < Tr::kDTiles / 2; ++dp) {
         // Matrices: (tokens 0-7 | 8-15 of this k16 step) x (channel tiles 2dp | 2dp+1), transposed.
@@ -88,8 +96,8 @@ struct WarpMma {
         const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
 #pragma unroll
         for (int mt = 0; mt < Tr::kMTiles; ++mt) {
-          mma_pv(o[mt][2 * dp], a[mt], b0);
-          mma_pv(o[mt][2 * dp + 1], a[mt], b1);
+          mma_pv(o[mt][2 * dp], p[mt][ks], b0);
+          mma_pv(o[mt][2 * dp + 1], p[mt][ks], b1);
         }
       }
     }
