@@ -87,7 +87,9 @@ typedef struct sageattn_params {
   int32_t seqlen_q;
   int32_t seqlen_kv;
   int32_t head_dim;  /* 1..128 for q, k, v and out alike */
-  sageattn_dtype dtype; /* of q, k, v and out */
+  /* Enumerations are stored as int32_t, never as enum types: their size is then fixed for every
+     compiler and foreign-function layer, and an out-of-range value is a checked error, not UB. */
+  int32_t dtype; /* a sageattn_dtype: of q, k, v and out */
 
   sageattn_tensor q;   /* read only */
   sageattn_tensor k;   /* read only */
@@ -98,8 +100,8 @@ typedef struct sageattn_params {
   float sm_scale;      /* softmax scale, finite and > 0 (the usual default is 1/sqrt(head_dim)) */
   int32_t is_causal;   /* 0 or 1 */
   int32_t smooth_k;    /* 0 or 1: subtract the per-channel mean of K over tokens before quantizing */
-  sageattn_qk_granularity qk_granularity;
-  sageattn_kernel kernel;
+  int32_t qk_granularity; /* a sageattn_qk_granularity */
+  int32_t kernel;         /* a sageattn_kernel */
   /* Compute capability (major*10 + minor, e.g. 90) of the device that will run the call.
      0 = ask the CUDA runtime for the current device. Lets callers check support without a GPU. */
   int32_t sm_arch;
@@ -137,6 +139,7 @@ SAGEATTN_API sageattn_status sageattn_forward(const sageattn_params* params, voi
  * --------------------------------------------------------------------------------------------- */
 typedef struct sageattn_reference_problem {
   int32_t batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim;
+  /* To emulate a GPU call exactly, pass the float sm_scale of that call widened to double. */
   double sm_scale;
   int32_t is_causal;
 } sageattn_reference_problem;
@@ -149,10 +152,13 @@ SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_p
 /* The quantized pipeline of SAGEATTN_KERNEL_SM80_MMA, emulated: the same K smoothing, the same INT8
    groups, rounding and scales, exact integer Q.K^T, the same dequantization constant, P rounded to
    `pv_dtype` (fp16 or bf16) as the kernel feeds it to the tensor core; softmax and P.V accumulated in
-   double (the kernel's fp32 rounding is the only difference left). */
+   double. Not bit-identical to the kernel: the kernel rounds P against a running row maximum (which
+   may lag the final one, see src/sm80/online_softmax.cuh) and accumulates in fp32, so per-element
+   roundings differ while their size is the same. */
 SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
-                                                         sageattn_qk_granularity granularity,
-                                                         int32_t smooth_k, sageattn_dtype pv_dtype,
+                                                         int32_t granularity /* sageattn_qk_granularity */,
+                                                         int32_t smooth_k,
+                                                         int32_t pv_dtype /* sageattn_dtype */,
                                                          const float* q, const float* k,
                                                          const float* v, double* out, double* lse);
 

@@ -194,9 +194,10 @@ sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
   }
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
   const QuantizeArgs quant = make_quantize_args(p, layout, workspace);
-  cudaError_t err = launch_quantize_qk(quant, p.dtype, cuda_stream);
+  const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);  // checked above
+  cudaError_t err = launch_quantize_qk(quant, dtype, cuda_stream);
   if (err == cudaSuccess) {
-    err = launch_attention_sm80(make_attention_args(p, quant), p.dtype, p.is_causal != 0,
+    err = launch_attention_sm80(make_attention_args(p, quant), dtype, p.is_causal != 0,
                                 cuda_stream);
   }
   if (err != cudaSuccess) {

@@ -13,6 +13,10 @@ constexpr int kQGroupsPerBlock = kQGroupsPerWarp * (kQBlockRows / kWarpRows);  /
 constexpr int kKGroupsPerBlock = 4;     // per-thread: tokens with equal ((token % 8) / 2)
 constexpr int kMaxHeadDim = 128;
 
+// A group whose max |x| is below this quantizes to zero (scale 0): 127 / amax would overflow float
+// near 3.7e-37, and scores built from such a group are below 1e-60, indistinguishable from 0.
+constexpr float kMinQuantizableAmax = 1e-30f;
+
 // K column sums (for smoothing) are reduced in two phases: partial sums over token chunks, then
 // every consumer sums the (few) partials. Bounding the chunk count keeps that second read small.
 constexpr int kMaxColumnSumChunks = 16;

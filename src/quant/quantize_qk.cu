@@ -204,8 +204,9 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
   {
     const int row = threadIdx.x;  // one thread per row of the item
     const float amax = group_amax(row_amax, row, is_q, a.per_warp);
-    row_inv_scale[row] = amax > 0.f ? 127.f / amax : 0.f;
-    const float scale = amax / 127.f;
+    const bool quantizable = amax >= kMinQuantizableAmax;
+    row_inv_scale[row] = quantizable ? 127.f / amax : 0.f;
+    const float scale = quantizable ? amax / 127.f : 0.f;
     if (is_q) {
       if (row % kWarpRows < kQGroupsPerWarp) {
         const int64_t slot = (static_cast<int64_t>(batch) * a.heads_q + head) * a.q_blocks + block;

@@ -2,9 +2,11 @@
 // sageattn::reference. Nothing may propagate across the C boundary (callers are C, ctypes, cffi).
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 
 #include "reference/reference.h"
 #include "sageattn/sageattn.h"
@@ -67,17 +69,22 @@ SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_p
 }
 
 SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
-                                                         sageattn_qk_granularity granularity,
-                                                         int32_t smooth_k, sageattn_dtype pv_dtype,
+                                                         int32_t granularity, int32_t smooth_k,
+                                                         int32_t pv_dtype,
                                                          const float* q, const float* k,
                                                          const float* v, double* out, double* lse) {
   if (!problem_is_valid(problem, q, k, v, out)) return SAGEATTN_STATUS_INVALID_ARGUMENT;
-  if (granularity != SAGEATTN_QK_GRANULARITY_PER_THREAD && granularity != SAGEATTN_QK_GRANULARITY_PER_WARP)
+  const int64_t raw_granularity = granularity;
+  if (raw_granularity != SAGEATTN_QK_GRANULARITY_PER_THREAD &&
+      raw_granularity != SAGEATTN_QK_GRANULARITY_PER_WARP)
     return SAGEATTN_STATUS_INVALID_ARGUMENT;
   if (smooth_k != 0 && smooth_k != 1) return SAGEATTN_STATUS_INVALID_ARGUMENT;
-  if (pv_dtype != SAGEATTN_DTYPE_FP16 && pv_dtype != SAGEATTN_DTYPE_BF16) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  const int64_t raw_dtype = pv_dtype;
+  if (raw_dtype != SAGEATTN_DTYPE_FP16 && raw_dtype != SAGEATTN_DTYPE_BF16)
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
   return guarded([&] {
-    ref::attention_emulated(*problem, granularity, smooth_k != 0, pv_dtype, q, k, v, out, lse);
+    ref::attention_emulated(*problem, static_cast<sageattn_qk_granularity>(granularity), smooth_k != 0,
+                            static_cast<sageattn_dtype>(pv_dtype), q, k, v, out, lse);
   });
 }
 

@@ -127,12 +127,11 @@ GroupLayout k_group_layout(sageattn_qk_granularity granularity) {
 
 // ---- INT8 ------------------------------------------------------------------------------------------
 
-float int8_scale(float amax) { return amax / 127.0f; }
+// Groups below kMinQuantizableAmax are zero groups (docs/design/quantization.md): 127 / amax
+// would overflow to inf near 3.7e-37 and turn the group's zeros into NaN.
+float int8_scale(float amax) { return amax >= kMinQuantizableAmax ? amax / 127.0f : 0.0f; }
 
-// Note: for 0 < amax < 127 / FLT_MAX (~3.7e-37, reachable only with bf16 or float32 inputs) this is +inf
-// and a zero element of the group gives 0 * inf = NaN; quantize_int8 maps that to 0 like the GPU's
-// saturating convert. The definition is kept as written so the emulation stays bit-faithful.
-float int8_inverse_scale(float amax) { return amax > 0.0f ? 127.0f / amax : 0.0f; }
+float int8_inverse_scale(float amax) { return amax >= kMinQuantizableAmax ? 127.0f / amax : 0.0f; }
 
 int8_t quantize_int8(float x, float inverse_scale) {
   const float scaled = x * inverse_scale;
@@ -172,9 +171,12 @@ std::vector<float> scales_in_kernel_layout(const QuantizedMatrix& m, const Group
   // Both granularities cut the rows into the same blocks and every per-thread group lies inside one
   // per-warp group, so any row of a kernel group (padding rows included) names its scale.
   std::vector<float> out(static_cast<size_t>(num_groups(kernel_layout, m.rows)), 0.0f);
-  const int64_t padded_rows = (m.rows + kernel_layout.block_rows - 1) / kernel_layout.block_rows * kernel_layout.block_rows;
-  for (int64_t r = 0; r < padded_rows; ++r)
-    out[static_cast<size_t>(group_of_row(kernel_layout, r))] = m.scales[static_cast<size_t>(group_of_row(m.layout, r))];
+  const int64_t block = kernel_layout.block_rows;
+  const int64_t padded_rows = (m.rows + block - 1) / block * block;
+  for (int64_t r = 0; r < padded_rows; ++r) {
+    const size_t kernel_group = static_cast<size_t>(group_of_row(kernel_layout, r));
+    out[kernel_group] = m.scales[static_cast<size_t>(group_of_row(m.layout, r))];
+  }
   return out;
 }
 
@@ -216,7 +218,8 @@ uint16_t float_to_fp16_bits(float x) {
   constexpr uint32_t kFp16RoundsToInf = 0x477FF000u;
   constexpr uint32_t kFp16MinNormal = 0x38800000u;  // 2^-14
   constexpr int kMantissaDrop = 23 - 10;
-  if (magnitude > kFloatInf) return static_cast<uint16_t>(sign | 0x7E00u | ((magnitude >> kMantissaDrop) & 0x3FFu));
+  if (magnitude > kFloatInf)  // NaN: keep it quiet and keep the top of the payload
+    return static_cast<uint16_t>(sign | 0x7E00u | ((magnitude >> kMantissaDrop) & 0x3FFu));
   if (magnitude >= kFp16RoundsToInf) return static_cast<uint16_t>(sign | 0x7C00u);
   if (magnitude >= kFp16MinNormal) {
     // Rebias the exponent (127 -> 15) and round the dropped 13 mantissa bits to nearest even; a carry

@@ -1,0 +1,338 @@
+// sageattn_check / sageattn_workspace_size / sageattn_default_params without a GPU: sm_arch is given
+// explicitly (80 or 90) and the tensors are dummy, suitably aligned device addresses that are never
+// dereferenced (sageattn_forward is never called on them).
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "sageattn/sageattn.h"
+
+namespace {
+
+// HND-contiguous strides for [batch, heads, tokens, head_dim].
+sageattn_tensor dummy_tensor(uintptr_t address, int heads, int tokens, int head_dim) {
+  sageattn_tensor t{};
+  t.data = reinterpret_cast<void*>(address);
+  t.stride_token = head_dim;
+  t.stride_head = static_cast<int64_t>(tokens) * head_dim;
+  t.stride_batch = static_cast<int64_t>(heads) * tokens * head_dim;
+  return t;
+}
+
+sageattn_params valid_params(int seqlen_q = 100, int seqlen_kv = 130, int head_dim = 64, int sm_arch = 90) {
+  sageattn_params p = sageattn_default_params();
+  p.batch = 2;
+  p.heads_q = 8;
+  p.heads_kv = 2;
+  p.seqlen_q = seqlen_q;
+  p.seqlen_kv = seqlen_kv;
+  p.head_dim = head_dim;
+  p.dtype = SAGEATTN_DTYPE_FP16;
+  p.q = dummy_tensor(0x10000000u, p.heads_q, seqlen_q, head_dim);
+  p.k = dummy_tensor(0x20000000u, p.heads_kv, seqlen_kv, head_dim);
+  p.v = dummy_tensor(0x30000000u, p.heads_kv, seqlen_kv, head_dim);
+  p.out = dummy_tensor(0x40000000u, p.heads_q, seqlen_q, head_dim);
+  p.lse = nullptr;
+  p.sm_scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  p.is_causal = 0;
+  p.smooth_k = 1;
+  p.qk_granularity = SAGEATTN_QK_GRANULARITY_PER_THREAD;
+  p.kernel = SAGEATTN_KERNEL_AUTO;
+  p.sm_arch = sm_arch;
+  return p;
+}
+
+struct CheckResult {
+  sageattn_status status;
+  std::string reason;
+};
+
+CheckResult check(const sageattn_params& p) {
+  char reason[512];
+  std::memset(reason, 'X', sizeof reason);
+  const sageattn_status status = sageattn_check(&p, reason, sizeof reason);
+  EXPECT_NE(std::memchr(reason, '\0', sizeof reason), nullptr) << "reason is not NUL-terminated";
+  return {status, std::string(reason, strnlen(reason, sizeof reason))};
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Applies `mutate` to valid params and expects `expected` from check, a non-empty reason for any
+// failure, and the same status from workspace_size.
+void expect_status(const std::function<void(sageattn_params&)>& mutate, sageattn_status expected,
+                   const std::string& what) {
+  sageattn_params p = valid_params();
+  mutate(p);
+  const CheckResult r = check(p);
+  EXPECT_EQ(r.status, expected) << what << " (reason: " << r.reason << ")";
+  if (expected != SAGEATTN_STATUS_OK) {
+    EXPECT_FALSE(r.reason.empty()) << what;
+  }
+  size_t bytes = 0;
+  EXPECT_EQ(sageattn_workspace_size(&p, &bytes, nullptr, 0), expected) << what << ": workspace_size";
+}
+
+using Mutation = std::function<void(sageattn_params&)>;
+const sageattn_status kInvalid = SAGEATTN_STATUS_INVALID_ARGUMENT;
+const sageattn_status kUnsupported = SAGEATTN_STATUS_UNSUPPORTED;
+
+// The four tensors, for checks that must hold for each of them.
+struct TensorField {
+  const char* name;
+  sageattn_tensor sageattn_params::*member;
+};
+const TensorField kTensors[] = {{"q", &sageattn_params::q},
+                                {"k", &sageattn_params::k},
+                                {"v", &sageattn_params::v},
+                                {"out", &sageattn_params::out}};
+
+TEST(ApiDefaults, DefaultParams) {
+  const sageattn_params p = sageattn_default_params();
+  EXPECT_EQ(p.abi_version, static_cast<uint32_t>(SAGEATTN_ABI_VERSION));
+  EXPECT_EQ(p.qk_granularity, SAGEATTN_QK_GRANULARITY_PER_THREAD);
+  EXPECT_EQ(p.smooth_k, 1);
+  EXPECT_EQ(p.kernel, SAGEATTN_KERNEL_AUTO);
+  EXPECT_EQ(p.is_causal, 0);
+  EXPECT_EQ(p.lse, nullptr);
+  EXPECT_EQ(p.q.data, nullptr);
+}
+
+TEST(ApiCheck, ValidParamsPassWithEmptyReason) {
+  for (int arch : {80, 90}) {
+    for (int head_dim : {8, 64, 72, 128}) {
+      for (int causal : {0, 1}) {
+        sageattn_params p = valid_params(100, 130, head_dim, arch);
+        p.is_causal = causal;
+        const CheckResult r = check(p);
+        EXPECT_EQ(r.status, SAGEATTN_STATUS_OK) << "arch " << arch << " hd " << head_dim << ": " << r.reason;
+        EXPECT_EQ(r.reason, "");
+      }
+    }
+  }
+  // Every option value, GQA/MQA, one token, lse present, explicit kernel, bf16, NHD strides.
+  const sageattn_status ok = SAGEATTN_STATUS_OK;
+  expect_status([](sageattn_params& p) { p.qk_granularity = SAGEATTN_QK_GRANULARITY_PER_WARP; }, ok, "per-warp");
+  expect_status([](sageattn_params& p) { p.smooth_k = 0; }, SAGEATTN_STATUS_OK, "smooth_k 0");
+  expect_status([](sageattn_params& p) { p.dtype = SAGEATTN_DTYPE_BF16; }, SAGEATTN_STATUS_OK, "bf16");
+  expect_status([](sageattn_params& p) { p.kernel = SAGEATTN_KERNEL_SM80_MMA; }, ok, "sm80 kernel");
+  expect_status([](sageattn_params& p) { p.heads_kv = 1; }, SAGEATTN_STATUS_OK, "MQA");
+  expect_status([](sageattn_params& p) { p.heads_kv = 8; }, SAGEATTN_STATUS_OK, "MHA");
+  expect_status([](sageattn_params& p) { p.seqlen_q = p.seqlen_kv = 1; }, SAGEATTN_STATUS_OK, "one token");
+  expect_status([](sageattn_params& p) { p.lse = reinterpret_cast<float*>(0x50000004u); }, SAGEATTN_STATUS_OK,
+                "lse 4-byte aligned");
+  expect_status(
+      [](sageattn_params& p) {
+        // NHD: [B, N, H, D] for q/out, [B, N, Hkv, D] for k/v.
+        for (const TensorField& f : kTensors) {
+          sageattn_tensor& t = p.*f.member;
+          const bool is_kv = f.member == &sageattn_params::k || f.member == &sageattn_params::v;
+          const int heads = is_kv ? p.heads_kv : p.heads_q;
+          const int tokens = is_kv ? p.seqlen_kv : p.seqlen_q;
+          t.stride_head = p.head_dim;
+          t.stride_token = static_cast<int64_t>(heads) * p.head_dim;
+          t.stride_batch = static_cast<int64_t>(tokens) * heads * p.head_dim;
+        }
+      },
+      SAGEATTN_STATUS_OK, "NHD strides");
+}
+
+TEST(ApiCheck, AbiVersion) {
+  expect_status([](sageattn_params& p) { p.abi_version = SAGEATTN_ABI_VERSION + 1; }, kInvalid, "abi + 1");
+  expect_status([](sageattn_params& p) { p.abi_version = 0; }, kInvalid, "abi 0");
+}
+
+TEST(ApiCheck, Sizes) {
+  expect_status([](sageattn_params& p) { p.batch = 0; }, kInvalid, "batch 0");
+  expect_status([](sageattn_params& p) { p.batch = -1; }, kInvalid, "batch -1");
+  expect_status([](sageattn_params& p) { p.heads_q = 0; }, kInvalid, "heads_q 0");
+  expect_status([](sageattn_params& p) { p.heads_kv = 0; }, kInvalid, "heads_kv 0");
+  expect_status([](sageattn_params& p) { p.heads_kv = -2; }, kInvalid, "heads_kv -2");
+  expect_status([](sageattn_params& p) { p.seqlen_q = 0; }, kInvalid, "seqlen_q 0");
+  expect_status([](sageattn_params& p) { p.seqlen_kv = 0; }, kInvalid, "seqlen_kv 0");
+  expect_status([](sageattn_params& p) { p.seqlen_kv = -7; }, kInvalid, "seqlen_kv -7");
+  expect_status([](sageattn_params& p) { p.heads_kv = 3; }, kInvalid, "heads_q % heads_kv");
+  expect_status([](sageattn_params& p) { p.heads_kv = 16; }, kInvalid, "heads_kv > heads_q");
+}
+
+TEST(ApiCheck, HeadDim) {
+  expect_status([](sageattn_params& p) { p.head_dim = 0; }, kInvalid, "head_dim 0");
+  expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
+  // 129+ is well formed but has no kernel.
+  for (int head_dim : {136, 192, 256}) {
+    sageattn_params p = valid_params(100, 130, head_dim);
+    EXPECT_EQ(check(p).status, kUnsupported) << "head_dim " << head_dim;
+  }
+  {
+    sageattn_params p = valid_params(100, 130, 128);
+    p.head_dim = 129;  // strides stay multiples of 8
+    EXPECT_EQ(check(p).status, kUnsupported) << "head_dim 129";
+  }
+  // In range but not a multiple of 8: the 16-byte vector loads cannot be used.
+  for (int head_dim : {1, 7, 12, 100, 127}) {
+    sageattn_params p = valid_params(100, 130, 128);
+    p.head_dim = head_dim;  // keep 128-element strides so only head_dim is at fault
+    const CheckResult r = check(p);
+    EXPECT_EQ(r.status, kUnsupported) << "head_dim " << head_dim;
+  }
+}
+
+TEST(ApiCheck, Enums) {
+  expect_status([](sageattn_params& p) { p.dtype = static_cast<sageattn_dtype>(2); }, kInvalid, "dtype 2");
+  expect_status([](sageattn_params& p) { p.dtype = static_cast<sageattn_dtype>(-1); }, kInvalid, "dtype -1");
+  expect_status([](sageattn_params& p) { p.qk_granularity = static_cast<sageattn_qk_granularity>(2); }, kInvalid,
+                "granularity 2");
+  expect_status([](sageattn_params& p) { p.qk_granularity = static_cast<sageattn_qk_granularity>(-1); }, kInvalid,
+                "granularity -1");
+  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(2); }, kInvalid, "kernel 2");
+  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(-1); }, kInvalid, "kernel -1");
+}
+
+TEST(ApiCheck, Flags) {
+  expect_status([](sageattn_params& p) { p.is_causal = 2; }, kInvalid, "is_causal 2");
+  expect_status([](sageattn_params& p) { p.is_causal = -1; }, kInvalid, "is_causal -1");
+  expect_status([](sageattn_params& p) { p.smooth_k = 2; }, kInvalid, "smooth_k 2");
+  expect_status([](sageattn_params& p) { p.smooth_k = -1; }, kInvalid, "smooth_k -1");
+}
+
+TEST(ApiCheck, SmScale) {
+  expect_status([](sageattn_params& p) { p.sm_scale = 0.0f; }, kInvalid, "sm_scale 0");
+  expect_status([](sageattn_params& p) { p.sm_scale = -0.0f; }, kInvalid, "sm_scale -0");
+  expect_status([](sageattn_params& p) { p.sm_scale = -0.125f; }, kInvalid, "sm_scale < 0");
+  expect_status([](sageattn_params& p) { p.sm_scale = std::numeric_limits<float>::quiet_NaN(); }, kInvalid,
+                "sm_scale NaN");
+  expect_status([](sageattn_params& p) { p.sm_scale = std::numeric_limits<float>::infinity(); }, kInvalid,
+                "sm_scale inf");
+  expect_status([](sageattn_params& p) { p.sm_scale = 1e-30f; }, SAGEATTN_STATUS_OK, "tiny sm_scale");
+  expect_status([](sageattn_params& p) { p.sm_scale = 100.0f; }, SAGEATTN_STATUS_OK, "large sm_scale");
+}
+
+TEST(ApiCheck, TensorPointersAndStrides) {
+  for (const TensorField& f : kTensors) {
+    const std::string name = f.name;
+    const auto member = f.member;
+    expect_status([member](sageattn_params& p) { (p.*member).data = nullptr; }, kInvalid, name + " NULL");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_token = -(p.*member).stride_token; }, kInvalid,
+                  name + " negative token stride");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_head = -8; }, kInvalid,
+                  name + " negative head stride");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_batch = -(p.*member).stride_batch; }, kInvalid,
+                  name + " negative batch stride");
+    // Well formed, but the kernels' 16-byte loads need 16-byte aligned rows.
+    for (uintptr_t offset : {2u, 8u}) {
+      sageattn_params p = valid_params();
+      (p.*member).data = static_cast<char*>((p.*member).data) + offset;
+      const CheckResult r = check(p);
+      EXPECT_EQ(r.status, kUnsupported) << name << " misaligned by " << offset;
+      const std::string reason = lower(r.reason);
+      EXPECT_TRUE(reason.find("align") != std::string::npos || reason.find("pad") != std::string::npos)
+          << name << ": " << r.reason;
+    }
+    // A padded row pitch that is a multiple of 8 elements is fine; one that is not is unsupported.
+    expect_status([member](sageattn_params& p) { (p.*member).stride_token = p.head_dim + 8; }, SAGEATTN_STATUS_OK,
+                  name + " padded token stride");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_token = p.head_dim + 4; }, kUnsupported,
+                  name + " token stride not a multiple of 8");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_head += 4; }, kUnsupported,
+                  name + " head stride not a multiple of 8");
+    expect_status([member](sageattn_params& p) { (p.*member).stride_batch += 12; }, kUnsupported,
+                  name + " batch stride not a multiple of 8");
+  }
+}
+
+TEST(ApiCheck, Lse) {
+  expect_status([](sageattn_params& p) { p.lse = reinterpret_cast<float*>(0x50000002u); }, kInvalid,
+                "lse 2-byte aligned");
+  expect_status([](sageattn_params& p) { p.lse = reinterpret_cast<float*>(0x50000001u); }, kInvalid,
+                "lse odd address");
+  expect_status([](sageattn_params& p) { p.lse = reinterpret_cast<float*>(0x50000000u); }, SAGEATTN_STATUS_OK,
+                "lse aligned");
+}
+
+TEST(ApiCheck, OldArchitecturesAreUnsupported) {
+  for (int arch : {1, 35, 61, 70, 75, 79}) {
+    sageattn_params p = valid_params(100, 130, 64, arch);
+    EXPECT_EQ(check(p).status, kUnsupported) << "sm_arch " << arch;
+    size_t bytes = 0;
+    EXPECT_EQ(sageattn_workspace_size(&p, &bytes, nullptr, 0), kUnsupported) << "sm_arch " << arch;
+  }
+}
+
+TEST(ApiCheck, NullParams) {
+  char reason[64];
+  EXPECT_EQ(sageattn_check(nullptr, reason, sizeof reason), kInvalid);
+  EXPECT_NE(std::memchr(reason, '\0', sizeof reason), nullptr);
+  size_t bytes = 0;
+  EXPECT_EQ(sageattn_workspace_size(nullptr, &bytes, reason, sizeof reason), kInvalid);
+}
+
+TEST(ApiCheck, ReasonRespectsCapacity) {
+  sageattn_params p = valid_params();
+  p.heads_kv = 3;  // any failure with a long message
+  char buffer[64];
+  for (size_t capacity : {size_t{1}, size_t{8}, size_t{64}}) {
+    std::memset(buffer, 'X', sizeof buffer);
+    EXPECT_EQ(sageattn_check(&p, buffer, capacity), kInvalid);
+    const void* nul = std::memchr(buffer, '\0', capacity);
+    ASSERT_NE(nul, nullptr) << "capacity " << capacity;
+    for (size_t i = capacity; i < sizeof buffer; ++i) {
+      ASSERT_EQ(buffer[i], 'X') << "capacity " << capacity << " byte " << i;
+    }
+    if (capacity > 1) {
+      EXPECT_GT(std::strlen(buffer), 0u) << "capacity " << capacity;
+    }
+  }
+  // Capacity 0: nothing may be written.
+  std::memset(buffer, 'X', sizeof buffer);
+  EXPECT_EQ(sageattn_check(&p, buffer, 0), kInvalid);
+  for (char c : buffer) ASSERT_EQ(c, 'X');
+  // NULL reason with any capacity.
+  EXPECT_EQ(sageattn_check(&p, nullptr, 0), kInvalid);
+  EXPECT_EQ(sageattn_check(&p, nullptr, 100), kInvalid);
+  // Same rules for workspace_size.
+  std::memset(buffer, 'X', sizeof buffer);
+  size_t bytes = 0;
+  EXPECT_EQ(sageattn_workspace_size(&p, &bytes, buffer, 8), kInvalid);
+  ASSERT_NE(std::memchr(buffer, '\0', 8), nullptr);
+  for (size_t i = 8; i < sizeof buffer; ++i) ASSERT_EQ(buffer[i], 'X');
+  // A valid call writes an empty string.
+  const sageattn_params ok = valid_params();
+  std::memset(buffer, 'X', sizeof buffer);
+  EXPECT_EQ(sageattn_check(&ok, buffer, 8), SAGEATTN_STATUS_OK);
+  EXPECT_EQ(buffer[0], '\0');
+}
+
+TEST(ApiWorkspace, PositiveAndGrowsWithSequenceLength) {
+  auto bytes_for = [](int seqlen_q, int seqlen_kv) {
+    const sageattn_params p = valid_params(seqlen_q, seqlen_kv);
+    size_t bytes = 0;
+    char reason[128];
+    EXPECT_EQ(sageattn_workspace_size(&p, &bytes, reason, sizeof reason), SAGEATTN_STATUS_OK) << reason;
+    EXPECT_EQ(reason[0], '\0');
+    return bytes;
+  };
+  const size_t small = bytes_for(128, 128);
+  EXPECT_GT(small, 0u);
+  EXPECT_GT(bytes_for(4096, 4096), small);
+  EXPECT_GE(bytes_for(4096, 128), small);
+  EXPECT_GE(bytes_for(128, 4096), small);
+  EXPECT_GT(bytes_for(128, 4096 * 4), bytes_for(128, 4096));  // quantized K grows with the keys
+  EXPECT_GT(bytes_for(4096 * 4, 128), bytes_for(4096, 128));  // quantized Q grows with the queries
+  // One token still needs its (padded) quantized blocks.
+  EXPECT_GT(bytes_for(1, 1), 0u);
+}
+
+TEST(ApiWorkspace, NullBytesPointerIsRefused) {
+  const sageattn_params p = valid_params();
+  EXPECT_EQ(sageattn_workspace_size(&p, nullptr, nullptr, 0), kInvalid);
+}
+
+}  // namespace
