@@ -6,6 +6,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
@@ -73,11 +74,18 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   auto smem_k = [&](int tile) { return smem + Tr::kKOffset + (tile % Tr::kStages) * Tr::kKTileBytes; };
   auto smem_v = [&](int tile) { return smem + Tr::kVOffset + (tile % Tr::kStages) * Tr::kVTileBytes; };
 
+  // One commit group per tile (K and V together): a tile's data is waited for once and one barrier
+  // per tile suffices. The group of tile j+1 is issued right after the barrier of tile j, into the
+  // stage that tile j-1 used, which every warp has finished reading by then.
+  auto load_tile = [&](int tile) {
+    if (tile < keys.tiles) {
+      Loader::load_k(smem_k(tile), k_head, tile);
+      Loader::load_v(smem_v(tile), v_head, a.v_stride_token, tile, a.seqlen_kv, a.head_dim);
+    }
+    ptx::cp_async_commit();
+  };
   Loader::load_q(smem_q, q_rows);
-  if (keys.tiles > 0) Loader::load_k(smem_k(0), k_head, 0);
-  ptx::cp_async_commit();
-  if (keys.tiles > 0) Loader::load_v(smem_v(0), v_head, a.v_stride_token, 0, a.seqlen_kv, a.head_dim);
-  ptx::cp_async_commit();
+  load_tile(0);
 
   float o[Tr::kMTiles][Tr::kDTiles][4];
 #pragma unroll
@@ -90,11 +98,13 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   softmax.init();
 
   const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
-  for (int tile = 0; tile < keys.tiles; ++tile) {
-    ptx::cp_async_wait<1>();  // Q and K(tile) have landed
+  // One K/V tile. kMasked is a compile-time tag so that the unmasked loop, where nearly all the
+  // time goes, carries no masking code.
+  auto process_tile = [&](int tile, auto masked_tag) {
+    constexpr bool kMasked = decltype(masked_tag)::value;
+    ptx::cp_async_wait<0>();  // this tile's K and V have landed
     __syncthreads();
-    if (tile + 1 < keys.tiles) Loader::load_k(smem_k(tile + 1), k_head, tile + 1);
-    ptx::cp_async_commit();
+    load_tile(tile + 1);
 
     int32_t s[Tr::kMTiles][Tr::kNTiles][4];
     WarpMma<Tr>::qk(s, smem_q, smem_k(tile), warp, lane);
@@ -102,7 +112,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     const float c = q_factor * k_scales[tile * kKGroupsPerBlock + lane % 4];
     float p[Tr::kMTiles][Tr::kNTiles][4];
     float rescale[OnlineSoftmax<Tr>::kRows];
-    if (tile < keys.unmasked_tiles) {
+    if constexpr (!kMasked) {
       softmax.update_unmasked(s, c, p, rescale);
     } else {
 #pragma unroll
@@ -134,15 +144,11 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
     uint32_t p_packed[Tr::kMTiles][Tr::kPVSteps][4];
     WarpMma<Tr>::pack_p(p_packed, p);
-
-    ptx::cp_async_wait<1>();  // V(tile) has landed
-    __syncthreads();
-    if (tile + 1 < keys.tiles)
-      Loader::load_v(smem_v(tile + 1), v_head, a.v_stride_token, tile + 1, a.seqlen_kv, a.head_dim);
-    ptx::cp_async_commit();
-
     WarpMma<Tr>::pv(o, p_packed, smem_v(tile), lane);
-  }
+  };
+  int tile = 0;
+  for (; tile < keys.unmasked_tiles; ++tile) process_tile(tile, std::false_type{});
+  for (; tile < keys.tiles; ++tile) process_tile(tile, std::true_type{});
   ptx::cp_async_wait<0>();
 
   // Epilogue: normalize, convert, store the valid rows and channels; LSE in natural log.
