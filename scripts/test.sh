@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test that this machine can run, from a fresh checkout:
+#   1. installs what the tests need, only if missing (GoogleTest, torch CPU build, pytest, numpy);
+#   2. builds the library and the C++ tests with CMake for every target architecture (this is also
+#      the check that every CUDA source compiles for sm80, sm86, sm89 and sm90a);
+#   3. runs the C++ tests (CTest) and the Python tests (pytest) against that build;
+#   4. checks that `pip install .` builds and installs the package.
+# GPU tests run too when a CUDA GPU is present, and skip cleanly otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build-test}
+JOBS=${JOBS:-$(nproc)}
+PYTHON=${PYTHON:-python3}
+
+if ! [ -f /usr/include/gtest/gtest.h ]; then
+  echo "== installing GoogleTest (Debian package libgtest-dev)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgtest-dev >/dev/null
+fi
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  echo "== installing torch 2.13.0 (CPU build)"
+  "$PYTHON" -m pip install -q torch==2.13.0
+fi
+"$PYTHON" -c "import numpy, pytest" 2>/dev/null || "$PYTHON" -m pip install -q numpy pytest
+"$PYTHON" -m pip install -q "scikit-build-core>=0.9" cmake ninja 2>/dev/null || true
+
+echo "== building library + C++ tests ($BUILD_DIR)"
+start=$(date +%s)
+cmake -S . -B "$BUILD_DIR" -G Ninja -DSAGEATTN_BUILD_TESTS=ON >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
+echo "   build took $(( $(date +%s) - start )) s"
+
+echo "== C++ tests"
+ctest --test-dir "$BUILD_DIR" -j "$JOBS" --output-on-failure
+
+echo "== Python tests"
+SAGEATTN_LIBRARY="$PWD/$BUILD_DIR/libsageattn.so" PYTHONPATH="$PWD/python" \
+  "$PYTHON" -m pytest tests/python -q -p no:cacheprovider
+
+echo "== pip install (offline-capable build, no build isolation)"
+"$PYTHON" -m pip install -q --no-build-isolation --no-deps . 
+(cd /tmp && "$PYTHON" -c "import sageattention, sageattention._library as l; l.load(); print('installed', sageattention.__version__, 'from', l.library_path())")
