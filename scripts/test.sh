@@ -12,16 +12,7 @@ BUILD_DIR=${BUILD_DIR:-build-test}
 JOBS=${JOBS:-$(nproc)}
 PYTHON=${PYTHON:-python3}
 
-if ! [ -f /usr/include/gtest/gtest.h ]; then
-  echo "== installing GoogleTest (Debian package libgtest-dev)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libgtest-dev >/dev/null
-fi
-if ! "$PYTHON" -c "import torch" 2>/dev/null; then
-  echo "== installing torch 2.13.0 (CPU build)"
-  "$PYTHON" -m pip install -q torch==2.13.0
-fi
-"$PYTHON" -c "import numpy, pytest" 2>/dev/null || "$PYTHON" -m pip install -q numpy pytest
-"$PYTHON" -m pip install -q "scikit-build-core>=0.9" cmake ninja 2>/dev/null || true
+bash scripts/install_deps.sh --tests
 
 echo "== building library + C++ tests ($BUILD_DIR)"
 start=$(date +%s)

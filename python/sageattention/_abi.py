@@ -1,0 +1,113 @@
+"""ctypes mirror of the C ABI in ``include/sageattn/sageattn.h``.
+
+Pure data: enums, struct layouts and function signatures, no loading. Field order and types follow
+the header exactly; C enums are ``int`` on every platform we target, so they map to ``c_int``.
+When the header changes layout it bumps SAGEATTN_ABI_VERSION, and ``_library`` refuses a binary
+whose version differs from ``ABI_VERSION`` below, so a stale mirror fails loudly instead of passing
+garbage.
+"""
+
+import ctypes
+import enum
+
+ABI_VERSION = 1
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    INVALID_ARGUMENT = 1
+    UNSUPPORTED = 2
+    WORKSPACE_TOO_SMALL = 3
+    CUDA_ERROR = 4
+
+
+class DType(enum.IntEnum):
+    FP16 = 0
+    BF16 = 1
+
+
+class QKGranularity(enum.IntEnum):
+    PER_THREAD = 0
+    PER_WARP = 1
+
+
+class Kernel(enum.IntEnum):
+    AUTO = 0
+    SM80_MMA = 1
+
+
+# Public spellings of the enums (the strings users pass) -> codes.
+GRANULARITY_CODES = {"per_thread": QKGranularity.PER_THREAD, "per_warp": QKGranularity.PER_WARP}
+KERNEL_CODES = {"auto": Kernel.AUTO, "sm80_mma": Kernel.SM80_MMA}
+
+_c_enum = ctypes.c_int
+
+
+class SageattnTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("stride_batch", ctypes.c_int64),
+        ("stride_head", ctypes.c_int64),
+        ("stride_token", ctypes.c_int64),
+    ]
+
+
+class SageattnParams(ctypes.Structure):
+    _fields_ = [
+        ("abi_version", ctypes.c_uint32),
+        ("batch", ctypes.c_int32),
+        ("heads_q", ctypes.c_int32),
+        ("heads_kv", ctypes.c_int32),
+        ("seqlen_q", ctypes.c_int32),
+        ("seqlen_kv", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("dtype", _c_enum),
+        ("q", SageattnTensor),
+        ("k", SageattnTensor),
+        ("v", SageattnTensor),
+        ("out", SageattnTensor),
+        ("lse", ctypes.c_void_p),  # float*; c_void_p so callers pass a raw device address
+        ("sm_scale", ctypes.c_float),
+        ("is_causal", ctypes.c_int32),
+        ("smooth_k", ctypes.c_int32),
+        ("qk_granularity", _c_enum),
+        ("kernel", _c_enum),
+        ("sm_arch", ctypes.c_int32),
+    ]
+
+
+class SageattnReferenceProblem(ctypes.Structure):
+    _fields_ = [
+        ("batch", ctypes.c_int32),
+        ("heads_q", ctypes.c_int32),
+        ("heads_kv", ctypes.c_int32),
+        ("seqlen_q", ctypes.c_int32),
+        ("seqlen_kv", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("sm_scale", ctypes.c_double),
+        ("is_causal", ctypes.c_int32),
+    ]
+
+
+_params_p = ctypes.POINTER(SageattnParams)
+_problem_p = ctypes.POINTER(SageattnReferenceProblem)
+# Pointers into caller memory (device or numpy) are passed as plain integers: c_void_p avoids
+# building ctypes pointer objects on the hot path.
+_ptr = ctypes.c_void_p
+_reason = ctypes.c_char_p
+_size = ctypes.c_size_t
+
+# name -> (restype, argtypes), exactly as declared in the header.
+FUNCTIONS = {
+    "sageattn_version": (ctypes.c_char_p, []),
+    "sageattn_compiled_archs": (ctypes.c_char_p, []),
+    "sageattn_default_params": (SageattnParams, []),
+    "sageattn_check": (_c_enum, [_params_p, _reason, _size]),
+    "sageattn_workspace_size": (_c_enum, [_params_p, ctypes.POINTER(_size), _reason, _size]),
+    "sageattn_forward": (_c_enum, [_params_p, _ptr, _size, _ptr, _reason, _size]),
+    "sageattn_reference_exact": (_c_enum, [_problem_p, _ptr, _ptr, _ptr, _ptr, _ptr]),
+    "sageattn_reference_emulated": (
+        _c_enum,
+        [_problem_p, _c_enum, ctypes.c_int32, _c_enum, _ptr, _ptr, _ptr, _ptr, _ptr],
+    ),
+}

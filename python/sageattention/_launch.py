@@ -1,0 +1,112 @@
+"""One attention call through the C ABI: tensors -> sageattn_params -> workspace -> forward.
+
+This is the hot path of every call, so it avoids per-call Python work that can be cached: the
+library handle, the per-device compute capability, the per-thread params struct and reason buffer,
+and a struct.Struct that writes the whole params struct in one C call.
+It runs only inside the op's real (CUDA) implementation, never while torch.compile traces.
+"""
+
+import ctypes
+import threading
+
+import torch
+
+from . import _library
+from ._abi import ABI_VERSION, DType, SageattnParams, Status
+from ._validate import LAYOUT_HND
+
+_DTYPE_CODES = {torch.float16: int(DType.FP16), torch.bfloat16: int(DType.BF16)}
+_ALIGN_BYTES = 16
+
+_sm_arch_by_device = {}
+_tls = threading.local()
+
+# torch's raw-stream getter skips building a torch.cuda.Stream object (used by inductor's own
+# generated code); fall back to the public API where it is missing.
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _current_stream(device_index):
+    if _raw_stream is not None:
+        return _raw_stream(device_index)
+    return torch.cuda.current_stream(device_index).cuda_stream
+
+
+def sm_arch(device_index):
+    """Compute capability as major*10 + minor, cached per device (the query is slow)."""
+    arch = _sm_arch_by_device.get(device_index)
+    if arch is None:
+        major, minor = torch.cuda.get_device_capability(device_index)
+        arch = _sm_arch_by_device[device_index] = major * 10 + minor
+    return arch
+
+
+def _thread_state():
+    state = getattr(_tls, "state", None)
+    if state is None:
+        state = _tls.state = (SageattnParams(), ctypes.c_size_t(), _library.reason_buffer())
+    return state
+
+
+def pointer_aligned(t):
+    """The kernels load rows in 16-byte vectors."""
+    return t.data_ptr() % _ALIGN_BYTES == 0
+
+
+def _token_head_strides(t, layout):
+    s = t.stride()
+    # (data, batch, head, token) as in sageattn_tensor.
+    if layout == LAYOUT_HND:
+        return t.data_ptr(), s[0], s[1], s[2]
+    return t.data_ptr(), s[0], s[2], s[1]
+
+
+def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel):
+    """Launches attention on the current stream of q's device; `lse` may be None.
+
+    Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
+    contiguous, strides multiples of 8 elements, 16-byte aligned pointers, out shaped like q.
+    """
+    lib = _library.load()
+    device_index = q.device.index
+    if layout == LAYOUT_HND:
+        batch, heads_q, seqlen_q, head_dim = q.shape
+        _, heads_kv, seqlen_kv, _ = k.shape
+    else:
+        batch, seqlen_q, heads_q, head_dim = q.shape
+        _, seqlen_kv, heads_kv, _ = k.shape
+    params, workspace_bytes, reason = _thread_state()
+    _library.PARAMS_PACKER.pack_into(
+        params, 0,
+        ABI_VERSION, batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, _DTYPE_CODES[q.dtype],
+        *_token_head_strides(q, layout),
+        *_token_head_strides(k, layout),
+        *_token_head_strides(v, layout),
+        *_token_head_strides(out, layout),
+        0 if lse is None else lse.data_ptr(),
+        sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
+    )
+    status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
+                                         _library.REASON_CAPACITY)
+    if status != Status.OK:
+        raise _library.status_error(status, "sageattn_workspace_size", reason)
+    nbytes = workspace_bytes.value
+    # Allocated through torch so the caching allocator reuses it and CUDA graph capture records it
+    # in the graph's private pool; freeing it right after the launch is safe because the allocator
+    # orders reuse on the same stream.
+    workspace = torch.empty(nbytes, dtype=torch.uint8, device=q.device) if nbytes else None
+    workspace_ptr = workspace.data_ptr() if workspace is not None else None
+
+    # The library launches on the CUDA runtime's current device; make it q's device.
+    if torch.cuda.current_device() != device_index:
+        with torch.cuda.device(device_index):
+            status = lib.sageattn_forward(params, workspace_ptr, nbytes, _current_stream(device_index),
+                                          reason, _library.REASON_CAPACITY)
+    else:
+        status = lib.sageattn_forward(params, workspace_ptr, nbytes, _current_stream(device_index),
+                                      reason, _library.REASON_CAPACITY)
+    if status != Status.OK:
+        raise _library.status_error(status, "sageattn_forward", reason)
+
+
+__all__ = ["forward", "sm_arch", "pointer_aligned"]

@@ -1,0 +1,145 @@
+"""Argument checks and input canonicalization for ``sageattn``.
+
+Everything here runs on shapes, dtypes, devices and strides only (never on tensor values, never
+through ctypes), so torch.compile traces it without graph breaks; the checks become guards.
+
+The checks run structure-first (types, layout, shapes, dtypes, unsupported features) and device
+last, so every mistake gets its own specific message even on CPU tensors.
+"""
+
+import math
+
+import torch
+
+from ._abi import GRANULARITY_CODES, KERNEL_CODES
+
+LAYOUT_HND = 0
+LAYOUT_NHD = 1
+LAYOUT_CODES = {"HND": LAYOUT_HND, "NHD": LAYOUT_NHD}
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
+MAX_HEAD_DIM = 128
+# The kernels load rows in 16-byte vectors: 8 fp16/bf16 elements.
+ALIGN_ELEMENTS = 8
+
+
+def _dims(t, layout):
+    """(batch, heads, tokens, head_dim) of a 4-D tensor in the given layout."""
+    b, x, y, d = t.shape
+    return (b, x, y, d) if layout == LAYOUT_HND else (b, y, x, d)
+
+
+def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
+                  attn_mask, dropout_p, kernel):
+    """Validates the non-tensor arguments. Returns (layout, sm_scale or None, granularity, kernel)."""
+    if attn_mask is not None:
+        raise NotImplementedError(
+            "sageattn does not support attn_mask yet; it is never ignored silently. Use "
+            "is_causal=True for causal masking, or torch SDPA for arbitrary masks."
+        )
+    if isinstance(dropout_p, (torch.Tensor, bool)) or not isinstance(dropout_p, (int, float)):
+        raise TypeError(f"dropout_p must be a Python number, got {type(dropout_p).__name__}")
+    if dropout_p != 0:
+        raise NotImplementedError(
+            f"sageattn is an inference kernel and does not support dropout (dropout_p={dropout_p}); "
+            "pass dropout_p=0.0."
+        )
+    if not isinstance(tensor_layout, str) or tensor_layout.upper() not in LAYOUT_CODES:
+        raise ValueError(f'tensor_layout must be "HND" or "NHD", got {tensor_layout!r}')
+    layout = LAYOUT_CODES[tensor_layout.upper()]
+    for name, flag in (("is_causal", is_causal), ("return_lse", return_lse), ("smooth_k", smooth_k)):
+        # Only Python bools/ints: a tensor here would make the call depend on its value.
+        if not isinstance(flag, (bool, int)):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    if sm_scale is not None:
+        if isinstance(sm_scale, (torch.Tensor, bool)) or not isinstance(sm_scale, (int, float)):
+            raise TypeError(f"sm_scale must be a Python float or None, got {type(sm_scale).__name__}")
+        sm_scale = float(sm_scale)
+        if not (math.isfinite(sm_scale) and sm_scale > 0.0):
+            raise ValueError(f"sm_scale must be finite and > 0, got {sm_scale}")
+    if qk_quant_gran not in GRANULARITY_CODES:
+        raise ValueError(f"qk_quant_gran must be one of {sorted(GRANULARITY_CODES)}, got {qk_quant_gran!r}")
+    if kernel not in KERNEL_CODES:
+        raise ValueError(f"kernel must be one of {sorted(KERNEL_CODES)}, got {kernel!r}")
+    return layout, sm_scale, int(GRANULARITY_CODES[qk_quant_gran]), int(KERNEL_CODES[kernel])
+
+
+def check_tensors(q, k, v, layout):
+    """Validates q, k, v. Returns the head_dim."""
+    names = ("q", "k", "v")
+    tensors = (q, k, v)
+    layout_name = "[batch, heads, tokens, head_dim]" if layout == LAYOUT_HND else "[batch, tokens, heads, head_dim]"
+    for name, t in zip(names, tensors):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D {layout_name} for this tensor_layout, got shape {tuple(t.shape)}")
+    bq, hq, nq, dq = _dims(q, layout)
+    bk, hk, nk, dk = _dims(k, layout)
+    bv, hv, nv, dv = _dims(v, layout)
+    if not (bq == bk == bv):
+        raise ValueError(f"q, k, v must have the same batch size, got {bq}, {bk}, {bv}")
+    if hk != hv or nk != nv:
+        raise ValueError(f"k and v must have the same heads and tokens, got k {tuple(k.shape)} and v {tuple(v.shape)}")
+    if dq != dk:
+        raise ValueError(f"q and k must have the same head_dim, got {dq} and {dk}")
+    for name, size in (("batch", bq), ("heads of q", hq), ("heads of k/v", hk),
+                       ("seqlen of q", nq), ("seqlen of k/v", nk), ("head_dim", dq)):
+        if size == 0:
+            raise ValueError(f"{name} is 0: sageattn needs non-empty inputs")
+    if dv != dq:
+        raise NotImplementedError(f"v head_dim ({dv}) different from q/k head_dim ({dq}) is not supported yet")
+    if hq % hk != 0:
+        raise ValueError(f"heads of q ({hq}) must be a multiple of heads of k/v ({hk}) for GQA/MQA")
+    for name, t in zip(names, tensors):
+        if t.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(
+                f"{name} has dtype {t.dtype}; sageattn supports torch.float16 and torch.bfloat16 "
+                "(cast the inputs first)"
+            )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if dq > MAX_HEAD_DIM:
+        raise NotImplementedError(f"head_dim {dq} > {MAX_HEAD_DIM} is not supported yet")
+    for name, t in zip(names, tensors):
+        if t.device.type != "cuda":
+            raise ValueError(
+                f"{name} is on {t.device}; sageattn runs on CUDA GPUs only (use "
+                "torch.nn.functional.scaled_dot_product_attention on other devices)"
+            )
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on the same device, got {q.device}, {k.device}, {v.device}")
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        raise RuntimeError(
+            "sageattn is forward-only (no backward pass): call it under torch.no_grad() or "
+            "torch.inference_mode(), or pass detached tensors"
+        )
+    return dq
+
+
+def strides_ready(t):
+    """True when the kernels can read `t` in place, as far as strides tell: head dim contiguous and
+    every other stride a multiple of 16 bytes.
+
+    The start pointer is checked by the op right before the launch (ops._attention_forward_cuda):
+    neither data_ptr nor storage_offset can be read while torch.compile traces this code.
+    """
+    s = t.stride()
+    return (s[3] == 1 and s[0] % ALIGN_ELEMENTS == 0 and s[1] % ALIGN_ELEMENTS == 0
+            and s[2] % ALIGN_ELEMENTS == 0)
+
+
+def canonicalize(t, padded_head_dim):
+    """`t` itself when the kernels can read it, else a contiguous copy, zero-padded along the head
+    dim to `padded_head_dim` when that is larger.
+
+    Zero columns add 0 to every q.k dot product and produce zero output columns, so padding does
+    not change the attention result as long as sm_scale comes from the original head_dim.
+    """
+    pad = padded_head_dim - t.shape[3]
+    if pad > 0:
+        # .contiguous(): pad may keep a channels-last-like memory format of a 4-D input.
+        return torch.nn.functional.pad(t, (0, pad)).contiguous()
+    if strides_ready(t):
+        return t
+    return t.clone(memory_format=torch.contiguous_format)

@@ -1,0 +1,72 @@
+"""The public entry point ``sageattn``: a drop-in for ``sageattention.sageattn`` and for
+``torch.nn.functional.scaled_dot_product_attention`` on fp16/bf16 CUDA tensors (inference only).
+
+torch.compile(fullgraph=True) traces this function without graph breaks: it only inspects
+shapes, dtypes, devices and strides, and the kernel call is the opaque operator in ``ops``.
+"""
+
+import math
+
+import torch
+
+from . import _validate
+from .ops import attention_forward
+
+__all__ = ["sageattn"]
+
+
+def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
+             smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0, kernel="auto"):
+    """8-bit attention: INT8 Q.K^T (with K smoothing), 16-bit P.V, float32 accumulation.
+
+    Args:
+        q: [B, Hq, Nq, D] ("HND") or [B, Nq, Hq, D] ("NHD"), torch.float16 or torch.bfloat16, CUDA.
+        k, v: [B, Hkv, Nkv, D] or [B, Nkv, Hkv, D], same dtype and device; Hq % Hkv == 0 (GQA/MQA).
+            Any strided views work (e.g. slices of a packed qkv tensor).
+        tensor_layout: "HND" or "NHD" (all three tensors).
+        is_causal: bottom-right aligned causal mask (query i sees key j iff j <= i + Nkv - Nq, the
+            FlashAttention-2 convention; same as top-left when Nq == Nkv). Query rows that see no
+            key (Nq > Nkv) output zeros and an LSE of -inf.
+        sm_scale: softmax scale; default 1/sqrt(D).
+        return_lse: also return the log-sum-exp of the scaled scores (natural log).
+        smooth_k: subtract the per-channel mean of K before INT8 quantization (exact for the
+            output; recommended).
+        qk_quant_gran: "per_thread" (finer INT8 scales, default) or "per_warp".
+        attn_mask, dropout_p: accepted for signature compatibility with SDPA; anything other than
+            None / 0.0 raises NotImplementedError (never ignored silently).
+        kernel: "auto" or a specific kernel ("sm80_mma").
+
+    Returns:
+        out with q's shape, layout and dtype (contiguous), or (out, lse) with lse float32
+        [B, Hq, Nq] when return_lse.
+
+    Head dims that are not a multiple of 8 and inputs whose strides or start are not 16-byte
+    aligned are handled by a padded/contiguous copy (zero-padding the head dim leaves attention
+    unchanged because the scale comes from the original head dim); the output is sliced back.
+
+    Raises:
+        TypeError for non-tensor inputs and unknown keyword arguments; ValueError for bad shapes,
+        dtypes, devices (CPU tensors), layouts and scales; NotImplementedError for features not
+        supported yet (attn_mask, dropout, head_dim > 128, v head_dim != q head_dim);
+        RuntimeError for inputs that require grad (forward only) and for CUDA failures.
+    """
+    layout, sm_scale, granularity, kernel_code = _validate.check_scalars(
+        tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
+        dropout_p, kernel)
+    head_dim = _validate.check_tensors(q, k, v, layout)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(head_dim)
+
+    align = _validate.ALIGN_ELEMENTS
+    padded_head_dim = (head_dim + align - 1) // align * align
+    q_in = _validate.canonicalize(q, padded_head_dim)
+    k_in = _validate.canonicalize(k, padded_head_dim)
+    v_in = _validate.canonicalize(v, padded_head_dim)
+
+    out, lse = attention_forward(q_in, k_in, v_in, layout, bool(is_causal), sm_scale,
+                                 bool(return_lse), bool(smooth_k), granularity, kernel_code)
+    if padded_head_dim != head_dim:
+        # clone rather than contiguous(): same result, and it also runs on fake tensors in
+        # CPU-only torch builds (the tests trace this path without a GPU).
+        out = out.narrow(3, 0, head_dim).clone(memory_format=torch.contiguous_format)
+    return (out, lse) if return_lse else out

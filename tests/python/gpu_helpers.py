@@ -1,0 +1,118 @@
+"""Inputs and accuracy assertions shared by the GPU tests.
+
+The oracle (design.md section 6): with `ref` the exact float64 result and `emul` the library's CPU
+emulation of the same quantization, every element must satisfy
+
+    |out - ref| <= rtol * |emul - ref| + atol,
+    atol = eps_out * |ref| + atol_frac[dtype] * mean|emul - ref|
+
+and globally mean|out - ref| <= global_rtol * mean|emul - ref| + eps_out / 2 * mean|ref|.
+
+Why the two atol terms: `eps_out * |ref|` covers rounding the output to fp16/bf16 (the emulation
+keeps float64). The kernel rounds P to the 16-bit type relative to the running row maximum of the
+online softmax, the emulation relative to the final one, so their P rounding errors are
+independent noises of the same size; where the emulation's error happens to be ~0 the kernel's is
+still of that size. That noise is ~8x larger for bf16 (8-bit mantissa) than for fp16, hence the
+per-dtype `atol_frac` (measured on an H100: bf16 needed up to ~0.9, fp16 ~0.3; margins on top).
+A wrong scale index, an unwritten tile or a misread tail makes errors of the order of |ref| (tens
+of times the mean error) and fails loudly; the global bound catches small systematic biases.
+"""
+
+import numpy as np
+import torch
+
+from sageattention import reference
+
+import torch_reference
+
+OUTPUT_EPS = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7}
+RTOL = 1.5
+ATOL_FRAC = {torch.float16: 1.0, torch.bfloat16: 4.0}
+GLOBAL_RTOL = 1.25
+LSE_ATOL = 2e-3
+
+
+def make_inputs(kind, q_shape, kv_shape, dtype=torch.float16, seed=0, layout="HND"):
+    """q, k, v on the GPU. kind: gaussian | k_bias (K channel bias x8, V bias x2, as real
+    activations) | outlier (q, k x3 with 4 outlier channels: q x10, k +20)."""
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+
+    def randn(*shape):
+        return torch.randn(*shape, device="cuda", generator=gen)
+
+    q, k, v = randn(*q_shape), randn(*kv_shape), randn(*kv_shape)
+    d = q_shape[-1]
+    head_axis = 1 if layout == "HND" else 2
+    bias_shape = [1, 1, 1, d]
+    bias_shape[head_axis] = kv_shape[head_axis]
+    if kind == "k_bias":
+        k = k + 8.0 * randn(*bias_shape)
+        v = v + 2.0 * randn(*bias_shape)
+    elif kind == "outlier":
+        q, k = 3.0 * q, 3.0 * k
+        channels = torch.arange(4, device="cuda") * max(1, d // 4)
+        q[..., channels] *= 10.0
+        k[..., channels] += 20.0
+    elif kind != "gaussian":
+        raise ValueError(kind)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+def hnd(t, layout):
+    return t.transpose(1, 2) if layout == "NHD" else t
+
+
+def exact(q, k, v, layout="HND", **kw):
+    """float64 reference on the GPU (HND out)."""
+    return torch_reference.attention(q, k, v, layout=layout, **kw)
+
+
+def emulated(q, k, v, layout="HND", **kw):
+    """The library's CPU emulation of the kernel for these GPU inputs (P rounded to q's dtype).
+    Small shapes only: it is single-threaded. Returns float64 (out HND, lse) on the GPU."""
+    pv_dtype = "bfloat16" if q.dtype == torch.bfloat16 else "float16"
+    qn, kn, vn = (hnd(t, layout).float().cpu().contiguous().numpy() for t in (q, k, v))
+    out, lse = reference.attention_emulated(qn, kn, vn, dtype=pv_dtype, **kw)
+    return torch.from_numpy(out).cuda(), torch.from_numpy(lse).cuda()
+
+
+def assert_oracle(out, ref, emul, dtype, what="", rtol=RTOL):
+    out, ref, emul = out.double(), ref.double(), emul.double()
+    assert torch.isfinite(out).all(), f"{what}: non-finite output"
+    err = (out - ref).abs()
+    emul_err = (emul - ref).abs()
+    atol = OUTPUT_EPS[dtype] * ref.abs() + ATOL_FRAC[dtype] * emul_err.mean()
+    bad = err > rtol * emul_err + atol
+    summary = (f"mean |out-ref| {err.mean().item():.3e}, mean |emul-ref| {emul_err.mean().item():.3e}, "
+               f"mean |ref| {ref.abs().mean().item():.3e}")
+    if bad.any():
+        idx = tuple(int(i) for i in np.unravel_index(int((err - rtol * emul_err - atol).argmax()), out.shape))
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {out.numel()} elements fail the oracle; worst at {idx}: "
+            f"out {out[idx].item():.6g}, ref {ref[idx].item():.6g}, emul {emul[idx].item():.6g}; {summary}"
+        )
+    global_bound = GLOBAL_RTOL * emul_err.mean() + 0.5 * OUTPUT_EPS[dtype] * ref.abs().mean()
+    assert err.mean() <= global_bound, f"{what}: mean error above the emulation's: {summary}"
+
+
+def assert_lse_oracle(lse, ref_lse, emul_lse, what="", rtol=RTOL, atol=LSE_ATOL):
+    lse, ref_lse, emul_lse = lse.double(), ref_lse.double(), emul_lse.double()
+    seen = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), seen), f"{what}: finite LSE rows differ from the reference"
+    assert torch.all(lse[~seen] == -torch.inf), f"{what}: rows with no key must have LSE -inf"
+    err = (lse[seen] - ref_lse[seen]).abs()
+    emul_err = (emul_lse[seen] - ref_lse[seen]).abs()
+    bad = err > rtol * emul_err + atol
+    assert not bad.any(), (f"{what}: {int(bad.sum())} LSE values fail the oracle; max |lse-ref| "
+                           f"{err.max().item():.3e}, max |emul-ref| {emul_err.max().item():.3e}")
+
+
+def rel_l1(out, ref):
+    return torch_reference.rel_l1(out, ref)
+
+
+def poison_allocator(*shapes_and_dtypes):
+    """Leaves NaN-filled blocks of these sizes in torch's caching allocator, so the next tensors of
+    the same sizes (the op's outputs) start as NaN: an element the kernel forgets to write shows."""
+    blocks = [torch.full(shape, float("nan"), dtype=dtype, device="cuda") for shape, dtype in shapes_and_dtypes]
+    del blocks

@@ -1,0 +1,153 @@
+"""How `sageattn` behaves inside a real program on the GPU: streams, CUDA graphs, torch.compile,
+operator registration checks, unusual strides and pointers, several devices."""
+
+import pytest
+import torch
+
+from sageattention import ops, sageattn
+
+from gpu_helpers import exact, make_inputs, rel_l1
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(autouse=True)
+def _no_grad(library):
+    with torch.no_grad():
+        yield
+
+
+def same_result(a, b):
+    # The same kernel on the same inputs: equal up to (at most) reduction-order noise.
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("head_dim, is_causal", [(64, True), (128, False), (36, True)])
+def test_cuda_graph_replay_with_new_inputs(head_dim, is_causal):
+    q, k, v = make_inputs("k_bias", (2, 4, 333, head_dim), (2, 2, 400, head_dim), seed=1)
+
+    def call():
+        return sageattn(q, k, v, is_causal=is_causal, return_lse=True)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as torch recommends
+        call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        graph_out, graph_lse = call()
+
+    for seed in (2, 3):
+        new = make_inputs("gaussian", q.shape, k.shape, seed=seed)
+        for dst, src in zip((q, k, v), new):
+            dst.copy_(src)
+        graph.replay()
+        eager_out, eager_lse = call()
+        torch.cuda.synchronize()
+        same_result(graph_out, eager_out)
+        same_result(graph_lse, eager_lse)
+
+
+def test_runs_on_the_callers_stream():
+    """The kernel must be ordered after work queued on the caller's (non-default) stream: a launch
+    on the legacy default stream would read q before the slow copy below has written it."""
+    q, k, v = make_inputs("gaussian", (2, 4, 1024, 128), (2, 4, 1024, 128), seed=4)
+    expected = sageattn(q, k, v)
+    target = torch.empty_like(q)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        torch.cuda._sleep(50_000_000)  # ~tens of ms of GPU time before q is written
+        target.copy_(q)
+        out = sageattn(target, k, v)
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    same_result(out, expected)
+
+
+@pytest.mark.parametrize("layout, head_dim", [("HND", 128), ("NHD", 64), ("HND", 36)])
+def test_torch_compile_fullgraph_matches_eager(layout, head_dim):
+    shape_q = (1, 4, 256, head_dim) if layout == "HND" else (1, 256, 4, head_dim)
+    shape_kv = (1, 2, 300, head_dim) if layout == "HND" else (1, 300, 2, head_dim)
+    q, k, v = make_inputs("k_bias", shape_q, shape_kv, seed=5, layout=layout)
+
+    def block(q, k, v):
+        out, lse = sageattn(q * 1.0, k, v, tensor_layout=layout, is_causal=True, return_lse=True)
+        return out + 1.0, lse
+
+    torch._dynamo.reset()
+    compiled = torch.compile(block, fullgraph=True)
+    c_out, c_lse = compiled(q, k, v)
+    e_out, e_lse = block(q, k, v)
+    same_result(c_out, e_out)
+    same_result(c_lse, e_lse)
+
+
+def test_opcheck():
+    opcheck = getattr(torch.library, "opcheck", None)
+    if opcheck is None:
+        pytest.skip("torch.library.opcheck needs torch >= 2.4")
+    q, k, v = make_inputs("gaussian", (1, 4, 100, 64), (1, 2, 120, 64), seed=6)
+    for layout, args in ((0, (q, k, v)), (1, tuple(t.transpose(1, 2) for t in (q, k, v)))):
+        for return_lse in (True, False):
+            opcheck(ops.attention_forward, (*args, layout, True, 0.125, return_lse, True, 0, 0),
+                    test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_fake_matches_real_strides():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    q, k, v = make_inputs("gaussian", (2, 50, 4, 64), (2, 70, 2, 64), seed=7, layout="NHD")
+    real = ops.attention_forward(q, k, v, 1, False, 0.125, True, True, 0, 0)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fq, fk, fv = (mode.from_tensor(t) for t in (q, k, v))
+        fake = ops.attention_forward(fq, fk, fv, 1, False, 0.125, True, True, 0, 0)
+    for r, f in zip(real, fake):
+        assert r.shape == f.shape and r.stride() == f.stride() and r.dtype == f.dtype
+
+
+def test_misaligned_and_strided_inputs_are_copied_correctly():
+    b, h, n, d = 1, 2, 100, 64
+    # Start 2 bytes into an allocation: not 16-byte aligned.
+    base = torch.randn(b * h * n * d + 1, device="cuda", dtype=torch.float16)
+    q = base[1:].view(b, h, n, d)
+    # Token stride 65 (not a multiple of 8): rows not 16-byte aligned.
+    k = torch.randn(b, h, n, 65, device="cuda", dtype=torch.float16)[..., :d]
+    # Head dim not innermost-contiguous.
+    v = torch.randn(b, h, d, n, device="cuda", dtype=torch.float16).transpose(2, 3)
+    out = sageattn(q, k, v)
+    contiguous = sageattn(q.contiguous(), k.contiguous(), v.contiguous())
+    same_result(out, contiguous)
+    ref, _ = exact(q, k, v)
+    assert rel_l1(out, ref) < 2e-2
+
+
+def test_broadcast_kv_with_zero_strides():
+    q, k, v = make_inputs("gaussian", (2, 4, 64, 64), (1, 1, 80, 64), seed=8)
+    k2, v2 = k.expand(2, 4, -1, -1), v.expand(2, 4, -1, -1)
+    out = sageattn(q, k2, v2)
+    same_result(out, sageattn(q, k2.contiguous(), v2.contiguous()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_second_device():
+    with torch.cuda.device(0):
+        q, k, v = (t.to("cuda:1") for t in make_inputs("gaussian", (1, 2, 128, 64), (1, 2, 128, 64)))
+        out = sageattn(q, k, v)
+    assert out.device == q.device
+    same_result(out.to("cuda:0"), sageattn(q.to("cuda:0"), k.to("cuda:0"), v.to("cuda:0")))
+
+
+@pytest.mark.parametrize("kernel", ["auto", "sm80_mma"])
+def test_explicit_kernel_choice(kernel):
+    q, k, v = make_inputs("k_bias", (1, 4, 300, 128), (1, 4, 300, 128), seed=10)
+    out = sageattn(q, k, v, kernel=kernel)
+    ref, _ = exact(q, k, v)
+    assert rel_l1(out, ref) < 1e-3
+
+
+def test_requires_grad_raises_on_gpu():
+    q = torch.randn(1, 2, 16, 64, device="cuda", dtype=torch.float16, requires_grad=True)
+    with torch.enable_grad(), pytest.raises(RuntimeError, match="forward-only"):
+        sageattn(q, q.detach(), q.detach())

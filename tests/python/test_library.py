@@ -1,0 +1,173 @@
+"""Loading the library, the ctypes mirror of the C ABI, and status -> exception mapping (CPU)."""
+
+import ctypes
+import ctypes.util
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import sageattention
+from sageattention import _abi, _library
+from sageattention._abi import SageattnParams, SageattnReferenceProblem, SageattnTensor, Status
+
+from conftest import REPO_ROOT
+
+FAKE_DEVICE_PTR = 1 << 20  # sageattn_check never dereferences pointers
+
+
+def test_library_loads_with_versions(library):
+    assert library.version == sageattention.__version__
+    assert library.compiled_archs, "the library reports no compiled architectures"
+    assert all(re.fullmatch(r"\d+a?", arch) for arch in library.compiled_archs), library.compiled_archs
+
+
+def test_version_matches_pyproject():
+    pyproject = os.path.join(REPO_ROOT, "pyproject.toml")
+    if not os.path.exists(pyproject):
+        pytest.skip("not running from a source tree")
+    text = open(pyproject).read()
+    match = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE)
+    assert match and match.group(1) == sageattention.__version__
+
+
+def test_abi_version_and_defaults(library):
+    params = library.sageattn_default_params()
+    assert params.abi_version == _abi.ABI_VERSION
+    assert params.smooth_k == 1
+    assert params.qk_granularity == _abi.QKGranularity.PER_THREAD
+    assert params.kernel == _abi.Kernel.AUTO
+
+
+def test_struct_layout_matches_header():
+    # Hand-computed from sageattn.h for LP64 (8-byte pointers, 4-byte enums): 8 x 4-byte fields,
+    # 4 tensors of 32 bytes, the lse pointer, then float + 5 x 4-byte fields = 192.
+    assert ctypes.sizeof(SageattnTensor) == 32
+    assert ctypes.sizeof(SageattnParams) == 192
+    assert SageattnParams.q.offset == 32 and SageattnParams.out.offset == 128
+    assert SageattnParams.lse.offset == 160 and SageattnParams.sm_arch.offset == 188
+    assert ctypes.sizeof(SageattnReferenceProblem) == 40
+    assert SageattnReferenceProblem.sm_scale.offset == 24
+
+
+def test_params_packer_writes_named_fields():
+    params = SageattnParams()
+    values = [_abi.ABI_VERSION, 2, 8, 2, 100, 300, 64, int(_abi.DType.BF16)]
+    for base in (1000, 2000, 3000, 4000):  # q, k, v, out: data, stride_batch, stride_head, stride_token
+        values += [base * 16, base + 1, base + 2, base + 3]
+    values += [77 * 16, 0.125, 1, 0, int(_abi.QKGranularity.PER_WARP), int(_abi.Kernel.SM80_MMA), 90]
+    _library.PARAMS_PACKER.pack_into(params, 0, *values)
+    assert (params.batch, params.heads_q, params.heads_kv) == (2, 8, 2)
+    assert (params.seqlen_q, params.seqlen_kv, params.head_dim, params.dtype) == (100, 300, 64, 1)
+    assert (params.k.data, params.k.stride_batch, params.k.stride_token) == (2000 * 16, 2001, 2003)
+    assert params.out.stride_head == 4002 and params.lse == 77 * 16
+    assert params.sm_scale == 0.125 and params.is_causal == 1 and params.smooth_k == 0
+    assert params.qk_granularity == 1 and params.kernel == 1 and params.sm_arch == 90
+
+
+def _valid_params(library, **overrides):
+    p = library.sageattn_default_params()
+    p.batch, p.heads_q, p.heads_kv, p.seqlen_q, p.seqlen_kv, p.head_dim = 1, 4, 2, 100, 120, 64
+    p.dtype = _abi.DType.FP16
+    for t in (p.q, p.k, p.v, p.out):
+        t.data, t.stride_batch, t.stride_head, t.stride_token = FAKE_DEVICE_PTR, 4 * 128 * 64, 128 * 64, 64
+    p.sm_scale, p.sm_arch = 0.125, 90
+    for name, value in overrides.items():
+        setattr(p, name, value)
+    return p
+
+
+def test_check_accepts_valid_params(library):
+    _library.call("sageattn_check", ctypes.byref(_valid_params(library)))
+
+
+@pytest.mark.parametrize("overrides, exc_type, words", [
+    ({"batch": 0}, ValueError, "batch"),
+    ({"seqlen_kv": 0}, ValueError, "seqlen"),
+    ({"heads_q": 3}, ValueError, "multiple"),
+    ({"sm_scale": -1.0}, ValueError, "sm_scale"),
+    ({"head_dim": 256}, NotImplementedError, "not supported yet"),
+    ({"head_dim": 36}, NotImplementedError, "multiple of 8"),
+    ({"sm_arch": 75}, NotImplementedError, "compute capability"),
+])
+def test_check_maps_status_to_exceptions(library, overrides, exc_type, words):
+    with pytest.raises(exc_type, match=words):
+        _library.call("sageattn_check", ctypes.byref(_valid_params(library, **overrides)))
+
+
+def test_check_rejects_misaligned_pointer(library):
+    p = _valid_params(library)
+    p.q.data = FAKE_DEVICE_PTR + 2
+    with pytest.raises(NotImplementedError, match="aligned"):
+        _library.call("sageattn_check", ctypes.byref(p))
+
+
+def test_workspace_size_is_reported(library):
+    size = ctypes.c_size_t(12345)
+    _library.call("sageattn_workspace_size", ctypes.byref(_valid_params(library)), ctypes.byref(size))
+    assert size.value != 12345
+
+
+@pytest.mark.parametrize("status, exc_type", [
+    (Status.INVALID_ARGUMENT, ValueError),
+    (Status.UNSUPPORTED, NotImplementedError),
+    (Status.WORKSPACE_TOO_SMALL, RuntimeError),
+    (Status.CUDA_ERROR, RuntimeError),
+    (99, RuntimeError),
+])
+def test_status_error_types(status, exc_type):
+    reason = ctypes.create_string_buffer(b"the reason text", 64)
+    err = _library.status_error(status, "sageattn_forward", reason)
+    assert type(err) is exc_type
+    assert "the reason text" in str(err) and "sageattn_forward" in str(err)
+
+
+def test_missing_library_says_how_to_build(monkeypatch, tmp_path):
+    missing = tmp_path / "libsageattn.so"
+    monkeypatch.setenv(_library.LIBRARY_ENV_VAR, str(missing))
+    monkeypatch.setattr(_library, "_library", None)
+    with pytest.raises(ImportError) as info:
+        _library.load()
+    assert isinstance(info.value, RuntimeError)  # catchable as either
+    message = str(info.value)
+    assert str(missing) in message and "SAGEATTN_LIBRARY" in message and "cmake" in message
+    assert not _library.is_available()
+
+
+def test_wrong_shared_library_is_rejected():
+    libm = ctypes.util.find_library("m")
+    if libm is None:
+        pytest.skip("no libm to load")
+    with pytest.raises(_library.LibraryNotFoundError, match="does not export"):
+        _library.Library(libm)
+
+
+def test_concurrent_first_load_loads_once(library, monkeypatch):
+    monkeypatch.setattr(_library, "_library", None)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_library.load())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_import_without_torch(subprocess_env):
+    # `torch` set to None in sys.modules makes `import torch` fail, as if it were not installed.
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import sageattention\n"
+        "assert sageattention.reference is not None and sageattention.__version__\n"
+        "try:\n"
+        "    sageattention.sageattn(1, 2, 3)\n"
+        "except ImportError as e:\n"
+        "    assert 'PyTorch' in str(e), e\n"
+        "    print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr

@@ -1,0 +1,141 @@
+"""The operator's fake (shape) implementation and torch.compile tracing, without a GPU.
+
+FakeTensorMode gives shape-only CUDA tensors on any machine, so the whole Python path of
+`sageattn` (validation, padding, the op's fake impl) and Dynamo's tracing of it run here.
+"""
+
+import pytest
+import torch
+
+from sageattention import ops, sageattn
+
+fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
+
+
+@pytest.fixture
+def mode():
+    m = fake_tensor.FakeTensorMode()
+    with m:
+        try:
+            torch.empty(1, device="cuda")
+        except Exception as exc:  # pragma: no cover - depends on the torch build
+            pytest.skip(f"this torch cannot make fake CUDA tensors: {exc}")
+    return m
+
+
+def empty(*shape, dtype=torch.float16):
+    return torch.empty(*shape, dtype=dtype, device="cuda")
+
+
+def contiguous_strides(shape):
+    strides, acc = [], 1
+    for size in reversed(shape):
+        strides.append(acc)
+        acc *= size
+    return tuple(reversed(strides))
+
+
+@pytest.mark.parametrize("layout, q_shape, kv_shape, lse_shape", [
+    ("HND", (2, 8, 100, 64), (2, 2, 77, 64), (2, 8, 100)),
+    ("NHD", (2, 100, 8, 128), (2, 77, 1, 128), (2, 8, 100)),
+    ("HND", (1, 3, 5, 36), (1, 3, 9, 36), (1, 3, 5)),  # padded head dim: sliced back
+    ("NHD", (1, 5, 3, 1), (1, 9, 3, 1), (1, 3, 5)),
+])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sageattn_shapes_through_fake_op(mode, layout, q_shape, kv_shape, lse_shape, dtype):
+    with mode:
+        q, k, v = empty(*q_shape, dtype=dtype), empty(*kv_shape, dtype=dtype), empty(*kv_shape, dtype=dtype)
+        out = sageattn(q, k, v, tensor_layout=layout)
+        out2, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=True, return_lse=True)
+    for o in (out, out2):
+        assert o.shape == q.shape and o.dtype == dtype and o.device.type == "cuda"
+        assert o.stride() == contiguous_strides(q_shape)
+    assert lse.shape == lse_shape and lse.dtype == torch.float32
+    assert lse.stride() == contiguous_strides(lse_shape)
+
+
+def test_packed_qkv_view_is_not_copied(mode):
+    with mode:
+        qkv = empty(2, 50, 3, 4, 64)
+        # select/narrow, not [] indexing: indexing fake CUDA tensors fails in CPU-only torch builds
+        q, k, v = qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2)
+        assert sageattn(q, k, v, tensor_layout="NHD").shape == (2, 50, 4, 64)
+    from sageattention import _validate
+
+    assert all(_validate.canonicalize(t, 64) is t for t in (q, k, v))
+
+
+def test_canonicalize_copies_only_when_needed(mode):
+    from sageattention import _validate
+
+    with mode:
+        x = empty(1, 2, 10, 64)
+        assert _validate.canonicalize(x, 64) is x
+        assert _validate.canonicalize(x.transpose(1, 2), 64) is not None  # any strides that are multiples of 8
+        odd = empty(1, 2, 10, 65).narrow(3, 0, 64)  # token stride 65: rows not 16-byte aligned
+        fixed = _validate.canonicalize(odd, 64)
+        assert fixed is not odd and fixed.stride() == (1280, 640, 64, 1)
+        padded = _validate.canonicalize(empty(1, 2, 10, 36), 40)
+        assert padded.shape == (1, 2, 10, 40) and padded.stride() == (800, 400, 40, 1)
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+def test_op_fake_impl_with_meta_tensors(layout):
+    q = torch.empty(2, 6, 33, 64, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(2, 2, 40, 64, dtype=torch.bfloat16, device="meta") if layout == 0 else \
+        torch.empty(2, 6, 11, 64, dtype=torch.bfloat16, device="meta")
+    out, lse = ops.attention_forward(q, k, k, layout, True, 0.125, True, True, 0, 0)
+    assert out.shape == q.shape and out.dtype == torch.bfloat16 and out.is_contiguous()
+    assert lse.shape == ((2, 6, 33) if layout == 0 else (2, 33, 6)) and lse.dtype == torch.float32
+    out, lse = ops.attention_forward(q, k, k, layout, False, 0.125, False, True, 0, 0)
+    assert lse.shape == (0,) and lse.dtype == torch.float32
+
+
+def test_op_schema():
+    schema = str(ops.attention_forward._schema)
+    assert schema.startswith("sageattention::attention_forward(Tensor q, Tensor k, Tensor v, int layout")
+    assert schema.endswith("-> (Tensor, Tensor)")
+
+
+def test_fallback_registration_without_custom_op():
+    # The torch-2.3 path (Library.define + impl + fake registration), under its own namespace.
+    op = ops.register(namespace="sageattention_fallback_test", use_custom_op=False)
+    assert str(op._schema).startswith("sageattention_fallback_test::attention_forward(Tensor q")
+    q = torch.empty(1, 9, 4, 64, dtype=torch.float16, device="meta")
+    out, lse = op(q, q, q, 1, False, 0.1, True, True, 0, 0)
+    assert out.shape == q.shape and lse.shape == (1, 4, 9) and lse.dtype == torch.float32
+
+
+def _trace(fn, *args):
+    """Dynamo-trace fn(*args) with fullgraph=True; returns the captured FX graphs."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=backend, fullgraph=True)
+    compiled(*args)
+    return graphs
+
+
+@pytest.mark.parametrize("layout, head_dim", [("HND", 64), ("NHD", 128), ("HND", 36)])
+def test_compile_fullgraph_has_no_graph_break(mode, layout, head_dim):
+    def attention(q, k, v):
+        out, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=True, return_lse=True)
+        return out * 2, lse
+
+    with mode:
+        q = empty(2, 4, 64, head_dim) if layout == "HND" else empty(2, 64, 4, head_dim)
+        k = empty(2, 2, 80, head_dim) if layout == "HND" else empty(2, 80, 2, head_dim)
+    try:
+        with mode:
+            graphs = _trace(attention, q, k, k)
+    except torch._dynamo.exc.Unsupported:
+        raise  # a real graph break
+    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
+        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+    assert len(graphs) == 1
+    calls = [n for n in graphs[0].graph.nodes if n.target is ops.attention_forward]
+    assert len(calls) == 1
