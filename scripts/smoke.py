@@ -62,6 +62,35 @@ def accuracy_cases():
     return failures
 
 
+def make_distribution(kind, b, h, n, d, dtype=torch.float16):
+    """The design's accuracy distributions (design.md section 5)."""
+    q, k, v = (torch.randn(b, h, n, d, device="cuda") for _ in range(3))
+    if kind == "k_bias":  # K per-channel bias x8, V bias x2, like real activations
+        k = k + 8.0 * torch.randn(1, 1, 1, d, device="cuda")
+        v = v + 2.0 * torch.randn(1, 1, 1, d, device="cuda")
+    elif kind == "outlier":  # q, k x3 with 4 outlier channels (q x10, k +20)
+        q, k = 3.0 * q, 3.0 * k
+        channels = torch.arange(4, device="cuda") * (d // 4)
+        q[..., channels] *= 10.0
+        k[..., channels] += 20.0
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+def accuracy_table():
+    """Relative L1 / cosine vs float64 for B=2, H=8, N=4096, hd128, fp16 (docs/accuracy.md)."""
+    print(f"\naccuracy, B=2 H=8 N=4096 d=128 fp16 vs float64: relL1 (cos)")
+    print(f"{'distribution':14s} {'sage per_thread':>22s} {'sage per_warp':>22s} {'SDPA fp16':>22s}")
+    for kind in ("gaussian", "k_bias", "outlier"):
+        q, k, v = make_distribution(kind, 2, 8, 4096, 128)
+        ref, _ = reference(q, k, v, False, 1.0 / math.sqrt(128))
+        cells = []
+        for out in (sageattention.sageattn(q, k, v), sageattention.sageattn(q, k, v, qk_quant_gran="per_warp"),
+                    F.scaled_dot_product_attention(q, k, v)):
+            cos = F.cosine_similarity(out.double().flatten(), ref.flatten(), dim=0).item()
+            cells.append(f"{rel_l1(out, ref):.2e} ({cos:.5f})")
+        print(f"{kind:14s} " + " ".join(f"{c:>22s}" for c in cells))
+
+
 def timing():
     print(f"\n{'shape':28s} {'sage ms':>8s} {'TOPS':>6s} {'flash':>6s} {'cudnn':>6s}")
     for d, n, causal in [(128, 4096, False), (128, 16384, False), (128, 16384, True), (64, 16384, False)]:
@@ -146,6 +175,7 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     print(torch.cuda.get_device_name(), "sageattention", sageattention.__version__)
     bad = accuracy_cases()
+    accuracy_table()
     timing()
     kernel_breakdown()
     host_overhead()
