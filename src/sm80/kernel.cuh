@@ -124,7 +124,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
             const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
             const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
-            p[mt][nt][i] = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
+            // __fmul_rn: no FFMA contraction with the later subtraction of the maximum (see
+            // OnlineSoftmax::update_unmasked on huge logits).
+            p[mt][nt][i] = allowed ? __fmul_rn(static_cast<float>(s[mt][nt][i]), c) : -INFINITY;
           }
       softmax.update(p, rescale);
     }

@@ -17,6 +17,9 @@ struct OnlineSoftmax {
   // Probabilities may reach 2^kLazyRescaleLog2 = 256 against a stale maximum: exact in the fp32
   // accumulators, and fp16/bf16 keep their relative precision there (fp16 max is 65504).
   static constexpr float kLazyRescaleLog2 = 8.f;
+  // Below this |row maximum| (base-2 logits) the maximum's rounding error is < 2^-14 in the exponent,
+  // so probabilities may come from one FFMA; above it they take the exact two-step path.
+  static constexpr float kFusedMaxLimit = 1024.f;
   float row_max[kRows];      // reference max of x = s * c (base-2 logits), at most kLazyRescaleLog2
                              // below the true running max; -inf before any key
   float row_sum[kRows];      // this lane's share of sum(exp2(x - row_max))
@@ -66,14 +69,31 @@ struct OnlineSoftmax {
           row_max[r] = new_max;
         }
         float sum = 0.f;
+        if (fabsf(new_max) < kFusedMaxLimit) {
 #pragma unroll
-        for (int nt = 0; nt < Tr::kNTiles; ++nt) {
+          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float prob =
-                ptx::exp2_approx(fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max));
-            p[mt][nt][2 * half + e] = prob;
-            sum += prob;
+            for (int e = 0; e < 2; ++e) {
+              const float prob =
+                  ptx::exp2_approx(fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max));
+              p[mt][nt][2 * half + e] = prob;
+              sum += prob;
+            }
+          }
+        } else {
+          // Huge logits (|x| >= 2^10, e.g. inputs near fp16's range): the rounded maximum can
+          // differ from the exact s * c by half an ulp, which is >= 1 in the exponent from 2^24 on,
+          // so the FFMA could give ex2(+2048) = inf. Rounding s * c first makes x - max exact
+          // (<= 0 against the maximum), as in the masked path.
+#pragma unroll
+          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float x = __fmul_rn(static_cast<float>(s[mt][nt][2 * half + e]), c);
+              const float prob = ptx::exp2_approx(__fsub_rn(x, new_max));
+              p[mt][nt][2 * half + e] = prob;
+              sum += prob;
+            }
           }
         }
         row_sum[r] = row_sum[r] * rescale[r] + sum;
