@@ -12,6 +12,8 @@ namespace {
 // The kernels move rows with 16-byte vector copies (cp.async / uint4 loads), so every row must
 // start 16 bytes aligned: 8 elements of a 2-byte dtype.
 constexpr int64_t kElementsPer16Bytes = 8;
+constexpr int kMaxGridYZ = 65535;
+constexpr int kMaxSeqlen = 1 << 30;
 
 struct Failure {
   sageattn_status status = SAGEATTN_STATUS_OK;
@@ -63,6 +65,13 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
             p.heads_kv, ")");
   c.require(p.seqlen_q >= 1 && p.seqlen_kv >= 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "seqlen_q and seqlen_kv must be >= 1 (got ", p.seqlen_q, ", ", p.seqlen_kv, ")");
+  // CUDA grid limits (batch and heads index grid y/z, at most 65535) and int32 token indexing with
+  // room for padding to whole tiles.
+  c.require(p.batch <= kMaxGridYZ && p.heads_q <= kMaxGridYZ, SAGEATTN_STATUS_UNSUPPORTED,
+            "batch and heads_q must be at most ", kMaxGridYZ, " (got ", p.batch, ", ", p.heads_q, ")");
+  c.require(p.seqlen_q <= kMaxSeqlen && p.seqlen_kv <= kMaxSeqlen, SAGEATTN_STATUS_UNSUPPORTED,
+            "seqlen_q and seqlen_kv must be at most ", kMaxSeqlen, " (got ", p.seqlen_q, ", ",
+            p.seqlen_kv, ")");
   c.require(p.heads_kv < 1 || p.heads_q % p.heads_kv == 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "heads_q (", p.heads_q, ") must be a multiple of heads_kv (", p.heads_kv, ")");
   c.require(p.head_dim >= 1, SAGEATTN_STATUS_INVALID_ARGUMENT, "head_dim must be >= 1 (got ",

@@ -163,6 +163,17 @@ TEST(ApiCheck, Sizes) {
   expect_status([](sageattn_params& p) { p.heads_kv = 16; }, kInvalid, "heads_kv > heads_q");
 }
 
+TEST(ApiCheck, GridAndIndexLimits) {
+  // Batch and heads index CUDA grid dimensions y/z (at most 65535); token indices are int32 with
+  // padding to whole tiles, so lengths stop at 2^30.
+  expect_status([](sageattn_params& p) { p.batch = 65535; }, SAGEATTN_STATUS_OK, "batch 65535");
+  expect_status([](sageattn_params& p) { p.batch = 65536; }, kUnsupported, "batch 65536");
+  expect_status([](sageattn_params& p) { p.heads_q = 65536; p.heads_kv = 1; }, kUnsupported, "heads 65536");
+  expect_status([](sageattn_params& p) { p.seqlen_q = 1 << 30; }, SAGEATTN_STATUS_OK, "seqlen_q 2^30");
+  expect_status([](sageattn_params& p) { p.seqlen_q = (1 << 30) + 1; }, kUnsupported, "seqlen_q 2^30+1");
+  expect_status([](sageattn_params& p) { p.seqlen_kv = 2147483647; }, kUnsupported, "seqlen_kv 2^31-1");
+}
+
 TEST(ApiCheck, HeadDim) {
   expect_status([](sageattn_params& p) { p.head_dim = 0; }, kInvalid, "head_dim 0");
   expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
