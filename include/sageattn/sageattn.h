@@ -107,6 +107,10 @@ typedef struct sageattn_params {
   int32_t sm_arch;
 } sageattn_params;
 
+/* SAGEATTN_ABI_VERSION of the library. Foreign-function callers check it before anything that
+   passes or returns sageattn_params (a struct of another layout would be read or written wrongly). */
+SAGEATTN_API uint32_t sageattn_abi_version(void);
+
 /* Library version string, e.g. "0.1.0". */
 SAGEATTN_API const char* sageattn_version(void);
 

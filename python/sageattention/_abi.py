@@ -99,6 +99,7 @@ _size = ctypes.c_size_t
 
 # name -> (restype, argtypes), exactly as declared in the header.
 FUNCTIONS = {
+    "sageattn_abi_version": (ctypes.c_uint32, []),
     "sageattn_version": (ctypes.c_char_p, []),
     "sageattn_compiled_archs": (ctypes.c_char_p, []),
     "sageattn_default_params": (SageattnParams, []),

@@ -152,6 +152,23 @@ class Library:
         except OSError as exc:
             raise LibraryNotFoundError(f"cannot load {path}: {exc}. {_BUILD_HINT}") from exc
         self.path = path
+        # The ABI version is read through a function that passes no struct, before anything that
+        # returns sageattn_params by value: a library with a larger struct would otherwise write past
+        # ctypes' return buffer before the mismatch could be noticed.
+        try:
+            abi_version = self.cdll.sageattn_abi_version
+        except AttributeError as exc:
+            raise AbiMismatchError(
+                f"{path} does not export sageattn_abi_version: it predates ABI version checks or is "
+                f"not a libsageattn build. {_BUILD_HINT}"
+            ) from exc
+        abi_version.restype, abi_version.argtypes = ctypes.c_uint32, []
+        abi = abi_version()
+        if abi != ABI_VERSION:
+            raise AbiMismatchError(
+                f"{path} implements C ABI version {abi}, but this Python package expects version "
+                f"{ABI_VERSION}: rebuild the library from the same source tree. {_BUILD_HINT}"
+            )
         for name, (restype, argtypes) in _abi.FUNCTIONS.items():
             try:
                 fn = getattr(self.cdll, name)
@@ -163,12 +180,8 @@ class Library:
             fn.restype = restype
             fn.argtypes = argtypes
             setattr(self, name, fn)
-        abi = self.sageattn_default_params().abi_version
-        if abi != ABI_VERSION:
-            raise AbiMismatchError(
-                f"{path} implements C ABI version {abi}, but this Python package expects version "
-                f"{ABI_VERSION}: rebuild the library from the same source tree. {_BUILD_HINT}"
-            )
+        if self.sageattn_default_params().abi_version != ABI_VERSION:
+            raise AbiMismatchError(f"{path}: sageattn_default_params disagrees with sageattn_abi_version")
         self.version = self.sageattn_version().decode()
         self.compiled_archs = self.sageattn_compiled_archs().decode().split()
 

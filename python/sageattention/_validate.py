@@ -55,7 +55,9 @@ def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_q
         if isinstance(sm_scale, (torch.Tensor, bool)) or not isinstance(sm_scale, (int, float)):
             raise TypeError(f"sm_scale must be a Python float or None, got {type(sm_scale).__name__}")
         sm_scale = float(sm_scale)
-        if not (math.isfinite(sm_scale) and sm_scale > 0.0):
+        # Comparisons only: under torch.compile a float argument may arrive symbolic, and
+        # math.isfinite on it cannot be traced (graph break / error with fullgraph=True).
+        if not (0.0 < sm_scale < math.inf):
             raise ValueError(f"sm_scale must be finite and > 0, got {sm_scale}")
     if qk_quant_gran not in GRANULARITY_CODES:
         raise ValueError(f"qk_quant_gran must be one of {sorted(GRANULARITY_CODES)}, got {qk_quant_gran!r}")

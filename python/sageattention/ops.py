@@ -24,7 +24,7 @@ Schema::
 import torch
 
 from . import _launch
-from ._validate import LAYOUT_HND, strides_ready
+from ._validate import LAYOUT_HND, LAYOUT_NHD, check_tensors, strides_ready
 
 NAMESPACE = "sageattention"
 OP_NAME = "attention_forward"
@@ -49,6 +49,12 @@ def _aligned(t):
 
 def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
                             qk_granularity, kernel):
+    # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
+    # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
+    # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
+    if layout not in (LAYOUT_HND, LAYOUT_NHD):
+        raise ValueError(f"layout must be {LAYOUT_HND} (HND) or {LAYOUT_NHD} (NHD), got {layout}")
+    check_tensors(q, k, v, layout)
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
     q = _aligned(q)

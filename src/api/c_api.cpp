@@ -139,6 +139,8 @@ using namespace sageattn;
 
 extern "C" {
 
+uint32_t sageattn_abi_version(void) { return SAGEATTN_ABI_VERSION; }
+
 const char* sageattn_version(void) { return SAGEATTN_VERSION_STRING; }
 
 const char* sageattn_compiled_archs(void) { return SAGEATTN_ARCH_STRING; }

@@ -151,3 +151,18 @@ def test_requires_grad_raises_on_gpu():
     q = torch.randn(1, 2, 16, 64, device="cuda", dtype=torch.float16, requires_grad=True)
     with torch.enable_grad(), pytest.raises(RuntimeError, match="forward-only"):
         sageattn(q, q.detach(), q.detach())
+
+
+def test_op_called_directly_checks_its_inputs():
+    # The op is public: inputs that sageattn would reject must not reach the kernel through it
+    # (the C params carry only q's shape, so a short v would be read out of bounds).
+    q, k, v = make_inputs("gaussian", (1, 2, 100, 64), (1, 2, 100, 64), seed=11)
+    op = ops.attention_forward
+    with pytest.raises(ValueError, match="same heads and tokens"):
+        op(q, k, v[:, :, :50], 0, False, 0.125, False, True, 0, 0)
+    with pytest.raises(ValueError, match="layout"):
+        op(q, k, v, 5, False, 0.125, False, True, 0, 0)
+    with pytest.raises(ValueError, match="dtype"):
+        op(q.float(), k.float(), v.float(), 0, False, 0.125, False, True, 0, 0)
+    out, _ = op(q, k, v, 0, False, 0.125, False, True, 0, 0)  # and a valid call still runs
+    assert rel_l1(out, exact(q, k, v, sm_scale=0.125)[0]) < 3e-2

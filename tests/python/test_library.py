@@ -98,6 +98,28 @@ def test_check_maps_status_to_exceptions(library, overrides, exc_type, words):
         _library.call("sageattn_check", ctypes.byref(_valid_params(library, **overrides)))
 
 
+@pytest.mark.parametrize("overrides, words", [
+    ({"kernel": 7}, r"unknown kernel 7"),
+    ({"qk_granularity": 5}, r"unknown qk_granularity 5"),
+    ({"is_causal": 2}, r"is_causal must be 0 or 1 \(got 2\)"),
+    ({"smooth_k": 3}, r"smooth_k must be 0 or 1 \(got 3\)"),
+    ({"dtype": 9}, r"dtype must be .*\(got 9\)"),
+    ({"sm_scale": -2.5}, r"got -2.5\)"),
+    ({"heads_kv": 3}, r"heads_q \(4\) must be a multiple of heads_kv \(3\)"),
+    ({"seqlen_q": 7, "seqlen_kv": -5}, r"got 7, -5\)"),
+    ({"head_dim": 200}, r"head_dim 200 "),
+])
+def test_struct_fields_reach_the_library(library, overrides, words):
+    # Distinctive values written through the ctypes mirror come back in the library's reason text:
+    # this checks each field's offset against the compiled C layout, not against a second copy of it.
+    with pytest.raises(ValueError if "head_dim" not in overrides else NotImplementedError, match=words):
+        _library.call("sageattn_check", ctypes.byref(_valid_params(library, **overrides)))
+
+
+def test_abi_version_function(library):
+    assert library.sageattn_abi_version() == _abi.ABI_VERSION
+
+
 def test_check_rejects_misaligned_pointer(library):
     p = _valid_params(library)
     p.q.data = FAKE_DEVICE_PTR + 2
@@ -106,9 +128,16 @@ def test_check_rejects_misaligned_pointer(library):
 
 
 def test_workspace_size_is_reported(library):
-    size = ctypes.c_size_t(12345)
-    _library.call("sageattn_workspace_size", ctypes.byref(_valid_params(library)), ctypes.byref(size))
-    assert size.value != 12345
+    def workspace(**overrides):
+        size = ctypes.c_size_t(12345)
+        _library.call("sageattn_workspace_size", ctypes.byref(_valid_params(library, **overrides)),
+                      ctypes.byref(size))
+        return size.value
+
+    # At least the INT8 copies of q (4 heads x 128 padded rows x 64) and k (2 x 128 x 64).
+    base = workspace()
+    assert base >= 4 * 128 * 64 + 2 * 128 * 64
+    assert workspace(seqlen_q=1000) > base and workspace(seqlen_kv=1000) > base
 
 
 @pytest.mark.parametrize("status, exc_type", [
