@@ -124,9 +124,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
             const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
             const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
-            // __fmul_rn: no FFMA contraction with the later subtraction of the maximum (see
-            // OnlineSoftmax::update_unmasked on huge logits).
-            p[mt][nt][i] = allowed ? __fmul_rn(static_cast<float>(s[mt][nt][i]), c) : -INFINITY;
+            p[mt][nt][i] = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
           }
       softmax.update(p, rescale);
     }

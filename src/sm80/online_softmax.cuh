@@ -124,7 +124,9 @@ struct OnlineSoftmax {
         for (int nt = 0; nt < Tr::kNTiles; ++nt) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const float p = ptx::exp2_approx(x[mt][nt][2 * half + e] - offset);
+            // __fsub_rn: x stays the rounded product s * c (no FFMA contraction with the caller's
+            // multiply), so x - max is exact and <= 0 against the maximum even for huge logits.
+            const float p = ptx::exp2_approx(__fsub_rn(x[mt][nt][2 * half + e], offset));
             x[mt][nt][2 * half + e] = p;
             sum += p;
           }
