@@ -116,7 +116,7 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
   const int64_t q_items = static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
   const int k_items_per_head = (a.k_blocks + 1) / 2;
   const bool is_q = blockIdx.x < q_items;
-  int batch, head, block, heads, seqlen, padded_rows;
+  int batch, head, block, seqlen, padded_rows;
   const char* src;
   int64_t stride_token;
   int8_t* dst;
@@ -125,7 +125,6 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
     const int bh = blockIdx.x / a.q_blocks;
     batch = bh / a.heads_q;
     head = bh % a.heads_q;
-    heads = a.heads_q;
     seqlen = a.seqlen_q;
     padded_rows = a.q_blocks * kQBlockRows;
     src = static_cast<const char*>(a.q) +
@@ -138,7 +137,6 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
     const int bh = item / k_items_per_head;
     batch = bh / a.heads_kv;
     head = bh % a.heads_kv;
-    heads = a.heads_kv;
     seqlen = a.seqlen_kv;
     padded_rows = a.k_blocks * kKBlockTokens;
     src = static_cast<const char*>(a.k) +
@@ -146,7 +144,6 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
     stride_token = a.k_stride_token;
     dst = a.k_int8 + static_cast<int64_t>(bh) * padded_rows * kHeadDim;
   }
-  (void)heads;
   const int row0 = block * kRowsPerQuantizeItem;
   const int kv_head = is_q ? head / (a.heads_q / a.heads_kv) : head;
   const bool subtract_mean = !is_q && a.smooth_k;

@@ -172,6 +172,9 @@ TEST(ApiCheck, GridAndIndexLimits) {
   expect_status([](sageattn_params& p) { p.seqlen_q = 1 << 30; }, SAGEATTN_STATUS_OK, "seqlen_q 2^30");
   expect_status([](sageattn_params& p) { p.seqlen_q = (1 << 30) + 1; }, kUnsupported, "seqlen_q 2^30+1");
   expect_status([](sageattn_params& p) { p.seqlen_kv = 2147483647; }, kUnsupported, "seqlen_kv 2^31-1");
+  // Within every per-dimension limit, but 65535 * 65535 * 8 blocks of 128 rows exceed the 1-D grid.
+  expect_status([](sageattn_params& p) { p.batch = 65535; p.heads_q = 65535; p.heads_kv = 65535; p.seqlen_q = 1024; },
+                kUnsupported, "quantize grid");
 }
 
 TEST(ApiCheck, HeadDim) {
