@@ -53,7 +53,11 @@ typedef enum sageattn_status {
 
 typedef enum sageattn_dtype {
   SAGEATTN_DTYPE_FP16 = 0,
-  SAGEATTN_DTYPE_BF16 = 1
+  SAGEATTN_DTYPE_BF16 = 1,
+  /* FP8 E4M3 (OCP "e4m3fn": bias 7, 3 mantissa bits, no infinities, max finite 448). Valid ONLY as
+     the pv_dtype of sageattn_reference_emulated_v2 (the FP8 P.V pipeline); q, k, v and out of
+     sageattn_params stay fp16 or bf16, and every other entry point rejects it. */
+  SAGEATTN_DTYPE_E4M3 = 2
 } sageattn_dtype;
 
 /* Which rows share one INT8 scale for Q and K. */
@@ -155,16 +159,33 @@ SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_p
 
 /* The quantized pipeline of SAGEATTN_KERNEL_SM80_MMA, emulated: the same K smoothing, the same INT8
    groups, rounding and scales, exact integer Q.K^T, the same dequantization constant, P rounded to
-   `pv_dtype` (fp16 or bf16) as the kernel feeds it to the tensor core; softmax and P.V accumulated in
-   double. Not bit-identical to the kernel: the kernel rounds P against a running row maximum (which
-   may lag the final one, see src/sm80/online_softmax.cuh) and accumulates in fp32, so per-element
-   roundings differ while their size is the same. */
+   `pv_dtype` (fp16 or bf16 only; E4M3 needs sageattn_reference_emulated_v2) as the kernel feeds it
+   to the tensor core; softmax and P.V accumulated in double. Not bit-identical to the kernel: the
+   kernel rounds P against a running row maximum (which may lag the final one, see
+   src/sm80/online_softmax.cuh) and accumulates in fp32, so per-element roundings differ while their
+   size is the same. */
 SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
                                                          int32_t granularity /* sageattn_qk_granularity */,
                                                          int32_t smooth_k,
                                                          int32_t pv_dtype /* sageattn_dtype */,
                                                          const float* q, const float* k,
                                                          const float* v, double* out, double* lse);
+
+/* sageattn_reference_emulated with the FP8 P.V pipeline and V smoothing (docs/design/quantization.md,
+   "FP8 P.V"). pv_dtype FP16 or BF16: identical to sageattn_reference_emulated (smooth_v must be 0:
+   V smoothing is defined only for FP8 P.V, other values give INVALID_ARGUMENT). pv_dtype E4M3: V is
+   quantized per channel (over all tokens of its (batch, kv head)) to E4M3 with scale max|V - vbar|/448,
+   vbar the channel mean when smooth_v = 1 (else 0); P tilde = e4m3(448 * exp2(x - m)) with m the row
+   maximum of the base-2 scores; out = (sum_j P tilde_j * Vq_j) / l * scale + vbar with
+   l = sum_j 448 * exp2(x_j - m), all in double. The LSE is computed as in
+   sageattn_reference_emulated.
+   A row with no allowed key outputs 0 (not vbar) and LSE -infinity. */
+SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_reference_problem* problem,
+                                                            int32_t granularity /* sageattn_qk_granularity */,
+                                                            int32_t smooth_k, int32_t smooth_v,
+                                                            int32_t pv_dtype /* sageattn_dtype */,
+                                                            const float* q, const float* k,
+                                                            const float* v, double* out, double* lse);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
 class DType(enum.IntEnum):
     FP16 = 0
     BF16 = 1
+    E4M3 = 2  # only as the P.V dtype of sageattn_reference_emulated_v2
 
 
 class QKGranularity(enum.IntEnum):
@@ -110,5 +111,9 @@ FUNCTIONS = {
     "sageattn_reference_emulated": (
         _c_enum,
         [_problem_p, _c_enum, ctypes.c_int32, _c_enum, _ptr, _ptr, _ptr, _ptr, _ptr],
+    ),
+    "sageattn_reference_emulated_v2": (
+        _c_enum,
+        [_problem_p, _c_enum, ctypes.c_int32, ctypes.c_int32, _c_enum, _ptr, _ptr, _ptr, _ptr, _ptr],
     ),
 }

@@ -2,9 +2,10 @@
 
 - ``attention_exact``: attention in float64, the ground truth for accuracy measurements.
 - ``attention_emulated``: the kernel's quantized pipeline reproduced on the CPU (same K smoothing,
-  INT8 groups, rounding and scales; P rounded to the 16-bit dtype). Its error against the exact
-  result is what the GPU kernel's error should look like, which makes it the oracle of the tests:
-  ``|gpu - exact| <= rtol * |emulated - exact| + atol``.
+  INT8 groups, rounding and scales; P rounded to the 16-bit dtype, or with ``dtype="e4m3"`` the FP8
+  P.V of the FP8 kernels: P and per-channel-scaled V in E4M3, optional V smoothing). Its error
+  against the exact result is what the GPU kernel's error should look like, which makes it the
+  oracle of the tests: ``|gpu - exact| <= rtol * |emulated - exact| + atol``.
 
 Both take ``[batch, heads, tokens, head_dim]`` arrays (any float dtype, numpy arrays or CPU torch
 tensors; fp16/bf16 -> float32 is exact) and return ``(out, lse)`` as float64 arrays of shapes
@@ -51,13 +52,16 @@ def _problem(q, k, v, sm_scale, is_causal):
 
 
 def _dtype_code(dtype):
-    # Accept "float16"/"fp16"/"bfloat16"/"bf16", numpy dtypes and torch dtypes (by name).
+    # Accept "float16"/"fp16"/"bfloat16"/"bf16", numpy dtypes and torch dtypes (by name), and for the
+    # FP8 P.V "e4m3"/"fp8_e4m3"/"float8_e4m3fn" (torch.float8_e4m3fn by name).
     name = str(dtype).replace("torch.", "").lower()
     if name in ("float16", "fp16", "half"):
         return DType.FP16
     if name in ("bfloat16", "bf16"):
         return DType.BF16
-    raise ValueError(f"dtype must be float16 or bfloat16, got {dtype!r}")
+    if name in ("e4m3", "fp8_e4m3", "float8_e4m3fn"):
+        return DType.E4M3
+    raise ValueError(f"dtype must be float16, bfloat16 or e4m3, got {dtype!r}")
 
 
 def _run(function_name, q, k, v, sm_scale, is_causal, extra_args):
@@ -68,8 +72,7 @@ def _run(function_name, q, k, v, sm_scale, is_causal, extra_args):
     b, hq, nq, d = q.shape
     out = np.empty((b, hq, nq, d), dtype=np.float64)
     lse = np.empty((b, hq, nq), dtype=np.float64)
-    fn = getattr(_library.load(), function_name)
-    status = fn(
+    status = getattr(_library.load(), function_name)(
         ctypes.byref(problem), *extra_args,
         q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, lse.ctypes.data,
     )
@@ -86,13 +89,21 @@ def attention_exact(q, k, v, sm_scale=None, is_causal=False):
 
 
 def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float16",
-                       qk_quant_gran="per_thread", smooth_k=True):
+                       qk_quant_gran="per_thread", smooth_k=True, smooth_v=False):
     """The quantized kernel pipeline emulated on the CPU. Returns (out, lse).
 
     ``dtype`` is the 16-bit type the GPU call would get (P is rounded to it before P.V); the inputs
     themselves should already hold values representable in it (e.g. come from an fp16 tensor).
+    ``dtype="e4m3"`` emulates the FP8 P.V instead (docs/design/quantization.md, "FP8 P.V"): the inputs
+    are still fp16/bf16 values, P tilde = e4m3(448 * exp2(x - m)) and V is quantized per channel to
+    E4M3. ``smooth_v`` (subtract the per-channel V mean before quantizing V, add it back at the end)
+    exists only for ``dtype="e4m3"``.
     """
     if qk_quant_gran not in GRANULARITY_CODES:
         raise ValueError(f"qk_quant_gran must be one of {sorted(GRANULARITY_CODES)}, got {qk_quant_gran!r}")
-    extra = (int(GRANULARITY_CODES[qk_quant_gran]), int(bool(smooth_k)), int(_dtype_code(dtype)))
-    return _run("sageattn_reference_emulated", q, k, v, sm_scale, is_causal, extra)
+    pv_dtype = int(_dtype_code(dtype))
+    if smooth_v and pv_dtype != DType.E4M3:
+        raise ValueError(f"smooth_v=True needs dtype='e4m3' (V smoothing is defined only for the FP8 P.V), "
+                         f"got dtype={dtype!r}")
+    extra = (int(GRANULARITY_CODES[qk_quant_gran]), int(bool(smooth_k)), int(bool(smooth_v)), pv_dtype)
+    return _run("sageattn_reference_emulated_v2", q, k, v, sm_scale, is_causal, extra)

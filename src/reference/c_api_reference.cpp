@@ -68,24 +68,39 @@ SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_p
   return guarded([&] { ref::attention_exact(*problem, q, k, v, out, lse); });
 }
 
-SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
-                                                         int32_t granularity, int32_t smooth_k,
-                                                         int32_t pv_dtype,
-                                                         const float* q, const float* k,
-                                                         const float* v, double* out, double* lse) {
+SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_reference_problem* problem,
+                                                            int32_t granularity, int32_t smooth_k,
+                                                            int32_t smooth_v, int32_t pv_dtype,
+                                                            const float* q, const float* k,
+                                                            const float* v, double* out, double* lse) {
   if (!problem_is_valid(problem, q, k, v, out)) return SAGEATTN_STATUS_INVALID_ARGUMENT;
   const int64_t raw_granularity = granularity;
   if (raw_granularity != SAGEATTN_QK_GRANULARITY_PER_THREAD &&
       raw_granularity != SAGEATTN_QK_GRANULARITY_PER_WARP)
     return SAGEATTN_STATUS_INVALID_ARGUMENT;
   if (smooth_k != 0 && smooth_k != 1) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  if (smooth_v != 0 && smooth_v != 1) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  const int64_t raw_dtype = pv_dtype;
+  if (raw_dtype != SAGEATTN_DTYPE_FP16 && raw_dtype != SAGEATTN_DTYPE_BF16 && raw_dtype != SAGEATTN_DTYPE_E4M3)
+    return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  // V smoothing is defined only for the FP8 P.V (no kernel smooths V before a 16-bit product).
+  if (smooth_v == 1 && raw_dtype != SAGEATTN_DTYPE_E4M3) return SAGEATTN_STATUS_INVALID_ARGUMENT;
+  return guarded([&] {
+    ref::attention_emulated(*problem, static_cast<sageattn_qk_granularity>(granularity), smooth_k != 0,
+                            smooth_v != 0, static_cast<sageattn_dtype>(pv_dtype), q, k, v, out, lse);
+  });
+}
+
+// The original entry point: the 16-bit P.V of the sm80 kernel only (E4M3 and smooth_v need _v2).
+SAGEATTN_API sageattn_status sageattn_reference_emulated(const sageattn_reference_problem* problem,
+                                                         int32_t granularity, int32_t smooth_k,
+                                                         int32_t pv_dtype,
+                                                         const float* q, const float* k,
+                                                         const float* v, double* out, double* lse) {
   const int64_t raw_dtype = pv_dtype;
   if (raw_dtype != SAGEATTN_DTYPE_FP16 && raw_dtype != SAGEATTN_DTYPE_BF16)
     return SAGEATTN_STATUS_INVALID_ARGUMENT;
-  return guarded([&] {
-    ref::attention_emulated(*problem, static_cast<sageattn_qk_granularity>(granularity), smooth_k != 0,
-                            static_cast<sageattn_dtype>(pv_dtype), q, k, v, out, lse);
-  });
+  return sageattn_reference_emulated_v2(problem, granularity, smooth_k, 0, pv_dtype, q, k, v, out, lse);
 }
 
 }  // extern "C"

@@ -1,4 +1,5 @@
-// CPU reference: exact attention in double and the emulated INT8 pipeline (docs/design/quantization.md).
+// CPU reference: exact attention in double and the emulated INT8 pipeline with 16-bit or FP8 P.V
+// (docs/design/quantization.md).
 //
 // Floating-point discipline: every float32 step of the quantization (mean, subtraction, amax, scale,
 // inverse scale, x * inverse, q_factor, dequantization) is a single operation whose result is stored
@@ -15,6 +16,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 namespace sageattn::reference {
@@ -263,9 +265,87 @@ uint16_t float_to_bf16_bits(float x) {
 
 float bf16_bits_to_float(uint16_t bits) { return bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
 
+// ---- E4M3 --------------------------------------------------------------------------------------------
+
+namespace {
+constexpr int kE4m3MantissaBits = 3;
+constexpr int kE4m3Bias = 7;
+constexpr int kE4m3MinNormalExponent = 1 - kE4m3Bias;                            // 2^-6
+constexpr int kE4m3SubnormalExponent = kE4m3MinNormalExponent - kE4m3MantissaBits;  // 2^-9, one subnormal step
+constexpr uint8_t kE4m3MaxFiniteBits = 0x7E;  // S.1111.110 = 448
+constexpr uint8_t kE4m3NanBits = 0x7F;        // S.1111.111
+}  // namespace
+
+uint8_t float_to_e4m3_bits(float x) {
+  const uint32_t bits = bit_cast<uint32_t>(x);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  const uint32_t magnitude = bits & 0x7FFFFFFFu;
+  if (magnitude > 0x7F800000u) return static_cast<uint8_t>(sign | kE4m3NanBits);
+  const float a = bit_cast<float>(magnitude);
+  // satfinite: every magnitude >= 448 rounds to 448 or would overflow (464, the tie with the missing
+  // 480, goes to 448 as the even neighbour anyway), and overflow saturates; infinity included.
+  if (a >= kE4m3Max) return static_cast<uint8_t>(sign | kE4m3MaxFiniteBits);
+  if (a >= std::ldexp(1.0f, kE4m3MinNormalExponent)) {
+    // Rebias the exponent (127 -> 7) and round the dropped 20 mantissa bits to nearest even; a carry
+    // out of the mantissa correctly bumps the exponent (at most to 0x7E, since a < 448).
+    constexpr int kDrop = 23 - kE4m3MantissaBits;
+    const uint32_t rebiased = magnitude - (static_cast<uint32_t>(127 - kE4m3Bias) << 23);
+    const uint32_t round_bias = ((1u << (kDrop - 1)) - 1u) + ((rebiased >> kDrop) & 1u);
+    return static_cast<uint8_t>(sign | ((rebiased + round_bias) >> kDrop));
+  }
+  // Subnormal E4M3: an integer count of 2^-9 in [0, 8]; the scaling is exact and rint rounds half to
+  // even. A count of 8 is the smallest normal, whose bits are 0x08.
+  const float units = std::rint(std::ldexp(a, -kE4m3SubnormalExponent));
+  return static_cast<uint8_t>(sign | static_cast<uint8_t>(units));
+}
+
+float e4m3_bits_to_float(uint8_t bits) {
+  const int exponent = (bits >> kE4m3MantissaBits) & 0xF;
+  const int mantissa = bits & 0x7;
+  if ((bits & 0x7Fu) == kE4m3NanBits) return std::numeric_limits<float>::quiet_NaN();
+  // Subnormal: mantissa * 2^-9. Normal: (8 + mantissa) * 2^(exponent - bias - 3), i.e. 1.mmm * 2^(e - 7).
+  const float magnitude =
+      exponent == 0 ? std::ldexp(static_cast<float>(mantissa), kE4m3SubnormalExponent)
+                    : std::ldexp(static_cast<float>(8 + mantissa), exponent - kE4m3Bias - kE4m3MantissaBits);
+  return (bits & 0x80u) ? -magnitude : magnitude;
+}
+
 float round_to_dtype(float x, sageattn_dtype dtype) {
+  if (dtype == SAGEATTN_DTYPE_E4M3) return e4m3_bits_to_float(float_to_e4m3_bits(x));
   if (dtype == SAGEATTN_DTYPE_BF16) return bf16_bits_to_float(float_to_bf16_bits(x));
   return fp16_bits_to_float(float_to_fp16_bits(x));
+}
+
+// ---- FP8 V -----------------------------------------------------------------------------------------
+
+Fp8Values quantize_v_fp8(const float* v, int64_t tokens, int head_dim, bool smooth_v) {
+  Fp8Values result;
+  result.tokens = tokens;
+  result.head_dim = head_dim;
+  result.mean = smooth_v ? k_channel_mean(v, tokens, head_dim) : std::vector<float>(head_dim, 0.0f);
+  // The smoothed value is one float subtraction, recomputed in both passes (it is deterministic).
+  auto centered = [&](int64_t j, int c) {
+    const float x = v[j * head_dim + c];
+    return smooth_v ? x - result.mean[c] : x;
+  };
+  std::vector<float> amax(head_dim, 0.0f);
+  for (int64_t j = 0; j < tokens; ++j)
+    for (int c = 0; c < head_dim; ++c) amax[c] = std::max(amax[c], std::fabs(centered(j, c)));
+  // Channels below kMinQuantizableAmax are zero channels (scale 0, values 0), as INT8 zero groups.
+  result.scales.resize(head_dim);
+  std::vector<float> inverse(head_dim);
+  for (int c = 0; c < head_dim; ++c) {
+    const bool quantizable = amax[c] >= kMinQuantizableAmax;
+    result.scales[c] = quantizable ? amax[c] / kE4m3Max : 0.0f;
+    inverse[c] = quantizable ? kE4m3Max / amax[c] : 0.0f;
+  }
+  result.values.resize(static_cast<size_t>(tokens) * head_dim);
+  for (int64_t j = 0; j < tokens; ++j)
+    for (int c = 0; c < head_dim; ++c) {
+      const float scaled = centered(j, c) * inverse[c];
+      result.values[j * head_dim + c] = round_to_dtype(scaled, SAGEATTN_DTYPE_E4M3);
+    }
+  return result;
 }
 
 // ---- Exact attention -------------------------------------------------------------------------------
@@ -331,11 +411,13 @@ struct EmulatedKv {
   std::vector<float> mean;          // [head_dim]; empty without smoothing
   std::vector<int8_t> k_transposed;  // [head_dim, tokens] quantized K'
   std::vector<float> k_scale;       // [tokens] scale of each token's group
+  Fp8Values v_fp8;                  // FP8 P.V only: quantized V, its channel scales and mean
 };
 
-EmulatedKv prepare_kv(const float* k_head, int64_t tokens, int head_dim, sageattn_qk_granularity granularity,
-                      bool smooth_k) {
+EmulatedKv prepare_kv(const float* k_head, const float* v_head, int64_t tokens, int head_dim,
+                      sageattn_qk_granularity granularity, bool smooth_k, bool smooth_v, bool fp8_pv) {
   EmulatedKv kv;
+  if (fp8_pv) kv.v_fp8 = quantize_v_fp8(v_head, tokens, head_dim, smooth_v);
   QuantizedMatrix quantized;
   if (smooth_k) {
     kv.mean = k_channel_mean(k_head, tokens, head_dim);
@@ -353,8 +435,10 @@ EmulatedKv prepare_kv(const float* k_head, int64_t tokens, int head_dim, sageatt
 }  // namespace
 
 void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granularity granularity, bool smooth_k,
-                        sageattn_dtype pv_dtype, const float* q, const float* k, const float* v, double* out,
-                        double* lse) {
+                        bool smooth_v, sageattn_dtype pv_dtype, const float* q, const float* k, const float* v,
+                        double* out, double* lse) {
+  const bool fp8_pv = pv_dtype == SAGEATTN_DTYPE_E4M3;
+  if (smooth_v && !fp8_pv) throw std::invalid_argument("smooth_v is defined only for the E4M3 P.V");
   const int d = p.head_dim;
   const int64_t nq = p.seqlen_q, nk = p.seqlen_kv;
   // The kernel receives tau * log2(e) as one float constant (computed in double, then rounded).
@@ -363,7 +447,8 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
   std::vector<EmulatedKv> kv_heads(static_cast<size_t>(p.batch) * p.heads_kv);
   parallel_for(static_cast<int64_t>(kv_heads.size()), [&](int64_t item) {
     const int64_t b = item / p.heads_kv, h = item % p.heads_kv;
-    kv_heads[item] = prepare_kv(k + head_offset(b, h, p.heads_kv, nk, d), nk, d, granularity, smooth_k);
+    const int64_t offset = head_offset(b, h, p.heads_kv, nk, d);
+    kv_heads[item] = prepare_kv(k + offset, v + offset, nk, d, granularity, smooth_k, smooth_v, fp8_pv);
   });
 
   parallel_for(row_block_count(p), [&](int64_t item) {
@@ -405,17 +490,27 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
         row_max = std::max(row_max, scores[j]);
       }
       // Base-2 softmax in double; only P is rounded, to the dtype the tensor core consumes. The row sum
-      // uses the unrounded P, as the kernel sums its float P before converting it.
+      // uses the unrounded P, as the kernel sums its float P before converting it. The FP8 path works
+      // in P tilde = 448 * P (the E4M3 range), with l in the same units, and multiplies quantized V.
+      const double p_unit = fp8_pv ? static_cast<double>(kE4m3Max) : 1.0;
+      const float* pv_values = fp8_pv ? kv.v_fp8.values.data() : v_head;
       double row_sum = 0.0;
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t j = 0; j < keys; ++j) {
-        const double weight = std::exp2(static_cast<double>(scores[j]) - static_cast<double>(row_max));
+        const double weight =
+            std::exp2(static_cast<double>(scores[j]) - static_cast<double>(row_max)) * p_unit;
         row_sum += weight;
         const double rounded = round_to_dtype(static_cast<float>(weight), pv_dtype);
-        const float* v_row = v_head + j * d;
+        const float* v_row = pv_values + j * d;
         for (int c = 0; c < d; ++c) acc[c] += rounded * static_cast<double>(v_row[c]);
       }
-      for (int c = 0; c < d; ++c) out_row[c] = acc[c] / row_sum;
+      if (fp8_pv) {
+        const Fp8Values& vq = kv.v_fp8;
+        for (int c = 0; c < d; ++c)
+          out_row[c] = acc[c] / row_sum * static_cast<double>(vq.scales[c]) + static_cast<double>(vq.mean[c]);
+      } else {
+        for (int c = 0; c < d; ++c) out_row[c] = acc[c] / row_sum;
+      }
       if (lse_row) {
         // Softmax is invariant to the per-row constant tau * q.mean that smoothing removed from the
         // scores, but the LSE is not: add it back using the unquantized q.
@@ -426,7 +521,7 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
           for (int c = 0; c < d; ++c) dot += static_cast<double>(q_float[c]) * static_cast<double>(kv.mean[c]);
           correction = p.sm_scale * dot;
         }
-        *lse_row = (static_cast<double>(row_max) + std::log2(row_sum)) * kLn2 + correction;
+        *lse_row = (static_cast<double>(row_max) + std::log2(row_sum / p_unit)) * kLn2 + correction;
       }
     }
   });

@@ -1,5 +1,6 @@
 // CPU reference for sageattn: exact attention in double, and a bit-faithful emulation of the INT8
-// quantization defined in docs/design/quantization.md. Host-only C++17, no CUDA.
+// quantization and of the 16-bit or FP8 (E4M3) P.V defined in docs/design/quantization.md.
+// Host-only C++17, no CUDA.
 //
 // Everything here is the ground truth the GPU kernels are tested against, so the quantization pieces
 // are exposed one by one: tests check group membership, rounding and saturation directly instead of
@@ -26,6 +27,8 @@ namespace sageattn::reference {
 // kLog2e come from common/tiling.h, shared with the kernels; the tests restate the numbers of
 // quantization.md independently, so a change there cannot silently move both sides at once.
 constexpr int kInt8Max = 127;
+// Largest finite E4M3 value: P tilde and the quantized V of the FP8 P.V path are scaled to [-448, 448].
+constexpr float kE4m3Max = 448.0f;
 
 // ---- Quantization groups -------------------------------------------------------------------------
 
@@ -101,7 +104,20 @@ SAGEATTN_REFERENCE_EXPORT uint16_t float_to_fp16_bits(float x);  // subnormals, 
 SAGEATTN_REFERENCE_EXPORT float fp16_bits_to_float(uint16_t bits);
 SAGEATTN_REFERENCE_EXPORT uint16_t float_to_bf16_bits(float x);
 SAGEATTN_REFERENCE_EXPORT float bf16_bits_to_float(uint16_t bits);
-// x rounded to the nearest value representable in `dtype`, returned as float (exact).
+
+// ---- FP8 E4M3 (OCP "e4m3fn") conversions ---------------------------------------------------------
+//
+// 1 sign, 4 exponent bits (bias 7), 3 mantissa bits; no infinities; S.1111.111 is NaN, so the largest
+// finite value is S.1111.110 = 448; subnormals are m * 2^-9 (m = 1..7), the smallest normal is 2^-6.
+
+// What cvt.rn.satfinite.e4m3x2.f32 does: round to nearest even; every finite value or infinity whose
+// rounding would exceed 448 in magnitude gives +-448 (so does the tie 464); NaN gives NaN (0x7F with the
+// input's sign); the sign of zero is kept.
+SAGEATTN_REFERENCE_EXPORT uint8_t float_to_e4m3_bits(float x);
+SAGEATTN_REFERENCE_EXPORT float e4m3_bits_to_float(uint8_t bits);  // exact; NaN patterns give NaN
+
+// x rounded to the nearest value representable in `dtype`, returned as float (exact). For E4M3 with
+// the saturation of float_to_e4m3_bits.
 SAGEATTN_REFERENCE_EXPORT float round_to_dtype(float x, sageattn_dtype dtype);
 
 // ---- Attention -----------------------------------------------------------------------------------
@@ -118,10 +134,29 @@ inline int64_t allowed_keys(const sageattn_reference_problem& problem, int64_t r
 SAGEATTN_REFERENCE_EXPORT void attention_exact(const sageattn_reference_problem& problem, const float* q,
                                                const float* k, const float* v, double* out, double* lse);
 
+// The quantized pipeline. pv_dtype FP16/BF16: P rounded to it, V used as given (the sm80 kernel).
+// pv_dtype E4M3: the FP8 P.V of quantization.md ("FP8 P.V"): per-channel V scales, optional V
+// smoothing, P tilde = e4m3(448 * exp2(x - m)). smooth_v is only defined for E4M3; with a 16-bit
+// pv_dtype it throws std::invalid_argument (no kernel smooths V before a 16-bit P.V).
 SAGEATTN_REFERENCE_EXPORT void attention_emulated(const sageattn_reference_problem& problem,
                                                   sageattn_qk_granularity granularity, bool smooth_k,
-                                                  sageattn_dtype pv_dtype, const float* q, const float* k,
-                                                  const float* v, double* out, double* lse);
+                                                  bool smooth_v, sageattn_dtype pv_dtype, const float* q,
+                                                  const float* k, const float* v, double* out, double* lse);
+
+// ---- FP8 V quantization (per channel over all tokens of one (batch, kv head)) ---------------------
+
+// V of one head quantized for the FP8 P.V: values[j][c] = e4m3((V[j][c] - mean[c]) * inverse[c]) as
+// floats in [-448, 448], with scale[c] = amax[c] / 448, inverse[c] = 448 / amax[c] (0 and 0 for a
+// channel with amax < kMinQuantizableAmax), mean[c] = 0 without smoothing.
+struct Fp8Values {
+  int64_t tokens = 0;
+  int head_dim = 0;
+  std::vector<float> values;  // [tokens, head_dim], each exactly an E4M3 value
+  std::vector<float> scales;  // [head_dim]
+  std::vector<float> mean;    // [head_dim]
+};
+
+SAGEATTN_REFERENCE_EXPORT Fp8Values quantize_v_fp8(const float* v, int64_t tokens, int head_dim, bool smooth_v);
 
 }  // namespace sageattn::reference
 

@@ -136,3 +136,117 @@ def test_reference_argument_errors(library):
         reference.attention_emulated(q, k, v, qk_quant_gran="per_block")
     with pytest.raises(ValueError, match="dtype"):
         reference.attention_emulated(q, k, v, dtype="float32")
+
+
+# --- FP8 (E4M3) P.V --------------------------------------------------------------------------------
+
+LOG2E = 1.4426950408889634
+
+
+def _div(a, b):
+    # One IEEE float32 division per element, as in the C++ code. torch evaluates `scalar / tensor` as
+    # reciprocal(tensor) * scalar (two roundings: 127 / amax is off by an ulp for ~1/4 of all amax),
+    # so both operands are made full tensors.
+    a, b = (torch.as_tensor(x, dtype=torch.float32) for x in (a, b))
+    a, b = torch.broadcast_tensors(a, b)
+    return a.contiguous() / b.contiguous()
+
+
+def _float32_mean(x):
+    # The reference's channel mean: float32 sum in token order, then one float32 division (torch.sum
+    # would sum in another order and round differently).
+    acc = torch.zeros(x.shape[-1], dtype=torch.float32)
+    for row in x:
+        acc = acc + row
+    return _div(acc, float(x.shape[0]))
+
+
+def _int8_per_thread(x, groups, group_count):
+    # One float32 scale per group: amax / 127, values rint(x * (127 / amax)) (half to even).
+    amax = torch.zeros(group_count, dtype=torch.float32).scatter_reduce(
+        0, groups, x.abs().amax(dim=1), reduce="amax")
+    ok = amax >= 1e-30
+    scale = torch.where(ok, _div(amax, 127.0), torch.zeros_like(amax))
+    inv = torch.where(ok, _div(127.0, amax), torch.zeros_like(amax))
+    q = torch.round(x * inv[groups].unsqueeze(1)).clamp(-127, 127)
+    return q.double(), scale[groups]
+
+
+def _e4m3(x):
+    # torch's own float32 -> float8_e4m3fn rounding (nearest even); clamped first, since satfinite
+    # saturates where a plain cast may not.
+    return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).double()
+
+
+def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
+    """quantization.md written again in torch for one (batch, head) pair with per-thread groups and K
+    smoothing: independent of the C++ code (torch's E4M3 cast, vectorized groups)."""
+    q, k, v = (torch.from_numpy(x.astype(np.float32)) for x in (q, k, v))
+    nq, d = q.shape
+    nk = k.shape[0]
+    tau = 1.0 / math.sqrt(d)
+    rows, toks = torch.arange(nq), torch.arange(nk)
+    q_groups = (rows // 128) * 32 + ((rows % 128) // 32) * 8 + rows % 8
+    k_groups = (toks // 64) * 4 + (toks % 8) // 2
+    k_mean = _float32_mean(k)
+    qq, q_scale = _int8_per_thread(q, q_groups, int(q_groups.max()) + 1)
+    kq, k_scale = _int8_per_thread(k - k_mean, k_groups, int(k_groups.max()) + 1)
+    q_factor = q_scale * torch.tensor(tau * LOG2E, dtype=torch.float32)
+    x = (qq @ kq.T).float() * (q_factor.unsqueeze(1) * k_scale.unsqueeze(0))  # float32 throughout
+    allowed = torch.ones(nq, nk, dtype=torch.bool)
+    if is_causal:
+        allowed = toks.unsqueeze(0) <= rows.unsqueeze(1) + (nk - nq)
+    x = x.masked_fill(~allowed, float("-inf"))
+    m = x.amax(dim=1, keepdim=True)
+    seen = allowed.any(dim=1)
+    m = torch.where(seen.unsqueeze(1), m, torch.zeros_like(m))
+    p448 = torch.exp2(x.double() - m.double()) * 448.0
+    l = p448.sum(dim=1, keepdim=True)
+    p_tilde = _e4m3(p448.float())
+    v_mean = _float32_mean(v) if smooth_v else torch.zeros(d, dtype=torch.float32)
+    centred = v - v_mean
+    amax = centred.abs().amax(dim=0)
+    ok = amax >= 1e-30
+    delta = torch.where(ok, _div(amax, 448.0), torch.zeros_like(amax))
+    inv = torch.where(ok, _div(448.0, amax), torch.zeros_like(amax))
+    vq = _e4m3(centred * inv)
+    out = (p_tilde @ vq) / l * delta.double() + v_mean.double()
+    lse = (m.squeeze(1).double() + torch.log2(l.squeeze(1) / 448.0)) * math.log(2.0)
+    lse = lse + tau * (q.double() @ k_mean.double())
+    out[~seen] = 0.0
+    lse[~seen] = float("-inf")
+    return out.numpy(), lse.numpy()
+
+
+@pytest.mark.parametrize("smooth_v", [False, True])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_emulated_e4m3_matches_torch_rewrite(library, smooth_v, is_causal):
+    # Nq > Nk with causal masking leaves fully masked rows; V bias makes vbar matter.
+    q, k, v = inputs(1, 2, 1, 230, 150, 64, seed=5, k_bias=4.0)
+    v = (v + 2.0 * np.random.default_rng(6).standard_normal((1, 1, 1, 64))).astype(np.float16)
+    out, lse = reference.attention_emulated(q, k, v, is_causal=is_causal, dtype="e4m3", smooth_v=smooth_v)
+    for h in range(2):
+        ref_out, ref_lse = torch_fp8_emulation(q[0, h], k[0, 0], v[0, 0], is_causal, smooth_v)
+        np.testing.assert_allclose(out[0, h], ref_out, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(lse[0, h], ref_lse, rtol=1e-12, atol=1e-12)
+    if is_causal:
+        assert np.all(out[:, :, :80] == 0) and np.all(np.isneginf(lse[:, :, :80]))
+
+
+def test_emulated_e4m3_accuracy_and_arguments(library):
+    q, k, v = inputs(1, 2, 2, 512, 512, 128, seed=7)
+    exact, _ = reference.attention_exact(q, k, v)
+    fp8, _ = reference.attention_emulated(q, k, v, dtype="e4m3")
+    fp16, _ = reference.attention_emulated(q, k, v, dtype="float16")
+    # The C++ suite's figures (ReferenceFp8.GaussianErrorIsThatOfFp8): ~3.7e-2 for FP8, ~1.1e-2 for fp16.
+    assert 1.5e-2 < rel_l1(fp8, exact) < 5e-2 and rel_l1(fp8, exact) > 2 * rel_l1(fp16, exact)
+    same, _ = reference.attention_emulated(q, k, v, dtype=torch.float8_e4m3fn)
+    assert np.array_equal(same, fp8)
+    # V with a channel bias: smoothing V is what keeps FP8 P.V accurate there.
+    v_biased = (v + 2.0 * np.random.default_rng(8).standard_normal((1, 2, 1, 128))).astype(np.float16)
+    exact_b, _ = reference.attention_exact(q, k, v_biased)
+    smooth, _ = reference.attention_emulated(q, k, v_biased, dtype="e4m3", smooth_v=True)
+    raw, _ = reference.attention_emulated(q, k, v_biased, dtype="e4m3", smooth_v=False)
+    assert rel_l1(smooth, exact_b) < 5e-3 and rel_l1(smooth, exact_b) < rel_l1(raw, exact_b)
+    with pytest.raises(ValueError, match="smooth_v"):
+        reference.attention_emulated(q, k, v, dtype="float16", smooth_v=True)
