@@ -6,6 +6,7 @@
 #   scripts/gpu_check.sh                 # install + tests + bench (default sweep)
 #   STEPS="install smoke" scripts/gpu_check.sh
 #   SAGEATTN_CUDA_ARCHS=90a BENCH_ARGS="--seqlens 4096 16384" scripts/gpu_check.sh
+#   SAGEATTN_CUDA_FLAGS="-DSAGEATTN_SM80_CLAMPED_EXP=1" STEPS="install tests" scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
@@ -27,6 +28,8 @@ if step install; then
   start=$(date +%s)
   extra=()
   [[ -n "${SAGEATTN_CUDA_ARCHS:-}" ]] && extra+=("-Ccmake.define.SAGEATTN_CUDA_ARCHS=${SAGEATTN_CUDA_ARCHS}")
+  # Experiment switches (e.g. -DSAGEATTN_SM80_CLAMPED_EXP=1) for a suite run on a variant.
+  [[ -n "${SAGEATTN_CUDA_FLAGS:-}" ]] && extra+=("-Ccmake.define.CMAKE_CUDA_FLAGS=${SAGEATTN_CUDA_FLAGS}")
   if python3 -m pip install --no-build-isolation --no-deps -v "${extra[@]}" . > "$OUT/install.log" 2>&1; then
     summary+=("install: ok ($(( $(date +%s) - start )) s)")
   else

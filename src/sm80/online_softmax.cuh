@@ -9,6 +9,14 @@
 #include "ptx/math.cuh"
 #include "sm80/traits.cuh"
 
+// Experiment switch, measured with scripts/bench_variants.sh (default 0 = the path the GPU suite
+// validated). 1 = no per-row branch on huge logits: the row maximum is rounded down and every ex2
+// argument is clamped to kLazyRescaleLog2 + 1, which keeps p finite (<= 512) and the maximum's
+// p >= 1 for any magnitude at the cost of one FMNMX per score (docs/performance.md, "Regression").
+#ifndef SAGEATTN_SM80_CLAMPED_EXP
+#define SAGEATTN_SM80_CLAMPED_EXP 0
+#endif
+
 namespace sageattn::sm80 {
 
 template <class Tr>
@@ -58,7 +66,9 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int nt = 0; nt < Tr::kNTiles; ++nt)
           tile_max = max(tile_max, max(s[mt][nt][2 * half], s[mt][nt][2 * half + 1]));
-        const float candidate = quad_max(static_cast<float>(tile_max) * c);
+        const float candidate = SAGEATTN_SM80_CLAMPED_EXP
+                                    ? quad_max(__fmul_rd(static_cast<float>(tile_max), c))
+                                    : quad_max(static_cast<float>(tile_max) * c);
         // Lazy rescaling: keep a stale maximum until a score exceeds it by kLazyRescaleLog2, so
         // O is rescaled on a handful of tiles per row instead of (nearly) every tile.
         float new_max = row_max[r];
@@ -69,7 +79,18 @@ struct OnlineSoftmax {
           row_max[r] = new_max;
         }
         float sum = 0.f;
-        if (fabsf(new_max) < kFusedMaxLimit) {
+        if (SAGEATTN_SM80_CLAMPED_EXP) {
+#pragma unroll
+          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float prob = ptx::exp2_approx(fminf(
+                  fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max), kLazyRescaleLog2 + 1.f));
+              p[mt][nt][2 * half + e] = prob;
+              sum += prob;
+            }
+          }
+        } else if (fabsf(new_max) < kFusedMaxLimit) {
 #pragma unroll
           for (int nt = 0; nt < Tr::kNTiles; ++nt) {
 #pragma unroll
