@@ -107,8 +107,8 @@ def test_fallback_registration_without_custom_op():
     assert out.shape == q.shape and lse.shape == (1, 4, 9) and lse.dtype == torch.float32
 
 
-def _trace(fn, *args):
-    """Dynamo-trace fn(*args) with fullgraph=True; returns the captured FX graphs."""
+def _compile_capturing(fn):
+    """fn compiled with fullgraph=True by a backend that records every FX graph Dynamo produces."""
     graphs = []
 
     def backend(gm, example_inputs):
@@ -116,7 +116,12 @@ def _trace(fn, *args):
         return gm.forward
 
     torch._dynamo.reset()
-    compiled = torch.compile(fn, backend=backend, fullgraph=True)
+    return torch.compile(fn, backend=backend, fullgraph=True), graphs
+
+
+def _trace(fn, *args):
+    """Dynamo-trace fn(*args) with fullgraph=True; returns the captured FX graphs."""
+    compiled, graphs = _compile_capturing(fn)
     compiled(*args)
     return graphs
 
@@ -150,14 +155,7 @@ def test_compile_accepts_changing_sm_scale(mode):
 
     with mode:
         q = empty(1, 2, 64, 64)
-    graphs = []
-
-    def backend(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    torch._dynamo.reset()
-    compiled = torch.compile(attention, backend=backend, fullgraph=True)
+    compiled, graphs = _compile_capturing(attention)
     try:
         with mode:
             for scale in (0.1, 0.2, 0.3, 0.4):
