@@ -64,3 +64,19 @@ def subprocess_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.fixture
+def fake_cuda_mode():
+    """A FakeTensorMode in which CUDA tensors can be made without a GPU (metadata only); skips on
+    torch builds that cannot fake CUDA tensors."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode()
+    with mode:
+        try:
+            torch.empty(1, device="cuda")
+        except Exception as exc:  # pragma: no cover - depends on the torch build
+            pytest.skip(f"this torch cannot make fake CUDA tensors: {exc}")
+    return mode

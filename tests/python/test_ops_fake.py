@@ -9,18 +9,7 @@ import torch
 
 from sageattention import ops, sageattn
 
-fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
-
-
-@pytest.fixture
-def mode():
-    m = fake_tensor.FakeTensorMode()
-    with m:
-        try:
-            torch.empty(1, device="cuda")
-        except Exception as exc:  # pragma: no cover - depends on the torch build
-            pytest.skip(f"this torch cannot make fake CUDA tensors: {exc}")
-    return m
+pytest.importorskip("torch._subclasses.fake_tensor")  # FakeTensorMode (conftest: fake_cuda_mode)
 
 
 def empty(*shape, dtype=torch.float16):
@@ -42,8 +31,8 @@ def contiguous_strides(shape):
     ("NHD", (1, 5, 3, 1), (1, 9, 3, 1), (1, 3, 5)),
 ])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_sageattn_shapes_through_fake_op(mode, layout, q_shape, kv_shape, lse_shape, dtype):
-    with mode:
+def test_sageattn_shapes_through_fake_op(fake_cuda_mode, layout, q_shape, kv_shape, lse_shape, dtype):
+    with fake_cuda_mode:
         q, k, v = empty(*q_shape, dtype=dtype), empty(*kv_shape, dtype=dtype), empty(*kv_shape, dtype=dtype)
         out = sageattn(q, k, v, tensor_layout=layout)
         out2, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=True, return_lse=True)
@@ -54,8 +43,8 @@ def test_sageattn_shapes_through_fake_op(mode, layout, q_shape, kv_shape, lse_sh
     assert lse.stride() == contiguous_strides(lse_shape)
 
 
-def test_packed_qkv_view_is_not_copied(mode):
-    with mode:
+def test_packed_qkv_view_is_not_copied(fake_cuda_mode):
+    with fake_cuda_mode:
         qkv = empty(2, 50, 3, 4, 64)
         # select/narrow, not [] indexing: indexing fake CUDA tensors fails in CPU-only torch builds
         q, k, v = qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2)
@@ -65,10 +54,10 @@ def test_packed_qkv_view_is_not_copied(mode):
     assert all(_validate.canonicalize(t, 64) is t for t in (q, k, v))
 
 
-def test_canonicalize_copies_only_when_needed(mode):
+def test_canonicalize_copies_only_when_needed(fake_cuda_mode):
     from sageattention import _validate
 
-    with mode:
+    with fake_cuda_mode:
         x = empty(1, 2, 10, 64)
         assert _validate.canonicalize(x, 64) is x
         transposed = x.transpose(1, 2)  # any strides that are multiples of 8 run in place
@@ -127,16 +116,16 @@ def _trace(fn, *args):
 
 
 @pytest.mark.parametrize("layout, head_dim", [("HND", 64), ("NHD", 128), ("HND", 36)])
-def test_compile_fullgraph_has_no_graph_break(mode, layout, head_dim):
+def test_compile_fullgraph_has_no_graph_break(fake_cuda_mode, layout, head_dim):
     def attention(q, k, v):
         out, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=True, return_lse=True)
         return out * 2, lse
 
-    with mode:
+    with fake_cuda_mode:
         q = empty(2, 4, 64, head_dim) if layout == "HND" else empty(2, 64, 4, head_dim)
         k = empty(2, 2, 80, head_dim) if layout == "HND" else empty(2, 80, 2, head_dim)
     try:
-        with mode:
+        with fake_cuda_mode:
             graphs = _trace(attention, q, k, k)
     except torch._dynamo.exc.Unsupported:
         raise  # a real graph break
@@ -147,17 +136,17 @@ def test_compile_fullgraph_has_no_graph_break(mode, layout, head_dim):
     assert len(calls) == 1
 
 
-def test_compile_accepts_changing_sm_scale(mode):
+def test_compile_accepts_changing_sm_scale(fake_cuda_mode):
     # A float argument may reach the traced code as a symbolic float; the scale check must not
     # break the graph (math.isfinite on it would) for any of several values.
     def attention(q, k, v, scale):
         return sageattn(q, k, v, sm_scale=scale)
 
-    with mode:
+    with fake_cuda_mode:
         q = empty(1, 2, 64, 64)
     compiled, graphs = _compile_capturing(attention)
     try:
-        with mode:
+        with fake_cuda_mode:
             for scale in (0.1, 0.2, 0.3, 0.4):
                 compiled(q, q, q, scale)
     except torch._dynamo.exc.Unsupported:

@@ -23,16 +23,9 @@ def qkv():
 
 
 @pytest.fixture
-def fake_cuda():
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    mode = FakeTensorMode()
-    with mode:
-        try:
-            torch.empty(1, device="cuda")
-        except Exception as exc:  # pragma: no cover - depends on the torch build
-            pytest.skip(f"this torch cannot make fake CUDA tensors: {exc}")
-        yield mode
+def fake_cuda(fake_cuda_mode):
+    with fake_cuda_mode:
+        yield fake_cuda_mode
 
 
 def fake_qkv(q_shape=(1, 4, 16, 64), kv_shape=(1, 2, 24, 64), dtype=torch.float16, device="cuda"):
