@@ -5,6 +5,7 @@
 #
 #   scripts/gpu_check.sh                 # install + tests + bench (default sweep)
 #   STEPS="install smoke" scripts/gpu_check.sh
+#   STEPS=wheel scripts/gpu_check.sh     # the wheel in dist/ in a fresh venv + GPU tests (docs/wheels.md)
 #   SAGEATTN_CUDA_ARCHS=90a BENCH_ARGS="--seqlens 4096 16384" scripts/gpu_check.sh
 #   SAGEATTN_CUDA_FLAGS="-DSAGEATTN_SM80_CLAMPED_EXP=1" STEPS="install tests" scripts/gpu_check.sh
 set -uo pipefail
@@ -36,6 +37,15 @@ if step install; then
     summary+=("install: FAILED (see install.log)"); tail -40 "$OUT/install.log"
     printf '%s\n' "${summary[@]}"; exit 1
   fi
+fi
+
+if step wheel; then
+  # The release artifact: the one wheel in dist/ (carried from the development machine, or built
+  # here when there is none) installed into a fresh venv, and the GPU tests run against it.
+  PYTEST_ARGS="-m gpu $PYTEST_ARGS" bash scripts/wheel_check.sh > "$OUT/wheel.log" 2>&1
+  rc=$?
+  summary+=("wheel: exit $rc, $(grep -m1 '^== wheel' "$OUT/wheel.log"), $(tail -1 "$OUT/wheel.log")")
+  [[ $rc -ne 0 ]] && grep -E "^(FAILED|ERROR|FAIL|error)" "$OUT/wheel.log" | head -30
 fi
 
 # Run from outside the repository so `import sageattention` resolves to the installed package.
