@@ -19,6 +19,14 @@ LAYOUT_CODES = {"HND": LAYOUT_HND, "NHD": LAYOUT_NHD}
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
 MAX_HEAD_DIM = 128
+# The C library's size limits (src/api/check.cpp), checked here too so that a call rejected there
+# is rejected before any work and `supports()` knows about it: batch and heads index CUDA grid
+# dimensions y/z, tokens are int32 indices with room for tile padding, and the pre-pass runs one
+# CTA per 128 rows of q and of k on a 1-D grid.
+MAX_GRID_YZ = 65535
+MAX_SEQLEN = 1 << 30
+MAX_GRID_X = 2 ** 31 - 1
+PREPASS_ROWS_PER_BLOCK = 128
 # The kernels load rows in 16-byte vectors: 8 fp16/bf16 elements.
 ALIGN_ELEMENTS = 8
 
@@ -103,6 +111,7 @@ def check_tensors(q, k, v, layout):
         raise ValueError(f"q, k, v must have the same dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if dq > MAX_HEAD_DIM:
         raise NotImplementedError(f"head_dim {dq} > {MAX_HEAD_DIM} is not supported yet")
+    _check_size_limits(bq, hq, hk, nq, nk)
     for name, t in zip(names, tensors):
         if t.device.type != "cuda":
             raise ValueError(
@@ -117,6 +126,21 @@ def check_tensors(q, k, v, layout):
             "torch.inference_mode(), or pass detached tensors"
         )
     return dq
+
+
+def _check_size_limits(batch, heads_q, heads_kv, seqlen_q, seqlen_kv):
+    if batch > MAX_GRID_YZ or heads_q > MAX_GRID_YZ:
+        raise NotImplementedError(
+            f"batch and heads of q must be at most {MAX_GRID_YZ} (got {batch}, {heads_q}): split the batch")
+    if seqlen_q > MAX_SEQLEN or seqlen_kv > MAX_SEQLEN:
+        raise NotImplementedError(
+            f"sequence lengths must be at most {MAX_SEQLEN} (got {seqlen_q}, {seqlen_kv})")
+    rows = PREPASS_ROWS_PER_BLOCK
+    blocks = batch * heads_q * ((seqlen_q + rows - 1) // rows) + batch * heads_kv * ((seqlen_kv + rows - 1) // rows)
+    if blocks > MAX_GRID_X:
+        raise NotImplementedError(
+            f"the problem is too large: {blocks} blocks of {rows} rows of q and k exceed the CUDA grid "
+            f"limit of {MAX_GRID_X}; split the batch")
 
 
 def strides_ready(t):

@@ -12,7 +12,22 @@ import torch
 from . import _validate
 from .ops import attention_forward
 
-__all__ = ["sageattn"]
+__all__ = ["sageattn", "validate_call"]
+
+
+def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
+                  smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0,
+                  kernel="auto"):
+    """Every check `sageattn` makes, with `sageattn`'s exact signature (a test keeps the two equal),
+    so that `supports()` answers from the same code: raises what `sageattn` would raise, else
+    returns (head_dim, layout code, sm_scale, granularity code, kernel code)."""
+    layout, sm_scale, granularity, kernel_code = _validate.check_scalars(
+        tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
+        dropout_p, kernel)
+    head_dim = _validate.check_tensors(q, k, v, layout)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(head_dim)
+    return head_dim, layout, sm_scale, granularity, kernel_code
 
 
 def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
@@ -28,7 +43,12 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             FlashAttention-2 convention; same as top-left when Nq == Nkv). Query rows that see no
             key (Nq > Nkv) output zeros and an LSE of -inf.
         sm_scale: softmax scale; default 1/sqrt(D).
-        return_lse: also return the log-sum-exp of the scaled scores (natural log).
+        return_lse: also return the log-sum-exp of the scaled scores: lse[b, h, i] =
+            ln(sum_j exp(sm_scale * q_i . k_j)) over the keys row i sees, in natural log, float32,
+            with the K-smoothing shift already undone (the value of the unquantized, unsmoothed
+            scores), -inf for rows that see no key. This is upstream sageattention 2.x's convention
+            (it converts its base-2 value and adds the same smoothing correction), so ring
+            attention code that merges partial results with it works unchanged.
         smooth_k: subtract the per-channel mean of K before INT8 quantization (exact for the
             output; recommended).
         qk_quant_gran: "per_thread" (finer INT8 scales, default) or "per_warp".
@@ -47,15 +67,14 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     Raises:
         TypeError for non-tensor inputs and unknown keyword arguments; ValueError for bad shapes,
         dtypes, devices (CPU tensors), layouts and scales; NotImplementedError for features not
-        supported yet (attn_mask, dropout, head_dim > 128, v head_dim != q head_dim);
+        supported yet (attn_mask, dropout, head_dim > 128, v head_dim != q head_dim, sizes
+        beyond the CUDA grid limits); `sageattention.supports(q, k, v, ...)` answers the same
+        checks without raising.
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.
     """
-    layout, sm_scale, granularity, kernel_code = _validate.check_scalars(
-        tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
-        dropout_p, kernel)
-    head_dim = _validate.check_tensors(q, k, v, layout)
-    if sm_scale is None:
-        sm_scale = 1.0 / math.sqrt(head_dim)
+    head_dim, layout, sm_scale, granularity, kernel_code = validate_call(
+        q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
+        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel)
 
     align = _validate.ALIGN_ELEMENTS
     padded_head_dim = (head_dim + align - 1) // align * align

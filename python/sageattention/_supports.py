@@ -1,0 +1,33 @@
+"""``supports(q, k, v, **kwargs)``: would ``sageattn`` accept this call?
+
+Answers from the very checks ``sageattn`` runs (``core.validate_call``, same signature), so the two
+cannot disagree: the answer is (True, "") exactly when ``sageattn`` with the same arguments would not
+raise an argument error. Only shapes, dtypes, devices, strides and the grad mode are inspected (no
+tensor values, no GPU work), so it is cheap, works on fake tensors and traces under torch.compile.
+"""
+
+from .core import validate_call
+
+__all__ = ["supports"]
+
+# The exception types of sageattn's argument errors (see sageattn's docstring). A CUDA failure
+# during the launch is not an argument error and cannot be predicted here.
+_ARGUMENT_ERRORS = (TypeError, ValueError, NotImplementedError, RuntimeError)
+
+
+def supports(q, k, v, *args, **kwargs):
+    """(True, "") if ``sageattn(q, k, v, *args, **kwargs)`` accepts these arguments, else
+    (False, reason) with the message of the exception ``sageattn`` would raise.
+
+    Unknown keyword arguments count as unsupported (``sageattn`` raises TypeError for them).
+    Example: route a call to torch SDPA when our kernels cannot run it::
+
+        ok, why = sageattention.supports(q, k, v, is_causal=True)
+        out = sageattn(q, k, v, is_causal=True) if ok else sdpa(q, k, v, is_causal=True)
+    """
+    try:
+        validate_call(q, k, v, *args, **kwargs)
+    except _ARGUMENT_ERRORS as exc:
+        # Binding errors name the checking function; the caller asked about sageattn.
+        return False, str(exc).replace("validate_call()", "sageattn()")
+    return True, ""
