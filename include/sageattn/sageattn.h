@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever sageattn_params changes layout; sageattn_params.abi_version must equal it. */
-#define SAGEATTN_ABI_VERSION 1
+#define SAGEATTN_ABI_VERSION 2
 
 typedef enum sageattn_status {
   SAGEATTN_STATUS_OK = 0,
@@ -72,7 +72,10 @@ typedef enum sageattn_qk_granularity {
 
 typedef enum sageattn_kernel {
   SAGEATTN_KERNEL_AUTO = 0,      /* best kernel for the device */
-  SAGEATTN_KERNEL_SM80_MMA = 1   /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
+  SAGEATTN_KERNEL_SM80_MMA = 1,  /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
+  /* INT8 Q.K^T + FP8 (E4M3) P.V with wgmma, warp-specialized; sm90 (Hopper) only, and only in
+     builds that include the sm_90a target. AUTO picks it on sm90. */
+  SAGEATTN_KERNEL_SM90_WGMMA = 2
 } sageattn_kernel;
 
 /* A [batch, heads, tokens, head_dim] view; strides in elements, head_dim stride is 1. */
@@ -109,6 +112,11 @@ typedef struct sageattn_params {
   /* Compute capability (major*10 + minor, e.g. 90) of the device that will run the call.
      0 = ask the CUDA runtime for the current device. Lets callers check support without a GPU. */
   int32_t sm_arch;
+  /* 0 or 1: subtract the per-channel mean of V (over tokens) before FP8 quantization and add it
+     back to the output (exact for every row with at least one allowed key). Applies to kernels with
+     FP8 P.V (SM90_WGMMA); kernels with 16-bit P.V do not quantize V, where it would change nothing,
+     and accept either value. Default 1. */
+  int32_t smooth_v;
 } sageattn_params;
 
 /* SAGEATTN_ABI_VERSION of the library. Foreign-function callers check it before anything that
@@ -121,7 +129,8 @@ SAGEATTN_API const char* sageattn_version(void);
 /* Space-separated list of the architectures this build has kernels for, e.g. "80 86 89 90a". */
 SAGEATTN_API const char* sageattn_compiled_archs(void);
 
-/* Zero-initialized params with abi_version, defaults (per-thread, smooth_k = 1, kernel = AUTO). */
+/* Zero-initialized params with abi_version, defaults (per-thread, smooth_k = 1, smooth_v = 1,
+   kernel = AUTO). */
 SAGEATTN_API sageattn_params sageattn_default_params(void);
 
 /* Can this call run as described? OK, or the reason it cannot. Touches no device memory. */

@@ -10,7 +10,7 @@ garbage.
 import ctypes
 import enum
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 class Status(enum.IntEnum):
@@ -35,11 +35,12 @@ class QKGranularity(enum.IntEnum):
 class Kernel(enum.IntEnum):
     AUTO = 0
     SM80_MMA = 1
+    SM90_WGMMA = 2
 
 
 # Public spellings of the enums (the strings users pass) -> codes.
 GRANULARITY_CODES = {"per_thread": QKGranularity.PER_THREAD, "per_warp": QKGranularity.PER_WARP}
-KERNEL_CODES = {"auto": Kernel.AUTO, "sm80_mma": Kernel.SM80_MMA}
+KERNEL_CODES = {"auto": Kernel.AUTO, "sm80_mma": Kernel.SM80_MMA, "sm90_wgmma": Kernel.SM90_WGMMA}
 
 _c_enum = ctypes.c_int
 
@@ -74,6 +75,7 @@ class SageattnParams(ctypes.Structure):
         ("qk_granularity", _c_enum),
         ("kernel", _c_enum),
         ("sm_arch", ctypes.c_int32),
+        ("smooth_v", ctypes.c_int32),
     ]
 
 

@@ -61,7 +61,8 @@ def _token_head_strides(t, layout):
     return t.data_ptr(), s[0], s[2], s[1]
 
 
-def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel):
+def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
+            smooth_v=True):
     """Launches attention on the current stream of q's device; `lse` may be None.
 
     Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
@@ -85,6 +86,7 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         *_token_head_strides(out, layout),
         0 if lse is None else lse.data_ptr(),
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
+        int(smooth_v),
     )
     status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
                                          _library.REASON_CAPACITY)

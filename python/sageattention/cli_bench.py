@@ -17,7 +17,10 @@ import warnings
 
 from . import _sysinfo
 
-METHODS = ("sage", "sdpa_flash", "sdpa_cudnn")
+METHODS = ("sage", "sage_sm80", "sage_sm90", "sdpa_flash", "sdpa_cudnn")
+DEFAULT_METHODS = ("sage", "sdpa_flash", "sdpa_cudnn")
+# sageattn with a forced kernel (method name -> kernel=...), to compare kernels side by side.
+_SAGE_KERNELS = {"sage": "auto", "sage_sm80": "sm80_mma", "sage_sm90": "sm90_wgmma"}
 _SDPA_BACKENDS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"}
 
 
@@ -28,7 +31,7 @@ def add_arguments(parser):
     parser.add_argument("--seqlens", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384, 32768])
     parser.add_argument("--causal", choices=("0", "1", "both"), default="both")
     parser.add_argument("--dtype", choices=("fp16", "bf16"), default="fp16")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", metavar="PATH", help="write every number (and the environment) here")
 
@@ -47,8 +50,9 @@ def _make_methods(names):
 
     methods = []
     for name in names:
-        if name == "sage":
-            methods.append(_Method(name, lambda q, k, v, causal: sageattn(q, k, v, "HND", causal)))
+        if name in _SAGE_KERNELS:
+            methods.append(_Method(name, lambda q, k, v, causal, kernel=_SAGE_KERNELS[name]:
+                                   sageattn(q, k, v, "HND", causal, kernel=kernel)))
             continue
         try:
             from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -123,7 +127,7 @@ def run(args):
     causal_values = {"0": [False], "1": [True], "both": [False, True]}[args.causal]
     env = _sysinfo.collect(torch.cuda.current_device())
     methods = _make_methods(args.methods)
-    baselines = [m.name for m in methods if m.name != "sage"] if any(m.name == "sage" for m in methods) else []
+    baselines = [m.name for m in methods if m.name not in _SAGE_KERNELS]
 
     print("sageattention bench")
     print(_sysinfo.format_header(env))
@@ -180,14 +184,19 @@ def _bench_shape(args, methods, baselines, dtype, head_dim, causal, n, gen):
         ms = timing["median_ms"]
         row["methods"][m.name] = {"ms": ms, "tops": flops / ms / 1e9, "min_ms": timing["min_ms"],
                                   "iters": timing["iters"]}
-    sage = row["methods"].get("sage", {})
+    # Speed-ups and the error column are for the first sageattn method listed; the JSON keeps the
+    # error of every sageattn method.
+    sage_name = next((m.name for m in methods if m.name in _SAGE_KERNELS), None)
+    sage = row["methods"].get(sage_name, {})
     for name in baselines:
         other = row["methods"][name]
         if "ms" in sage and "ms" in other:
             row["speedup"][name] = other["ms"] / sage["ms"]
-    if "sage" in outputs:
-        reference_name = next((name for name in baselines if name in outputs), None)
-        if reference_name is not None:
-            row["sage_rel_l1_vs_sdpa"] = _rel_l1(outputs["sage"], outputs[reference_name])
+    reference_name = next((name for name in baselines if name in outputs), None)
+    if reference_name is not None:
+        row["rel_l1_vs_sdpa"] = {name: _rel_l1(out, outputs[reference_name])
+                                 for name, out in outputs.items() if name in _SAGE_KERNELS}
+        if sage_name in outputs:
+            row["sage_rel_l1_vs_sdpa"] = row["rel_l1_vs_sdpa"][sage_name]
     del outputs, q, k, v
     return row

@@ -7,8 +7,8 @@ meta shape propagation, and for CUDA graphs (its memory comes from torch's alloc
 Schema::
 
     sageattention::attention_forward(Tensor q, Tensor k, Tensor v, int layout, bool is_causal,
-        float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, int kernel)
-        -> (Tensor, Tensor)            # (out, lse)
+        float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, int kernel,
+        bool smooth_v=True) -> (Tensor, Tensor)            # (out, lse)
 
 - q, k, v: fp16/bf16 CUDA tensors in the layout named by ``layout`` (0 = HND [B, H, N, D],
   1 = NHD [B, N, H, D]), already validated by ``sageattn``: equal head_dim (a multiple of 8),
@@ -30,7 +30,7 @@ NAMESPACE = "sageattention"
 OP_NAME = "attention_forward"
 _SCHEMA_ARGS = (
     "(Tensor q, Tensor k, Tensor v, int layout, bool is_causal, float sm_scale, bool return_lse, "
-    "bool smooth_k, int qk_granularity, int kernel) -> (Tensor, Tensor)"
+    "bool smooth_k, int qk_granularity, int kernel, bool smooth_v=True) -> (Tensor, Tensor)"
 )
 
 
@@ -48,7 +48,7 @@ def _aligned(t):
 
 
 def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel):
+                            qk_granularity, kernel, smooth_v=True):
     # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
     # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
     # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
@@ -66,12 +66,12 @@ def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, sm
     else:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
     _launch.forward(q, k, v, out, lse if return_lse else None, layout, is_causal, sm_scale,
-                    smooth_k, qk_granularity, kernel)
+                    smooth_k, qk_granularity, kernel, smooth_v)
     return out, lse
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel):
+                            qk_granularity, kernel, smooth_v=True):
     out = q.new_empty(q.shape)
     lse_shape = _lse_shape(q, layout) if return_lse else (0,)
     return out, q.new_empty(lse_shape, dtype=torch.float32)

@@ -7,12 +7,17 @@
 #include <string>
 
 #include "api/check.h"
+#include "api/plan.h"
 #include "api/workspace.h"
 #include "common/kernel_args.h"
 #include "common/tiling.h"
 #include "quant/quantize_qk.h"
 #include "sageattn/sageattn.h"
 #include "sm80/attention_sm80.h"
+#if defined(SAGEATTN_HAS_SM90)
+#include "quant/quantize_v.h"
+#include "sm90/attention_sm90.h"
+#endif
 
 namespace sageattn {
 namespace {
@@ -53,15 +58,16 @@ sageattn_status resolve_sm_arch(int requested, int& sm_arch, std::string& reason
   return SAGEATTN_STATUS_OK;
 }
 
-sageattn_status validate(const sageattn_params* params, std::string& reason) {
+sageattn_status validate(const sageattn_params* params, Plan& plan, std::string& reason) {
   if (params == nullptr) {
     reason = "params is NULL";
     return SAGEATTN_STATUS_INVALID_ARGUMENT;
   }
   int sm_arch = 0;
-  const sageattn_status status = resolve_sm_arch(params->sm_arch, sm_arch, reason);
-  if (status != SAGEATTN_STATUS_OK) return status;
-  return check_params(*params, sm_arch, reason);
+  sageattn_status status = resolve_sm_arch(params->sm_arch, sm_arch, reason);
+  if (status == SAGEATTN_STATUS_OK) status = check_params(*params, sm_arch, reason);
+  if (status == SAGEATTN_STATUS_OK) status = make_plan(*params, sm_arch, plan, reason);
+  return status;
 }
 
 template <typename T>
@@ -69,7 +75,7 @@ T* region(void* workspace, size_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(workspace) + offset);
 }
 
-QuantizeArgs make_quantize_args(const sageattn_params& p, const WorkspaceLayout& layout,
+QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
                                 void* workspace) {
   QuantizeArgs a{};
   a.q = p.q.data;
@@ -86,8 +92,10 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const WorkspaceLayout&
   a.seqlen_q = p.seqlen_q;
   a.seqlen_kv = p.seqlen_kv;
   a.head_dim = p.head_dim;
-  a.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
-  a.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
+  a.padded_head_dim = plan.padded_head_dim;
+  a.q_blocks = plan.q_blocks;
+  a.k_blocks = plan.k_blocks;
+  a.swizzle_rows = plan.kernel == SAGEATTN_KERNEL_SM90_WGMMA;
   a.per_warp = p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP;
   a.smooth_k = p.smooth_k != 0;
   const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
@@ -100,6 +108,29 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const WorkspaceLayout&
   a.k_column_sums = layout.has_k_column_sums ? region<float>(workspace, layout.k_column_sums) : nullptr;
   a.lse_correction =
       layout.has_lse_correction ? region<float>(workspace, layout.lse_correction) : nullptr;
+  return a;
+}
+
+QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
+                                   void* workspace) {
+  QuantizeVArgs a{};
+  a.v = p.v.data;
+  a.v_stride_batch = p.v.stride_batch;
+  a.v_stride_head = p.v.stride_head;
+  a.v_stride_token = p.v.stride_token;
+  a.batch = p.batch;
+  a.heads_kv = p.heads_kv;
+  a.seqlen_kv = p.seqlen_kv;
+  a.head_dim = p.head_dim;
+  a.tiles = plan.v_tiles;
+  a.smooth_v = p.smooth_v != 0;
+  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
+  a.stat_chunks = chunks.count;
+  a.stat_chunk_tokens = chunks.tokens_per_chunk;
+  a.stats = region<float>(workspace, layout.v_stats);
+  a.v_fp8 = region<uint8_t>(workspace, layout.v_fp8);
+  a.v_scale = region<float>(workspace, layout.v_scale);
+  a.v_mean = region<float>(workspace, layout.v_mean);
   return a;
 }
 
@@ -132,6 +163,27 @@ AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& 
   return a;
 }
 
+cudaError_t launch_attention(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
+                             void* workspace, const QuantizeArgs& quant, cudaStream_t stream) {
+  const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);
+  AttentionArgs args = make_attention_args(p, quant);
+  if (plan.kernel != SAGEATTN_KERNEL_SM90_WGMMA)
+    return launch_attention_sm80(args, dtype, p.is_causal != 0, stream);
+#if defined(SAGEATTN_HAS_SM90)
+  const QuantizeVArgs v = make_quantize_v_args(p, plan, layout, workspace);
+  const cudaError_t err = launch_quantize_v_fp8(v, dtype, stream);
+  if (err != cudaSuccess) return err;
+  args.v_fp8 = v.v_fp8;
+  args.v_scale = v.v_scale;
+  args.v_mean = v.v_mean;
+  return launch_attention_sm90(args, dtype, p.is_causal != 0, stream);
+#else
+  (void)layout;
+  (void)workspace;
+  return cudaErrorInvalidDeviceFunction;  // make_plan never selects a kernel this build lacks
+#endif
+}
+
 }  // namespace
 }  // namespace sageattn
 
@@ -153,12 +205,14 @@ sageattn_params sageattn_default_params(void) {
   p.smooth_k = 1;
   p.qk_granularity = SAGEATTN_QK_GRANULARITY_PER_THREAD;
   p.kernel = SAGEATTN_KERNEL_AUTO;
+  p.smooth_v = 1;
   return p;
 }
 
 sageattn_status sageattn_check(const sageattn_params* params, char* reason, size_t capacity) {
   std::string text;
-  const sageattn_status status = validate(params, text);
+  Plan plan;
+  const sageattn_status status = validate(params, plan, text);
   write_reason(text, reason, capacity);
   return status;
 }
@@ -168,9 +222,10 @@ sageattn_status sageattn_workspace_size(const sageattn_params* params, size_t* b
   std::string text;
   if (bytes == nullptr) return fail(SAGEATTN_STATUS_INVALID_ARGUMENT, "bytes is NULL", reason, capacity);
   *bytes = 0;
-  const sageattn_status status = validate(params, text);
+  Plan plan;
+  const sageattn_status status = validate(params, plan, text);
   if (status != SAGEATTN_STATUS_OK) return fail(status, text, reason, capacity);
-  *bytes = workspace_layout(*params).total_bytes;
+  *bytes = workspace_layout(*params, plan).total_bytes;
   write_reason("", reason, capacity);
   return SAGEATTN_STATUS_OK;
 }
@@ -179,10 +234,11 @@ sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
                                  size_t workspace_bytes, void* stream, char* reason,
                                  size_t capacity) {
   std::string text;
-  const sageattn_status status = validate(params, text);
+  Plan plan;
+  const sageattn_status status = validate(params, plan, text);
   if (status != SAGEATTN_STATUS_OK) return fail(status, text, reason, capacity);
   const sageattn_params& p = *params;
-  const WorkspaceLayout layout = workspace_layout(p);
+  const WorkspaceLayout layout = workspace_layout(p, plan);
   if (workspace == nullptr || workspace_bytes < layout.total_bytes) {
     return fail(SAGEATTN_STATUS_WORKSPACE_TOO_SMALL,
                 "workspace must be at least " + std::to_string(layout.total_bytes) +
@@ -195,13 +251,10 @@ sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
                 capacity);
   }
   const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  const QuantizeArgs quant = make_quantize_args(p, layout, workspace);
+  const QuantizeArgs quant = make_quantize_args(p, plan, layout, workspace);
   const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);  // checked above
   cudaError_t err = launch_quantize_qk(quant, dtype, cuda_stream);
-  if (err == cudaSuccess) {
-    err = launch_attention_sm80(make_attention_args(p, quant), dtype, p.is_causal != 0,
-                                cuda_stream);
-  }
+  if (err == cudaSuccess) err = launch_attention(p, plan, layout, workspace, quant, cuda_stream);
   if (err != cudaSuccess) {
     return fail(SAGEATTN_STATUS_CUDA_ERROR,
                 std::string("kernel launch failed: ") + cudaGetErrorString(err), reason, capacity);

@@ -93,12 +93,15 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
                 p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP,
             SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown qk_granularity ",
             static_cast<int>(p.qk_granularity));
-  c.require(p.kernel == SAGEATTN_KERNEL_AUTO || p.kernel == SAGEATTN_KERNEL_SM80_MMA,
+  c.require(p.kernel == SAGEATTN_KERNEL_AUTO || p.kernel == SAGEATTN_KERNEL_SM80_MMA ||
+                p.kernel == SAGEATTN_KERNEL_SM90_WGMMA,
             SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown kernel ", static_cast<int>(p.kernel));
   c.require(p.is_causal == 0 || p.is_causal == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "is_causal must be 0 or 1 (got ", p.is_causal, ")");
   c.require(p.smooth_k == 0 || p.smooth_k == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "smooth_k must be 0 or 1 (got ", p.smooth_k, ")");
+  c.require(p.smooth_v == 0 || p.smooth_v == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "smooth_v must be 0 or 1 (got ", p.smooth_v, ")");
   c.require(std::isfinite(p.sm_scale) && p.sm_scale > 0.0f, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "sm_scale must be finite and > 0 (got ", p.sm_scale, ")");
   check_tensor(c, "q", p.q);

@@ -24,12 +24,13 @@ class RegionAllocator {
 
 }  // namespace
 
-WorkspaceLayout workspace_layout(const sageattn_params& p) {
-  const size_t head_dim = static_cast<size_t>(padded_head_dim(p.head_dim));
+WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
+  const size_t head_dim = static_cast<size_t>(plan.padded_head_dim);
   const size_t q_heads = static_cast<size_t>(p.batch) * p.heads_q;
   const size_t kv_heads = static_cast<size_t>(p.batch) * p.heads_kv;
-  const size_t q_blocks = static_cast<size_t>(ceil_div(p.seqlen_q, kQBlockRows));
-  const size_t k_blocks = static_cast<size_t>(ceil_div(p.seqlen_kv, kKBlockTokens));
+  const size_t q_blocks = static_cast<size_t>(plan.q_blocks);
+  const size_t k_blocks = static_cast<size_t>(plan.k_blocks);
+  const size_t chunks = static_cast<size_t>(column_sum_chunks(p.seqlen_kv).count);
 
   WorkspaceLayout layout;
   RegionAllocator regions;
@@ -38,13 +39,17 @@ WorkspaceLayout workspace_layout(const sageattn_params& p) {
   layout.q_scale = regions.take(q_heads * q_blocks * kQGroupsPerBlock * sizeof(float));
   layout.k_scale = regions.take(kv_heads * k_blocks * kKGroupsPerBlock * sizeof(float));
   layout.has_k_column_sums = p.smooth_k != 0;
-  if (layout.has_k_column_sums) {
-    const size_t chunks = static_cast<size_t>(column_sum_chunks(p.seqlen_kv).count);
-    layout.k_column_sums = regions.take(kv_heads * chunks * head_dim * sizeof(float));
-  }
+  if (layout.has_k_column_sums) layout.k_column_sums = regions.take(kv_heads * chunks * head_dim * sizeof(float));
   layout.has_lse_correction = p.smooth_k != 0 && p.lse != nullptr;
   if (layout.has_lse_correction) {
     layout.lse_correction = regions.take(q_heads * static_cast<size_t>(p.seqlen_q) * sizeof(float));
+  }
+  if (plan.fp8_v) {
+    constexpr size_t kStats = 3;  // sum, max, min per channel and chunk
+    layout.v_stats = regions.take(kv_heads * chunks * kStats * kFp8VTileChannels * sizeof(float));
+    layout.v_fp8 = regions.take(kv_heads * static_cast<size_t>(plan.v_tiles) * kFp8VTileBytes);
+    layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
+    layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
   layout.total_bytes = regions.end();
   return layout;

@@ -2,18 +2,20 @@
 #pragma once
 #include <cstddef>
 
+#include "api/plan.h"
 #include "sageattn/sageattn.h"
 
 namespace sageattn {
 
 struct WorkspaceLayout {
   size_t q_int8 = 0, k_int8 = 0, q_scale = 0, k_scale = 0, k_column_sums = 0, lse_correction = 0;
+  size_t v_stats = 0, v_fp8 = 0, v_scale = 0, v_mean = 0;  // FP8 V (plan.fp8_v)
   bool has_k_column_sums = false;
   bool has_lse_correction = false;
   size_t total_bytes = 0;
 };
 
-// Params must have passed check_params.
-WorkspaceLayout workspace_layout(const sageattn_params& params);
+// Params must have passed check_params; plan comes from make_plan.
+WorkspaceLayout workspace_layout(const sageattn_params& params, const Plan& plan);
 
 }  // namespace sageattn

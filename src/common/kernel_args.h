@@ -10,11 +10,16 @@ struct QuantizeArgs {
   const void* k;
   int64_t k_stride_batch, k_stride_head, k_stride_token;
   int batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim;
+  int padded_head_dim;  // 64 or 128: the INT8 row length
   int q_blocks;  // ceil(seqlen_q / kQBlockRows)
-  int k_blocks;  // ceil(seqlen_kv / kKBlockTokens)
+  int k_blocks;  // ceil(seqlen_kv / kKBlockTokens), rounded up to even for the sm90 kernel's 128-token tiles
   bool per_warp;
   bool smooth_k;
   int column_sum_chunks, column_sum_chunk_tokens;
+
+  // The sm90 kernel copies whole tiles with the bulk-copy engine, so its rows are stored already in
+  // the 128-byte swizzled order of shared memory (16-byte chunk c of row r at chunk c ^ (r % 8)).
+  bool swizzle_rows;
 
   int8_t* q_int8;        // [B, Hq, q_blocks * 128, padded_head_dim]
   int8_t* k_int8;        // [B, Hkv, k_blocks * 64, padded_head_dim]
@@ -22,6 +27,23 @@ struct QuantizeArgs {
   float* k_scale;        // [B, Hkv, k_blocks, kKGroupsPerBlock]
   float* k_column_sums;  // [B, Hkv, column_sum_chunks, padded_head_dim]; used when smooth_k
   float* lse_correction; // [B, Hq, seqlen_q] = dot(q, mean(K)); NULL when not needed
+};
+
+// FP8 V for the sm90 kernel (docs/design/quantization.md, "FP8 P.V"): per-channel statistics over
+// token chunks, then E4M3 tiles of [128 channels][128 token slots], K-major (tokens contiguous),
+// token order permuted inside every 16 tokens to match the P register fragment, 128-byte swizzled.
+struct QuantizeVArgs {
+  const void* v;
+  int64_t v_stride_batch, v_stride_head, v_stride_token;
+  int batch, heads_kv, seqlen_kv, head_dim;
+  int tiles;  // ceil(seqlen_kv / 128)
+  bool smooth_v;
+  int stat_chunks, stat_chunk_tokens;
+
+  float* stats;      // [B, Hkv, stat_chunks, 3 (sum, max, min), 128]
+  uint8_t* v_fp8;    // [B, Hkv, tiles, 128 * 128]
+  float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
+  float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
 };
 
 struct AttentionArgs {
@@ -33,6 +55,10 @@ struct AttentionArgs {
   int64_t v_stride_batch, v_stride_head, v_stride_token;
   void* out;
   int64_t out_stride_batch, out_stride_head, out_stride_token;
+  // sm90 only: FP8 V tiles and their per-channel scale and mean (QuantizeVArgs).
+  const uint8_t* v_fp8;
+  const float* v_scale;
+  const float* v_mean;
   float* lse;                   // NULL when not wanted
   const float* lse_correction;  // NULL when no smoothing correction applies
   int batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim;

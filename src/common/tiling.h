@@ -22,6 +22,13 @@ constexpr float kMinQuantizableAmax = 1e-30f;
 constexpr int kMaxColumnSumChunks = 16;
 constexpr int kMinColumnSumChunkTokens = 512;
 
+// The sm90 kernel's key/value tile: 128 tokens, i.e. two K quantization blocks. Its FP8 V tiles are
+// [128 channels][128 token slots] bytes (head dims up to 128, zero-padded).
+constexpr int kSm90KeyTileTokens = 2 * kKBlockTokens;
+constexpr int kFp8VTileChannels = 128;
+constexpr int kFp8VTileBytes = kFp8VTileChannels * kSm90KeyTileTokens;
+constexpr float kE4m3MaxFinite = 448.0f;
+
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 

@@ -235,7 +235,9 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
       qv = max(-127, min(127, qv));
       packed[e / 4] |= (static_cast<uint32_t>(qv) & 0xffu) << (8 * (e % 4));
     }
-    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + col) =
+    // Chunk-swizzled rows (sm90) are only requested at head dim 128, where a row is 128 bytes.
+    const int stored_col = a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
+    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
         make_uint2(packed[0], packed[1]);
     if (lse_correction) {
       float dot = 0.f;
@@ -264,7 +266,7 @@ cudaError_t launch(const QuantizeArgs& a, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t launch_for_dtype(const QuantizeArgs& a, cudaStream_t stream) {
-  return padded_head_dim(a.head_dim) == 64 ? launch<T, 64>(a, stream) : launch<T, 128>(a, stream);
+  return a.padded_head_dim == 64 ? launch<T, 64>(a, stream) : launch<T, 128>(a, stream);
 }
 
 }  // namespace

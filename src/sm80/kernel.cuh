@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "common/element.cuh"
+#include "common/key_range.cuh"
 #include "common/kernel_args.h"
 #include "ptx/cp_async.cuh"
 #include "ptx/ldmatrix.cuh"
@@ -18,28 +19,6 @@
 #include "sm80/warp_mma.cuh"
 
 namespace sageattn::sm80 {
-
-// Which key tiles a Q block visits, and from which tile on masking is needed.
-struct KeyRange {
-  int tiles;           // tiles [0, tiles) hold at least one allowed key for some row of the block
-  int unmasked_tiles;  // tiles [0, unmasked_tiles) are allowed for every row of the block
-};
-
-template <bool kCausal>
-__device__ __forceinline__ KeyRange key_range(const AttentionArgs& a, int q_start) {
-  const int full_tiles = a.seqlen_kv / kKBlockTokens;
-  if (!kCausal) return {a.k_blocks, full_tiles};
-  // Bottom-right alignment: row i may see keys j <= i + (seqlen_kv - seqlen_q).
-  const int64_t shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
-  const int q_end = min(q_start + kQBlockRows, a.seqlen_q);
-  const int64_t last_key = q_end - 1 + shift;
-  const int64_t needed = last_key / kKBlockTokens + 1;
-  const int tiles = last_key < 0 ? 0 : static_cast<int>(needed < a.k_blocks ? needed : a.k_blocks);
-  const int64_t first_row_keys = q_start + shift + 1;  // keys visible to the block's first row
-  const int64_t whole = first_row_keys / kKBlockTokens;
-  const int unmasked = first_row_keys <= 0 ? 0 : static_cast<int>(whole < full_tiles ? whole : full_tiles);
-  return {tiles, min(unmasked, tiles)};
-}
 
 template <class Tr, bool kCausal>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
@@ -69,7 +48,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
       a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + warp * kQGroupsPerWarp + lane / 4] *
       a.sm_scale_log2;
 
-  const KeyRange keys = key_range<kCausal>(a, q_start);
+  const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(a.seqlen_q, a.seqlen_kv, a.k_blocks, q_start);
   using Loader = TileLoader<Tr>;
   auto smem_k = [&](int tile) { return smem + Tr::kKOffset + (tile % Tr::kStages) * Tr::kKTileBytes; };
   auto smem_v = [&](int tile) { return smem + Tr::kVOffset + (tile % Tr::kStages) * Tr::kVTileBytes; };

@@ -206,7 +206,7 @@ TEST(ApiCheck, Enums) {
                 "granularity 2");
   expect_status([](sageattn_params& p) { p.qk_granularity = static_cast<sageattn_qk_granularity>(-1); }, kInvalid,
                 "granularity -1");
-  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(2); }, kInvalid, "kernel 2");
+  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(3); }, kInvalid, "kernel 3");
   expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(-1); }, kInvalid, "kernel -1");
 }
 
@@ -215,6 +215,62 @@ TEST(ApiCheck, Flags) {
   expect_status([](sageattn_params& p) { p.is_causal = -1; }, kInvalid, "is_causal -1");
   expect_status([](sageattn_params& p) { p.smooth_k = 2; }, kInvalid, "smooth_k 2");
   expect_status([](sageattn_params& p) { p.smooth_k = -1; }, kInvalid, "smooth_k -1");
+  expect_status([](sageattn_params& p) { p.smooth_v = 2; }, kInvalid, "smooth_v 2");
+  expect_status([](sageattn_params& p) { p.smooth_v = -1; }, kInvalid, "smooth_v -1");
+  expect_status([](sageattn_params& p) { p.smooth_v = 0; }, SAGEATTN_STATUS_OK, "smooth_v 0");
+}
+
+bool built_with_sm90() {
+  const std::string archs = std::string(" ") + sageattn_compiled_archs() + " ";
+  return archs.find(" 90a ") != std::string::npos;
+}
+
+TEST(ApiKernel, Sm90WgmmaRunsOnlyOnComputeCapability90) {
+  for (int arch : {80, 86, 89, 100, 120}) {
+    sageattn_params p = valid_params(100, 130, 128, arch);
+    p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+    const CheckResult r = check(p);
+    EXPECT_EQ(r.status, kUnsupported) << "sm_arch " << arch;
+    EXPECT_NE(r.reason.find("SM90_WGMMA"), std::string::npos) << r.reason;
+  }
+  sageattn_params p = valid_params(100, 130, 128, 90);
+  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  const CheckResult r = check(p);
+  if (built_with_sm90()) {
+    EXPECT_EQ(r.status, SAGEATTN_STATUS_OK) << r.reason;
+  } else {
+    EXPECT_EQ(r.status, kUnsupported);
+    EXPECT_NE(r.reason.find("90a"), std::string::npos) << r.reason;
+  }
+}
+
+size_t workspace_bytes(const sageattn_params& p) {
+  size_t bytes = 0;
+  char reason[256];
+  EXPECT_EQ(sageattn_workspace_size(&p, &bytes, reason, sizeof reason), SAGEATTN_STATUS_OK) << reason;
+  return bytes;
+}
+
+TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
+  if (!built_with_sm90()) GTEST_SKIP() << "build without 90a";
+  // 300 keys: 3 tiles of 128 tokens; K padded to 384 rows (6 blocks of 64) instead of 320 (5).
+  sageattn_params p = valid_params(100, 300, 128, 90);
+  p.batch = 2;
+  p.heads_kv = 1;
+  p.heads_q = 4;
+  p.kernel = SAGEATTN_KERNEL_SM80_MMA;
+  const size_t sm80 = workspace_bytes(p);
+  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  const size_t sm90 = workspace_bytes(p);
+  const size_t fp8_v = 2 * 1 * 3 * 128 * 128;
+  const size_t extra_k_rows = 2 * 1 * 64 * 128;
+  EXPECT_GE(sm90, sm80 + fp8_v + extra_k_rows);
+  // AUTO on sm90 picks the wgmma kernel at head dim 128 ...
+  p.kernel = SAGEATTN_KERNEL_AUTO;
+  EXPECT_EQ(workspace_bytes(p), sm90);
+  // ... and on sm80 the mma.sync one.
+  p.sm_arch = 80;
+  EXPECT_EQ(workspace_bytes(p), sm80);
 }
 
 TEST(ApiCheck, SmScale) {

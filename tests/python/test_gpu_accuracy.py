@@ -10,8 +10,8 @@ import torch
 
 from sageattention import sageattn
 
-from gpu_helpers import (assert_lse_oracle, assert_oracle, emulated, exact, hnd, make_inputs,
-                         poison_allocator, rel_l1)
+from gpu_helpers import (FP8_ATOL_FRAC, assert_lse_oracle, assert_oracle, emulated, exact, hnd, make_inputs,
+                         poison_allocator, rel_l1, sm90_available)
 
 pytestmark = pytest.mark.gpu
 
@@ -22,21 +22,32 @@ def _no_grad(library):
         yield
 
 
-def check_call(q, k, v, layout="HND", is_causal=False, sm_scale=None, qk_quant_gran="per_thread",
+# Every test runs on each kernel the device can run (sm80_mma everywhere, sm90_wgmma on Hopper
+# builds with 90a), whatever "auto" would pick.
+@pytest.fixture(params=["sm80_mma", "sm90_wgmma"])
+def kernel(request, library):
+    if request.param == "sm90_wgmma" and not sm90_available(library):
+        pytest.skip("sm90_wgmma needs a compute capability 9.0 GPU and a build with 90a")
+    return request.param
+
+
+def check_call(q, k, v, kernel, layout="HND", is_causal=False, sm_scale=None, qk_quant_gran="per_thread",
                smooth_k=True, what=""):
     """Runs sageattn with return_lse on NaN-poisoned output memory; checks the output and the LSE
     with the oracle. Returns (out HND, ref out)."""
     b, hq, nq, d = hnd(q, layout).shape
     poison_allocator((q.shape, q.dtype), ((b, hq, nq), torch.float32))
     out, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=is_causal, sm_scale=sm_scale,
-                        return_lse=True, qk_quant_gran=qk_quant_gran, smooth_k=smooth_k)
+                        return_lse=True, qk_quant_gran=qk_quant_gran, smooth_k=smooth_k, kernel=kernel)
     assert out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous()
     assert lse.shape == (b, hq, nq) and lse.dtype == torch.float32
     ref, ref_lse = exact(q, k, v, layout=layout, is_causal=is_causal, sm_scale=sm_scale)
     emul, emul_lse = emulated(q, k, v, layout=layout, is_causal=is_causal, sm_scale=sm_scale,
-                              qk_quant_gran=qk_quant_gran, smooth_k=smooth_k)
+                              qk_quant_gran=qk_quant_gran, smooth_k=smooth_k, kernel=kernel)
     out_hnd = hnd(out, layout)
-    assert_oracle(out_hnd, ref, emul, q.dtype, what=what)
+    what = f"[{kernel}] {what}"
+    assert_oracle(out_hnd, ref, emul, q.dtype, what=what,
+                  atol_frac=FP8_ATOL_FRAC if kernel == "sm90_wgmma" else None)
     assert_lse_oracle(lse, ref_lse, emul_lse, what=what)
     empty_rows = ~torch.isfinite(ref_lse)
     assert torch.all(out_hnd[empty_rows] == 0), f"{what}: rows with no key must be zeros"
@@ -46,34 +57,40 @@ def check_call(q, k, v, layout="HND", is_causal=False, sm_scale=None, qk_quant_g
 @pytest.mark.parametrize("kind", ["gaussian", "k_bias", "outlier"])
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_oracle_distributions(kind, head_dim, is_causal):
+def test_oracle_distributions(kind, head_dim, is_causal, kernel):
     q, k, v = make_inputs(kind, (1, 2, 512, head_dim), (1, 2, 512, head_dim), seed=1)
-    check_call(q, k, v, is_causal=is_causal, what=f"{kind} d={head_dim} causal={is_causal}")
+    check_call(q, k, v, kernel, is_causal=is_causal, what=f"{kind} d={head_dim} causal={is_causal}")
 
 
-# Thresholds of the project's issue for the sm80 path (INT8 Q.K^T, fp16 P.V).
-GLOBAL_REL_L1 = {"gaussian": 1.5e-2, "k_bias": 1.0e-3}
+# Relative-L1 bounds at B=2, H=8, N=4096. sm80 (fp16 P.V): the foundation issue's targets. sm90
+# (FP8 P.V with V smoothing): K/V bias is design.md's 1.5e-3; on Gaussian data E4M3 rounding of P
+# and V alone gives ~3.75e-2 (docs/accuracy.md), above design.md's 3.5e-2, so the bound is 4.2e-2.
+GLOBAL_REL_L1 = {
+    "sm80_mma": {"gaussian": 1.5e-2, "k_bias": 1.0e-3},
+    "sm90_wgmma": {"gaussian": 4.2e-2, "k_bias": 1.5e-3},
+}
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "k_bias"])
 @pytest.mark.parametrize("head_dim", [64, 128])
-def test_global_accuracy_large(kind, head_dim):
+def test_global_accuracy_large(kind, head_dim, kernel):
     q, k, v = make_inputs(kind, (2, 8, 4096, head_dim), (2, 8, 4096, head_dim), seed=2)
-    out = sageattn(q, k, v)
+    out = sageattn(q, k, v, kernel=kernel)
     ref, _ = exact(q, k, v)
     err = rel_l1(out, ref)
     sdpa_err = rel_l1(torch.nn.functional.scaled_dot_product_attention(q, k, v), ref)
-    print(f"ACCURACY {kind} d={head_dim}: rel L1 {err:.3e} (SDPA fp16 {sdpa_err:.3e})")
-    assert err <= GLOBAL_REL_L1[kind], f"rel L1 {err:.3e} > {GLOBAL_REL_L1[kind]:.1e}"
+    bound = GLOBAL_REL_L1[kernel][kind]
+    print(f"ACCURACY {kernel} {kind} d={head_dim}: rel L1 {err:.3e} (SDPA fp16 {sdpa_err:.3e})")
+    assert err <= bound, f"[{kernel}] rel L1 {err:.3e} > {bound:.1e}"
 
 
-def test_outlier_large_is_finite_and_close():
+def test_outlier_large_is_finite_and_close(kernel):
     q, k, v = make_inputs("outlier", (2, 8, 4096, 128), (2, 8, 4096, 128), seed=3)
-    out = sageattn(q, k, v)
+    out = sageattn(q, k, v, kernel=kernel)
     ref, _ = exact(q, k, v)
     assert torch.isfinite(out).all()
     err = rel_l1(out, ref)
-    print(f"ACCURACY outlier d=128: rel L1 {err:.3e}")
+    print(f"ACCURACY {kernel} outlier d=128: rel L1 {err:.3e}")
     assert err <= 1e-1
 
 
@@ -83,64 +100,64 @@ ODD_LENGTHS = [1, 7, 63, 65, 127, 129, 1000, 1023, 3001]
 @pytest.mark.parametrize("length", ODD_LENGTHS)
 @pytest.mark.parametrize("which", ["q", "kv"])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_odd_lengths(length, which, is_causal):
+def test_odd_lengths(length, which, is_causal, kernel):
     nq, nkv = (length, 200) if which == "q" else (200, length)
     q, k, v = make_inputs("gaussian", (1, 2, nq, 64), (1, 2, nkv, 64), seed=length)
-    check_call(q, k, v, is_causal=is_causal, what=f"nq={nq} nkv={nkv} causal={is_causal}")
+    check_call(q, k, v, kernel, is_causal=is_causal, what=f"nq={nq} nkv={nkv} causal={is_causal}")
 
 
 @pytest.mark.parametrize("nq, nkv", [(100, 300), (300, 100), (1, 513), (513, 1), (129, 64), (64, 129)])
-def test_causal_unequal_lengths(nq, nkv):
+def test_causal_unequal_lengths(nq, nkv, kernel):
     q, k, v = make_inputs("k_bias", (1, 2, nq, 64), (1, 2, nkv, 64), seed=nq + nkv)
-    out, _ = check_call(q, k, v, is_causal=True, what=f"causal nq={nq} nkv={nkv}")
+    out, _ = check_call(q, k, v, kernel, is_causal=True, what=f"causal nq={nq} nkv={nkv}")
     if nq > nkv:  # bottom-right: the first nq - nkv query rows see no key
         assert torch.all(out[:, :, : nq - nkv] == 0)
 
 
 @pytest.mark.parametrize("heads_kv", [2, 1])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_gqa_and_mqa(heads_kv, is_causal):
+def test_gqa_and_mqa(heads_kv, is_causal, kernel):
     q, k, v = make_inputs("k_bias", (1, 8, 256, 128), (1, heads_kv, 320, 128), seed=heads_kv)
-    check_call(q, k, v, is_causal=is_causal, what=f"heads_kv={heads_kv}")
+    check_call(q, k, v, kernel, is_causal=is_causal, what=f"heads_kv={heads_kv}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_nhd_from_packed_qkv(dtype):
+def test_nhd_from_packed_qkv(dtype, kernel):
     b, n, h, d = 2, 300, 4, 64
     qkv = torch.randn(b, n, 3, h, d, device="cuda", dtype=dtype)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    out, _ = check_call(q, k, v, layout="NHD", what=f"packed qkv {dtype}")
-    hnd_out = sageattn(*(t.transpose(1, 2).contiguous() for t in (q, k, v)))
+    out, _ = check_call(q, k, v, kernel, layout="NHD", what=f"packed qkv {dtype}")
+    hnd_out = sageattn(*(t.transpose(1, 2).contiguous() for t in (q, k, v)), kernel=kernel)
     torch.testing.assert_close(out, hnd_out, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "k_bias"])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_bf16(kind, is_causal):
+def test_bf16(kind, is_causal, kernel):
     q, k, v = make_inputs(kind, (1, 2, 384, 128), (1, 2, 448, 128), dtype=torch.bfloat16, seed=4)
-    check_call(q, k, v, is_causal=is_causal, what=f"bf16 {kind}")
+    check_call(q, k, v, kernel, is_causal=is_causal, what=f"bf16 {kind}")
 
 
 @pytest.mark.parametrize("head_dim", [8, 16, 40, 64, 80, 96, 128, 1, 36, 100, 127])
-def test_head_dims(head_dim):
+def test_head_dims(head_dim, kernel):
     # Multiples of 8 run in place; the others are zero-padded to the next multiple of 8.
     q, k, v = make_inputs("k_bias", (1, 2, 200, head_dim), (1, 2, 333, head_dim), seed=head_dim)
-    check_call(q, k, v, what=f"head_dim={head_dim}")
-    check_call(q, k, v, is_causal=True, sm_scale=0.3, what=f"head_dim={head_dim} causal scale 0.3")
+    check_call(q, k, v, kernel, what=f"head_dim={head_dim}")
+    check_call(q, k, v, kernel, is_causal=True, sm_scale=0.3, what=f"head_dim={head_dim} causal scale 0.3")
 
 
 @pytest.mark.parametrize("smooth_k", [True, False])
 @pytest.mark.parametrize("gran", ["per_thread", "per_warp"])
 @pytest.mark.parametrize("kind", ["gaussian", "k_bias"])
-def test_lse_and_granularity(smooth_k, gran, kind):
+def test_lse_and_granularity(smooth_k, gran, kind, kernel):
     q, k, v = make_inputs(kind, (1, 2, 300, 128), (1, 2, 700, 128), seed=5)
-    check_call(q, k, v, qk_quant_gran=gran, smooth_k=smooth_k,
+    check_call(q, k, v, kernel, qk_quant_gran=gran, smooth_k=smooth_k,
                what=f"{kind} {gran} smooth_k={smooth_k}")
 
 
-def test_kv_len_one_returns_v():
+def test_kv_len_one_returns_v(kernel):
     q, k, v = make_inputs("gaussian", (1, 4, 77, 64), (1, 4, 1, 64), seed=6)
-    out = sageattn(q, k, v)
+    out = sageattn(q, k, v, kernel=kernel)
     torch.testing.assert_close(out, v.expand_as(out), rtol=2e-3, atol=2e-3)
 
 
@@ -151,46 +168,52 @@ BOTH_MASKS = pytest.mark.parametrize("is_causal", [False, True])
 
 @BOTH_DTYPES
 @BOTH_MASKS
-def test_zero_inputs(dtype, is_causal):
+def test_zero_inputs(dtype, is_causal, kernel):
     zeros = torch.zeros(EXTREME_SHAPE, device="cuda", dtype=dtype)
-    out, lse = sageattn(zeros, zeros, zeros, is_causal=is_causal, return_lse=True)
+    out, lse = sageattn(zeros, zeros, zeros, is_causal=is_causal, return_lse=True, kernel=kernel)
     assert torch.all(out == 0) and torch.isfinite(lse).all()
 
 
 @BOTH_DTYPES
 @BOTH_MASKS
-def test_constant_rows(dtype, is_causal):
+def test_constant_rows(dtype, is_causal, kernel):
     # Every score equal: the output is the mean of V over the allowed keys.
     const = torch.full(EXTREME_SHAPE, 3.0, device="cuda", dtype=dtype)
     v = torch.randn(EXTREME_SHAPE, device="cuda", dtype=dtype)
-    out, lse = sageattn(const, const, v, is_causal=is_causal, return_lse=True)
+    out, lse = sageattn(const, const, v, is_causal=is_causal, return_lse=True, kernel=kernel)
     ref, ref_lse = exact(const, const, v, is_causal=is_causal)
-    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=2e-2)
+    # FP8 V: each element carries up to half an E4M3 step at the channel's max |V - vbar| (16 / 448
+    # of it); causal rows near the top average only a few keys, so that error is not averaged out.
+    atol = 2e-2 if kernel == "sm80_mma" else 0.04 * v.abs().max().item()
+    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=atol)
     torch.testing.assert_close(lse.double(), ref_lse, rtol=1e-3, atol=1e-3)
 
 
 @BOTH_DTYPES
 @BOTH_MASKS
-def test_huge_magnitudes(dtype, is_causal):
+def test_huge_magnitudes(dtype, is_causal, kernel):
     # |x| up to 6e4 (fp16's range; 1e6 for bf16): softmax saturates to nearly one-hot, so the
     # output must stay finite and inside the convex hull of V's rows.
     big = 6e4 if dtype == torch.float16 else 1e6
     gen = torch.Generator(device="cuda").manual_seed(9)
     q, k, v = ((torch.rand(EXTREME_SHAPE, device="cuda", generator=gen) * 2 - 1) * big for _ in range(3))
     q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    out, lse = sageattn(q, k, v, is_causal=is_causal, return_lse=True)
+    out, lse = sageattn(q, k, v, is_causal=is_causal, return_lse=True, kernel=kernel)
     bad_rows = (~torch.isfinite(out)).any(dim=-1)
     assert not bad_rows.any(), f"{int(bad_rows.sum())} of {bad_rows.numel()} rows have NaN/Inf"
     assert torch.isfinite(lse).all()
     v_max = v.float().amax(dim=2, keepdim=True)
     v_min = v.float().amin(dim=2, keepdim=True)
-    slack = 1e-2 * big
-    assert torch.all(out.float() <= v_max + slack) and torch.all(out.float() >= v_min - slack)
+    # 16-bit P.V: output rounding; FP8 V: half an E4M3 step at the channel max (16/448 of 2 * big).
+    slack = (1e-2 if kernel == "sm80_mma" else 8e-2) * big
+    above = (out.float() - v_max).max().item()
+    below = (v_min - out.float()).max().item()
+    assert above <= slack and below <= slack, f"outside V's hull by {max(above, below):.4g} > {slack:.4g}"
 
 
-def test_inputs_are_not_modified():
+def test_inputs_are_not_modified(kernel):
     q, k, v = make_inputs("k_bias", (1, 2, 200, 64), (1, 2, 200, 64), seed=7)
     copies = [t.clone() for t in (q, k, v)]
-    sageattn(q, k, v, is_causal=True)
+    sageattn(q, k, v, is_causal=True, kernel=kernel)
     torch.cuda.synchronize()
     assert all(torch.equal(a, b) for a, b in zip((q, k, v), copies))

@@ -38,15 +38,17 @@ def test_abi_version_and_defaults(library):
     params = library.sageattn_default_params()
     assert params.abi_version == _abi.ABI_VERSION
     assert params.smooth_k == 1
+    assert params.smooth_v == 1
     assert params.qk_granularity == _abi.QKGranularity.PER_THREAD
     assert params.kernel == _abi.Kernel.AUTO
 
 
 def test_struct_layout_matches_header():
     # Hand-computed from sageattn.h for LP64 (8-byte pointers, 4-byte enums): 8 x 4-byte fields,
-    # 4 tensors of 32 bytes, the lse pointer, then float + 5 x 4-byte fields = 192.
+    # 4 tensors of 32 bytes, the lse pointer, then float + 6 x 4-byte fields = 196, padded to 200.
     assert ctypes.sizeof(SageattnTensor) == 32
-    assert ctypes.sizeof(SageattnParams) == 192
+    assert ctypes.sizeof(SageattnParams) == 200
+    assert SageattnParams.smooth_v.offset == 192
     assert SageattnParams.q.offset == 32 and SageattnParams.out.offset == 128
     assert SageattnParams.lse.offset == 160 and SageattnParams.sm_arch.offset == 188
     assert ctypes.sizeof(SageattnReferenceProblem) == 40
@@ -58,14 +60,14 @@ def test_params_packer_writes_named_fields():
     values = [_abi.ABI_VERSION, 2, 8, 2, 100, 300, 64, int(_abi.DType.BF16)]
     for base in (1000, 2000, 3000, 4000):  # q, k, v, out: data, stride_batch, stride_head, stride_token
         values += [base * 16, base + 1, base + 2, base + 3]
-    values += [77 * 16, 0.125, 1, 0, int(_abi.QKGranularity.PER_WARP), int(_abi.Kernel.SM80_MMA), 90]
+    values += [77 * 16, 0.125, 1, 0, int(_abi.QKGranularity.PER_WARP), int(_abi.Kernel.SM80_MMA), 90, 0]
     _library.PARAMS_PACKER.pack_into(params, 0, *values)
     assert (params.batch, params.heads_q, params.heads_kv) == (2, 8, 2)
     assert (params.seqlen_q, params.seqlen_kv, params.head_dim, params.dtype) == (100, 300, 64, 1)
     assert (params.k.data, params.k.stride_batch, params.k.stride_token) == (2000 * 16, 2001, 2003)
     assert params.out.stride_head == 4002 and params.lse == 77 * 16
     assert params.sm_scale == 0.125 and params.is_causal == 1 and params.smooth_k == 0
-    assert params.qk_granularity == 1 and params.kernel == 1 and params.sm_arch == 90
+    assert params.qk_granularity == 1 and params.kernel == 1 and params.sm_arch == 90 and params.smooth_v == 0
 
 
 def _valid_params(library, **overrides):

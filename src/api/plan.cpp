@@ -1,0 +1,47 @@
+#include "api/plan.h"
+
+#include "common/tiling.h"
+
+namespace sageattn {
+
+bool has_sm90_kernels() {
+#if defined(SAGEATTN_HAS_SM90)
+  return true;
+#else
+  return false;
+#endif
+}
+
+sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std::string& reason) {
+  // sm_90a code runs on compute capability 9.0 only ('a' features are not forward compatible).
+  const bool sm90_possible = sm_arch == 90 && has_sm90_kernels();
+  sageattn_kernel kernel = static_cast<sageattn_kernel>(p.kernel);
+  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA && !sm90_possible) {
+    reason = has_sm90_kernels()
+                 ? "kernel SM90_WGMMA needs a compute capability 9.0 GPU (Hopper), this one is " +
+                       std::to_string(sm_arch / 10) + "." + std::to_string(sm_arch % 10)
+                 : std::string("kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)");
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  }
+  if (kernel == SAGEATTN_KERNEL_AUTO) {
+    // Head dims <= 64 would be zero-padded to 128 on the sm90 kernel (twice the tensor work); they
+    // stay on the sm80 kernel, which has a native 64 instantiation.
+    kernel = sm90_possible && padded_head_dim(p.head_dim) == 128 ? SAGEATTN_KERNEL_SM90_WGMMA
+                                                                 : SAGEATTN_KERNEL_SM80_MMA;
+  }
+  plan = Plan{};
+  plan.kernel = kernel;
+  plan.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
+  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA) {
+    plan.padded_head_dim = 128;
+    plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
+    plan.k_blocks = 2 * plan.v_tiles;
+    plan.fp8_v = true;
+  } else {
+    plan.padded_head_dim = padded_head_dim(p.head_dim);
+    plan.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
+  }
+  return SAGEATTN_STATUS_OK;
+}
+
+}  // namespace sageattn

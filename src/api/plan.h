@@ -1,0 +1,27 @@
+// Which kernel runs a validated call, and the tile geometry that follows from that choice. The
+// workspace layout, the pre-pass arguments and the launch all derive from one Plan so they cannot
+// disagree.
+#pragma once
+#include <string>
+
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+struct Plan {
+  sageattn_kernel kernel = SAGEATTN_KERNEL_SM80_MMA;
+  int padded_head_dim = 128;  // head dim of the INT8 rows (and of the FP8 V tiles on sm90)
+  int q_blocks = 0;           // 128-row Q blocks
+  int k_blocks = 0;           // 64-token K quantization blocks (even on sm90: 128-token tiles)
+  bool fp8_v = false;         // V is quantized to FP8 tiles (sm90)
+  int v_tiles = 0;            // 128-token FP8 V tiles
+};
+
+// True when this build contains the sm_90a kernels.
+bool has_sm90_kernels();
+
+// Resolves AUTO and checks that an explicitly requested kernel can run on `sm_arch`. Returns OK
+// with `plan` filled, or UNSUPPORTED with the reason. Params must have passed check_params.
+sageattn_status make_plan(const sageattn_params& params, int sm_arch, Plan& plan, std::string& reason);
+
+}  // namespace sageattn

@@ -1,0 +1,96 @@
+// Warpgroup MMA (wgmma, sm_90a only): shared-memory matrix descriptors, the two shapes the sm90
+// kernel issues, and the fences that order them against ordinary register use.
+//
+// Accumulator layout (PTX ISA "wgmma .m64nNk32 register fragment D"): warp w of the warpgroup owns
+// rows 16w..16w+15; with g = lane / 4 and t = lane % 4, element 4j + i of a thread is row
+// 16w + g + 8 * (i / 2), column 8j + 2t + (i % 2). That is the mma.sync m16n8 accumulator repeated
+// over N / 8 column blocks, so the softmax code of the sm80 kernel carries over.
+// 8-bit register A fragment (k32): a0 = row g, columns 4t..4t+3; a1 = row g + 8, same columns;
+// a2, a3 = the same rows at columns 16 + 4t..16 + 4t + 3.
+#pragma once
+#include <cstdint>
+
+namespace sageattn::ptx {
+
+// Matrix descriptor of a K-major tile with 128-byte rows and the 128-byte swizzle (16-byte chunk c
+// of row r stored at chunk c ^ (r % 8)); the tile must start on a 1024-byte boundary. Eight rows
+// form one 1024-byte swizzle atom, so the stride between 8-row groups is 1024 bytes; the leading
+// byte offset is unused for swizzled K-major tiles (one k32 step of 8-bit data stays inside a
+// row). Advancing the start address by 32 bytes selects the next k32 slice: the hardware applies
+// the swizzle to the final address, so an offset inside the atom composes correctly.
+__device__ __forceinline__ uint64_t smem_descriptor_k_major_sw128(uint32_t smem_addr) {
+  constexpr uint64_t kStrideBytes = 1024;
+  constexpr uint64_t kSwizzle128B = 1;
+  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (uint64_t{1} << 16) |
+         ((kStrideBytes >> 4) << 32) | (kSwizzle128B << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+
+// The compiler does not know that wgmma writes its accumulators asynchronously: pinning each
+// register at the fence/wait points keeps reads and writes of them from moving across.
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&regs)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(regs[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_operands(int32_t (&regs)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(regs[i])::"memory");
+}
+
+#define SAGEATTN_WGMMA_D64                                                                           \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, " \
+  "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, "  \
+  "%40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, "  \
+  "%59, %60, %61, %62, %63}"
+#define SAGEATTN_WGMMA_OUT8(c, d, b) \
+  c(d[b + 0]), c(d[b + 1]), c(d[b + 2]), c(d[b + 3]), c(d[b + 4]), c(d[b + 5]), c(d[b + 6]), c(d[b + 7])
+#define SAGEATTN_WGMMA_OUT64(c, d)                                                            \
+  SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16),  \
+      SAGEATTN_WGMMA_OUT8(c, d, 24), SAGEATTN_WGMMA_OUT8(c, d, 32), SAGEATTN_WGMMA_OUT8(c, d, 40), \
+      SAGEATTN_WGMMA_OUT8(c, d, 48), SAGEATTN_WGMMA_OUT8(c, d, 56)
+
+// D(64x128 s32) (+)= A(64x32 s8, smem) * B(32x128 s8, smem, K-major). accumulate = false overwrites D.
+__device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a, uint64_t desc_b,
+                                                    bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 " SAGEATTN_WGMMA_D64 ", %64, %65, p;\n}\n"
+      : SAGEATTN_WGMMA_OUT64("+r", d)
+      : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)));
+}
+
+// D(64x128 f32) (+)= A(64x32 e4m3, registers) * B(32x128 e4m3, smem, K-major).
+__device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint32_t (&a)[4],
+                                                      uint64_t desc_b, bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D64
+      ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+      : SAGEATTN_WGMMA_OUT64("+f", d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
+}
+
+#undef SAGEATTN_WGMMA_OUT64
+#undef SAGEATTN_WGMMA_OUT8
+#undef SAGEATTN_WGMMA_D64
+
+// Register reallocation between warpgroups (setmaxnreg): the producer gives registers back so
+// that the consumers, which hold S, P and O in registers, can grow.
+template <int kRegisters>
+__device__ __forceinline__ void warpgroup_release_registers() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+template <int kRegisters>
+__device__ __forceinline__ void warpgroup_claim_registers() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters));
+}
+
+}  // namespace sageattn::ptx

@@ -1,0 +1,20 @@
+// Host entry of the sm90a wgmma attention kernel (INT8 Q.K^T, FP8 P.V). Compiled only for sm_90a;
+// builds without that target do not define these, and the dispatcher never selects the kernel.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/kernel_args.h"
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+cudaError_t launch_attention_sm90_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+cudaError_t launch_attention_sm90_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+
+inline cudaError_t launch_attention_sm90(const AttentionArgs& args, sageattn_dtype dtype, bool causal,
+                                         cudaStream_t stream) {
+  return dtype == SAGEATTN_DTYPE_BF16 ? launch_attention_sm90_bf16(args, causal, stream)
+                                      : launch_attention_sm90_fp16(args, causal, stream);
+}
+
+}  // namespace sageattn

@@ -1,0 +1,351 @@
+// The sm90a attention kernel: INT8 Q.K^T and FP8 P.V on wgmma, warp-specialized.
+// docs/design/sm90_kernel.md explains the structure; in short, one CTA per (128-row Q block, head,
+// batch) with three warpgroups:
+//  - warpgroup 0, the producer: one thread streams the Q tile once and the K and V tiles through a
+//    kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored every
+//    tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
+//  - warpgroups 1 and 2, the consumers: 64 query rows each; per 128-token tile
+//    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 with the exact running
+//    maximum -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
+//    O_tile = P~.V~ (4 x m64n128k32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
+//    two-level accumulation: the tensor core's FP8 accumulator only sums one tile).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/element.cuh"
+#include "common/kernel_args.h"
+#include "common/key_range.cuh"
+#include "common/tiling.h"
+#include "ptx/convert.cuh"
+#include "ptx/ldmatrix.cuh"
+#include "ptx/math.cuh"
+#include "ptx/mbarrier.cuh"
+#include "ptx/wgmma.cuh"
+#include "sm90/traits.cuh"
+
+namespace sageattn::sm90 {
+
+// Shared memory: [Q tile][K stages][V stages][barriers], tiles 1024-byte aligned (swizzle atoms).
+struct SharedLayout {
+  uint32_t base;
+  __device__ uint32_t q() const { return base; }
+  __device__ uint32_t k(int stage) const { return base + kTileBytes + stage * kTileBytes; }
+  __device__ uint32_t v(int stage) const { return base + (1 + kStages + stage) * kTileBytes; }
+  __device__ uint32_t barrier(int index) const { return base + (1 + 2 * kStages) * kTileBytes + 8 * index; }
+  __device__ uint32_t q_full() const { return barrier(0); }
+  __device__ uint32_t k_full(int s) const { return barrier(1 + s); }
+  __device__ uint32_t v_full(int s) const { return barrier(1 + kStages + s); }
+  __device__ uint32_t k_empty(int s) const { return barrier(1 + 2 * kStages + s); }
+  __device__ uint32_t v_empty(int s) const { return barrier(1 + 3 * kStages + s); }
+};
+
+// Tile `tile` uses stage tile % kStages for the (tile / kStages)-th time; barrier phases alternate.
+__device__ __forceinline__ int stage_of(int tile) { return tile % kStages; }
+__device__ __forceinline__ uint32_t phase_of(int tile) { return static_cast<uint32_t>(tile / kStages) & 1u; }
+
+__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout& sh, const int8_t* q_tile,
+                                       const int8_t* k_head, const uint8_t* v_head, int tiles) {
+  ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
+  ptx::bulk_copy_global_to_shared(sh.q(), q_tile, kTileBytes, sh.q_full());
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int s = stage_of(tile);
+    const uint32_t free_parity = phase_of(tile) ^ 1u;
+    ptx::mbarrier_wait(sh.k_empty(s), free_parity);
+    ptx::mbarrier_arrive_expect_tx(sh.k_full(s), kTileBytes);
+    ptx::bulk_copy_global_to_shared(sh.k(s), k_head + static_cast<int64_t>(tile) * kTileBytes, kTileBytes,
+                                    sh.k_full(s));
+    ptx::mbarrier_wait(sh.v_empty(s), free_parity);
+    ptx::mbarrier_arrive_expect_tx(sh.v_full(s), kTileBytes);
+    ptx::bulk_copy_global_to_shared(sh.v(s), v_head + static_cast<int64_t>(tile) * kTileBytes, kTileBytes,
+                                    sh.v_full(s));
+  }
+}
+
+// Row statistics of the two rows (g and g + 8 of the warp's 16) a consumer thread holds.
+struct RowState {
+  float max[2];  // running maximum of the base-2 scores (-inf until a key is seen)
+  float sum[2];  // this thread's share of sum 448 * 2^(x - max)
+};
+
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Scores of one tile, as the consumer holds them: exact integer sums (as floats) and the two
+// dequantization factors (K group of the first and second 64 tokens).
+struct TileScores {
+  float s[kAccRegs];
+  float c[2];
+  __device__ float scale(int i) const { return c[i < kAccRegs / 2 ? 0 : 1]; }
+};
+
+// Updates the row state with one tile and turns its scores into packed P~ fragments; `rescale`
+// is what the previously accumulated O of each row must be multiplied by. Masked tiles arrive as
+// final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles take
+// the cheap path: the maximum from the raw sums, then one FFMA (s * c - offset) and one ex2 per
+// score.
+template <bool kMasked>
+__device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint32_t (&p)[kPvSteps][4],
+                                               float (&rescale)[2]) {
+  constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float m;
+    if constexpr (kMasked) {
+      m = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kAccRegs / 4; ++j)
+        m = fmaxf(m, fmaxf(t.s[4 * j + 2 * r] * t.scale(4 * j), t.s[4 * j + 2 * r + 1] * t.scale(4 * j)));
+    } else {
+      // c > 0 (or 0 for an all-zero group), so max(s * c) = max(s) * c per half.
+      float half_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int j = 0; j < kAccRegs / 4; ++j)
+        half_max[j < kAccRegs / 8 ? 0 : 1] =
+            fmaxf(half_max[j < kAccRegs / 8 ? 0 : 1], fmaxf(t.s[4 * j + 2 * r], t.s[4 * j + 2 * r + 1]));
+      m = fmaxf(half_max[0] * t.c[0], half_max[1] * t.c[1]);
+    }
+    m = fmaxf(quad_max(m), st.max[r]);
+    // Exact maximum (no lazy rescaling): P~ must never exceed 448, or E4M3 would saturate.
+    rescale[r] = m == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m);  // old max -inf -> 0
+    st.max[r] = m;
+    st.sum[r] *= rescale[r];
+  }
+  // 448 * 2^(x - m) = 2^(x - (m - log2 448)); a row without keys so far uses offset 0 so that
+  // -inf - (-inf) never appears.
+  float offset[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) offset[r] = st.max[r] == -INFINITY ? 0.f : st.max[r] - kLog2Fp8Max;
+  float x[kAccRegs];
+#pragma unroll
+  for (int i = 0; i < kAccRegs; ++i) {
+    const int r = (i / 2) % 2;
+    // Masked tiles arrive already scaled (c = 1) with -inf where masked: -inf * 1 - offset = -inf.
+    x[i] = ptx::exp2_approx(fmaf(t.s[i], t.scale(i), -offset[r]));
+    st.sum[r] += x[i];
+  }
+  // Fragment k-step kk takes accumulator column blocks 4kk..4kk+3: bytes of a0 are row g's values
+  // of blocks 4kk and 4kk + 1, a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3.
+#pragma unroll
+  for (int kk = 0; kk < kPvSteps; ++kk) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int j = 4 * kk + 2 * half;
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        p[kk][2 * half + r] = ptx::e4m3x4(x[4 * j + 2 * r], x[4 * j + 2 * r + 1], x[4 * (j + 1) + 2 * r],
+                                          x[4 * (j + 1) + 2 * r + 1]);
+    }
+  }
+}
+
+template <typename T, bool kCausal>
+__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
+  // launch reserves the extra kAlignSlack bytes).
+  const uint32_t raw = ptx::shared_address(shared_raw);
+  const SharedLayout sh{(raw + 1023u) & ~1023u};
+
+  const int q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int head = blockIdx.y, batch = blockIdx.z;
+  const int kv_head = head / (a.heads_q / a.heads_kv);
+  const int q_start = q_block * kQRows;
+  const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
+  const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
+  const KeyRange keys = key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, q_start);
+  // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
+  // a branch it considers divergent gets serialized (ptxas C7520).
+  const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0);
+
+  if (threadIdx.x == 0) {
+    ptx::mbarrier_init(sh.q_full(), 1);
+    for (int s = 0; s < kStages; ++s) {
+      ptx::mbarrier_init(sh.k_full(s), 1);
+      ptx::mbarrier_init(sh.v_full(s), 1);
+      ptx::mbarrier_init(sh.k_empty(s), kConsumerWarps);
+      ptx::mbarrier_init(sh.v_empty(s), kConsumerWarps);
+    }
+    ptx::mbarrier_init_fence();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    ptx::warpgroup_release_registers<kProducerRegisters>();
+    if (threadIdx.x == 0) {
+      const int k_tiles = a.k_blocks / 2;
+      produce(a, sh, a.q_int8 + (q_head_index * a.q_blocks + q_block) * kTileBytes,
+              a.k_int8 + kv_head_index * k_tiles * kTileBytes, a.v_fp8 + kv_head_index * k_tiles * kTileBytes,
+              keys.tiles);
+    }
+    return;
+  }
+  ptx::warpgroup_claim_registers<kConsumerRegisters>();
+
+  const int consumer = warpgroup - 1;
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
+  // Per-thread Q groups: rows with equal row % 8 in each 32-row slice; this thread's two rows share one.
+  const float q_factor =
+      a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
+                row_in_block % kQGroupsPerWarp] *
+      a.sm_scale_log2;
+  const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
+  const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
+  const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
+
+  float o[kAccRegs];
+#pragma unroll
+  for (int i = 0; i < kAccRegs; ++i) o[i] = 0.f;
+  RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+
+  ptx::mbarrier_wait(sh.q_full(), 0);
+
+  // The wgmma issue helpers wait for nothing: callers wait for the stage barriers first, then
+  // fence, then issue. Any instruction between the fence and the wgmmas that touches their
+  // registers (or a wait loop, a divergent path for the compiler) makes ptxas serialize them.
+  int32_t acc[kAccRegs];
+  auto issue_qk = [&](int tile) {
+    const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage_of(tile)));
+#if SAGEATTN_SM90_EXPERIMENT != 2
+#pragma unroll
+    for (int kk = 0; kk < kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
+      ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+#endif
+    ptx::wgmma_commit();
+  };
+  float o_tile[kAccRegs];
+  uint32_t p[kPvSteps][4];
+  auto issue_pv = [&](int tile) {
+    const uint64_t v_desc = ptx::smem_descriptor_k_major_sw128(sh.v(stage_of(tile)));
+#if SAGEATTN_SM90_EXPERIMENT != 2
+#pragma unroll
+    for (int kk = 0; kk < kPvSteps; ++kk) ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
+#endif
+    ptx::wgmma_commit();
+  };
+  auto wait_k = [&](int tile) { ptx::mbarrier_wait(sh.k_full(stage_of(tile)), phase_of(tile)); };
+  auto wait_v = [&](int tile) { ptx::mbarrier_wait(sh.v_full(stage_of(tile)), phase_of(tile)); };
+  auto release = [&](uint32_t empty_barrier) {
+    __syncwarp();
+    if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
+  };
+  // Wait for the tile's S, free its K stage, dequantize, softmax, pack P.
+  float rescale[2] = {1.f, 1.f};
+  auto softmax_tile = [&](int tile) {
+    ptx::fence_operands(acc);
+    release(sh.k_empty(stage_of(tile)));
+    TileScores t;
+    // Every score of this thread has its Q group and one of two K groups (one per 64-token half
+    // of the tile), so dequantization is one factor per half.
+    t.c[0] = q_factor * k_scales[(2 * tile) * kKGroupsPerBlock + lane % 4];
+    t.c[1] = q_factor * k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
+#pragma unroll
+    for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
+    if (SAGEATTN_SM90_EXPERIMENT == 1) {
+#pragma unroll
+      for (int kk = 0; kk < kPvSteps; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
+    } else if (tile < keys.unmasked_tiles) {
+      softmax_to_fp8<false>(t, st, p, rescale);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kAccRegs; ++i) {
+        const int row = q_start + row_in_block + 8 * ((i / 2) % 2);
+        const int key = tile * kKeyTile + 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+        const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+        // Scaled here, masked after scaling: a padding K group has scale 0, and -inf * 0 = NaN.
+        t.s[i] = allowed ? t.s[i] * t.scale(i) : -INFINITY;
+      }
+      t.c[0] = t.c[1] = 1.f;
+      softmax_to_fp8<true>(t, st, p, rescale);
+    }
+  };
+  auto accumulate_pv = [&](int tile) {
+    ptx::fence_operands(o_tile);
+    release(sh.v_empty(stage_of(tile)));
+#pragma unroll
+    for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
+  };
+
+  // Ping-pong: the two consumer warpgroups take turns on the tensor cores. A turn issues P.V of the
+  // previous tile and Q.K^T of the current one back to back; while one warpgroup's turn runs, the
+  // other does its softmax (MUFU/FMA pipes). Named barrier (1 + c) opens consumer c's turn; it
+  // needs the 128 threads of c (sync) and the 128 of the other consumer (arrive). Both consumers
+  // run the same number of turns (tiles - 1); consumer 1 opens consumer 0's first turn, and
+  // nobody opens a turn after the last one, so every barrier phase completes.
+  const int tiles = keys.tiles;
+  const int my_turn = 1 + consumer, other_turn = 2 - consumer;
+  constexpr int kTurnThreads = 256;
+  if (tiles > 0) {
+    wait_k(0);
+    ptx::wgmma_fence();
+    issue_qk(0);
+    ptx::wgmma_wait<0>();
+    softmax_tile(0);
+    if (SAGEATTN_SM90_PINGPONG && consumer == 1 && tiles > 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+  }
+  for (int tile = 1; tile < tiles; ++tile) {
+    if (SAGEATTN_SM90_PINGPONG) ptx::named_barrier_sync(my_turn, kTurnThreads);
+    wait_v(tile - 1);
+    wait_k(tile);
+    ptx::wgmma_fence();
+    issue_pv(tile - 1);
+    issue_qk(tile);
+    if (SAGEATTN_SM90_PINGPONG && (consumer == 0 || tile + 1 < tiles))
+      ptx::named_barrier_arrive(other_turn, kTurnThreads);
+    ptx::wgmma_wait<1>();  // P.V of tile - 1 is done; Q.K^T of tile may still run
+    accumulate_pv(tile - 1);
+    ptx::wgmma_wait<0>();
+    softmax_tile(tile);
+  }
+  if (tiles > 0) {
+    wait_v(tiles - 1);
+    ptx::wgmma_fence();
+    issue_pv(tiles - 1);
+    ptx::wgmma_wait<0>();
+    accumulate_pv(tiles - 1);
+  }
+
+  // Epilogue: out = O / l * delta_v + vbar; rows without any allowed key give 0 and LSE -inf.
+  T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
+  const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
+  const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float sum = quad_sum(st.sum[r]);
+    const bool any = sum > 0.f;
+    const float inv_sum = any ? 1.f / sum : 0.f;
+    const int row = q_start + row_in_block + 8 * r;
+    if (row >= a.seqlen_q) continue;
+    T* out_row = out_head + row * a.out_stride_token;
+#pragma unroll
+    for (int j = 0; j < kAccRegs / 4; ++j) {
+      const int col = 8 * j + 2 * (lane % 4);
+      if (col < a.head_dim) {
+        const float y0 = o[4 * j + 2 * r] * inv_sum * v_scale[col] + (any ? v_mean[col] : 0.f);
+        const float y1 = o[4 * j + 2 * r + 1] * inv_sum * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
+        *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+      }
+    }
+    if (a.lse != nullptr && lane % 4 == 0) {
+      constexpr float kLog2Fp8Max = 8.807354922057604f;
+      float lse = -INFINITY;
+      if (any) {
+        lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);
+        if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
+      }
+      a.lse[q_head_index * a.seqlen_q + row] = lse;
+    }
+  }
+}
+
+}  // namespace sageattn::sm90

@@ -1,0 +1,26 @@
+// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes}.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "sm90/attention_sm90.h"
+#include "sm90/kernel.cuh"
+#include "sm90/traits.cuh"
+
+namespace sageattn::sm90 {
+
+template <typename T, bool kCausal>
+cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
+  auto kernel = attention_sm90_kernel<T, kCausal>;
+  // Per function and device; cheap to repeat, so set on every call (no global state).
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  if (err != cudaSuccess) return err;
+  kernel<<<dim3(a.q_blocks, a.heads_q, a.batch), kThreads, kSharedBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_typed(const AttentionArgs& a, bool causal, cudaStream_t stream) {
+  return causal ? launch<T, true>(a, stream) : launch<T, false>(a, stream);
+}
+
+}  // namespace sageattn::sm90

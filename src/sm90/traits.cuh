@@ -1,0 +1,39 @@
+// Geometry and resource budget of the sm90 kernel (head dim 128; smaller head dims are zero-padded).
+#pragma once
+#include "common/tiling.h"
+
+namespace sageattn::sm90 {
+
+constexpr int kHeadDim = 128;
+constexpr int kQRows = kQBlockRows;          // 128: two consumer warpgroups of 64 rows
+constexpr int kKeyTile = kSm90KeyTileTokens; // 128 tokens per K/V tile
+constexpr int kTileBytes = 128 * 128;        // Q, K (int8 rows of 128) and V (fp8) tiles alike
+static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes && kKeyTile * kHeadDim == kTileBytes,
+              "every tile is one 16 KB block");
+// Experiment switches, measured with scripts/bench_variants.sh (docs/performance.md); the
+// defaults are the validated configuration.
+#ifndef SAGEATTN_SM90_STAGES
+#define SAGEATTN_SM90_STAGES 2
+#endif
+#ifndef SAGEATTN_SM90_PINGPONG
+#define SAGEATTN_SM90_PINGPONG 1
+#endif
+// 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
+// 2 = no wgmma (softmax on whatever the accumulators hold).
+#ifndef SAGEATTN_SM90_EXPERIMENT
+#define SAGEATTN_SM90_EXPERIMENT 0
+#endif
+constexpr int kStages = SAGEATTN_SM90_STAGES;
+constexpr int kThreads = 3 * 128;            // producer warpgroup + 2 consumer warpgroups
+constexpr int kConsumerWarps = 8;
+constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
+constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
+constexpr int kPvSteps = kKeyTile / 32;      // k32 steps of P.V
+// setmaxnreg budget: 128 * 24 + 256 * 240 = 64512 <= 65536 registers per SM (one CTA per SM).
+constexpr int kProducerRegisters = 24;
+constexpr int kConsumerRegisters = 240;
+constexpr int kBarriers = 1 + 4 * kStages;
+constexpr int kAlignSlack = 1024;
+constexpr int kSharedBytes = (1 + 2 * kStages) * kTileBytes + 8 * kBarriers + kAlignSlack;
+
+}  // namespace sageattn::sm90
