@@ -4,8 +4,9 @@ Rows of the normalized attention matrix sum to 1, so with v_mean the per-channel
 tokens, attention(q, k, v) = attention(q, k, v - v_mean) + v_mean exactly in real arithmetic. It is
 not a no-op in floating point: the kernel rounds P to 16 bits while the normalizer sums the unrounded
 P, so a channel bias of V passes through P's rounding error unless it is taken out first (see
-docs/design/quantization.md). No kernel subtracts the mean yet, so this runs it as three torch
-passes (mean, subtraction, add-back); the LSE does not depend on V and is passed through.
+docs/design/quantization.md). The 16-bit kernel does not subtract the mean itself, so this runs it
+as three torch passes (mean, subtraction, add-back); the LSE does not depend on V and is passed
+through. (A kernel that smooths V itself simply finds a zero-mean V here.)
 """
 
 import torch
@@ -24,17 +25,17 @@ def _rows_with_keys(seqlen_q, seqlen_kv, layout, device):
 
 
 def attention(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, *, smooth_k, qk_quant_gran,
-              attn_mask, dropout_p):
+              attn_mask, dropout_p, kernel="auto"):
     """``sageattn`` with V smoothing; same arguments, same return values."""
     _, layout, _, _, _ = core.validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
-        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p)
+        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel)
     token_dim, head_dim = (2, 1) if layout == LAYOUT_HND else (1, 2)
     v_mean = v.mean(dim=token_dim, keepdim=True, dtype=torch.float32)
     v_smooth = (v - v_mean).to(v.dtype)
     result = core.sageattn(q, k, v_smooth, tensor_layout, is_causal, sm_scale, return_lse,
                            smooth_k=smooth_k, qk_quant_gran=qk_quant_gran, attn_mask=attn_mask,
-                           dropout_p=dropout_p)
+                           dropout_p=dropout_p, kernel=kernel)
     out, lse = result if return_lse else (result, None)
     group = q.shape[head_dim] // v.shape[head_dim]
     if group > 1:  # GQA: query head h reads key/value head h // group

@@ -1,14 +1,16 @@
-"""float64 references for packed variable-length attention, independent of the package's loop.
+"""float64 attention for CPU tests, written independently of the package.
 
 `varlen_attention` runs one dense attention over the whole packed batch with a block-diagonal mask
 (token i of sequence s may see token j of sequence s only, and under causal only j <= i + len_k -
-len_q, bottom-right); rows that see no key give 0. `dense_nhd` is a float64 stand-in for
-`core.sageattn` on [1, N, H, D] (NHD) inputs, for CPU tests of code that calls `sageattn`.
+len_q, bottom-right); rows that see no key give 0. `dense_nhd` and `exact_sageattn` are float64
+stand-ins for `core.sageattn`, for CPU tests of code that calls `sageattn`.
 """
 
 import math
 
 import torch
+
+from sageattention import _validate
 
 import torch_reference
 
@@ -50,3 +52,15 @@ def dense_nhd(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retu
                                          layout=tensor_layout.upper())
     out = out.transpose(1, 2) if tensor_layout.upper() == "NHD" else out
     return (out, lse) if return_lse else out
+
+
+def exact_sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
+                   smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0, kernel="auto"):
+    """A CPU stand-in for `sageattn` with its signature and argument checks (masks and dropout are
+    refused as sageattn refuses them) but exact attention, rounded to q's dtype."""
+    _validate.check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
+                            attn_mask, dropout_p, kernel)
+    result = dense_nhd(q, k, v, tensor_layout, is_causal, sm_scale, return_lse)
+    out, lse = result if return_lse else (result, None)
+    out = out.to(q.dtype)
+    return (out, lse.float()) if return_lse else out

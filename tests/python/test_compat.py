@@ -90,6 +90,15 @@ def test_triton_positional_arguments_map_in_upstream_order(recorder, qkv):
     assert call["return_lse"] is True and call["qk_quant_gran"] == "per_thread"
 
 
+@pytest.mark.parametrize("name, kernel", [
+    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma"), ("sageattn_qk_int8_pv_fp16_triton", "sm80_mma"),
+    ("sageattn_qk_int8_pv_fp8_cuda", "auto"), ("sageattn_qk_int8_pv_fp8_cuda_sm90", "auto"),
+])
+def test_pv_fp16_functions_pin_the_16_bit_kernel(recorder, qkv, name, kernel):
+    getattr(compat, name)(*qkv)
+    assert recorder.calls[-1]["kernel"] == kernel
+
+
 @pytest.mark.parametrize("name", sorted(compat.PV_ACCUM_DTYPES))
 def test_every_upstream_pv_accum_dtype_is_accepted(recorder, qkv, name):
     for value in compat.PV_ACCUM_DTYPES[name]:

@@ -7,7 +7,7 @@ import torch
 
 from sageattention import _smooth_v, _validate, core
 
-import packed_reference
+import exact_reference
 import torch_reference
 
 
@@ -19,7 +19,7 @@ def exact_kernel(monkeypatch):
 
     def kernel(q, k, v, *args, **kwargs):
         seen_v.append(v)
-        return packed_reference.dense_nhd(q, k, v, *args, **kwargs)
+        return exact_reference.dense_nhd(q, k, v, *args, **kwargs)
 
     def layout_only(q, k, v, tensor_layout="HND", *args, **kwargs):
         return q.shape[-1], _validate.LAYOUT_CODES[tensor_layout.upper()], None, 0, 0

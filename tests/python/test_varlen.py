@@ -9,7 +9,7 @@ import torch
 
 from sageattention import core, sageattn_varlen, varlen
 
-import packed_reference
+import exact_reference
 
 
 def _cu(lengths, dtype=torch.int32):
@@ -97,7 +97,7 @@ def test_cpu_inputs_get_the_device_error():
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_dense_loop_is_exact(monkeypatch, seed, is_causal):
-    monkeypatch.setattr(core, "sageattn", packed_reference.dense_nhd)
+    monkeypatch.setattr(core, "sageattn", exact_reference.dense_nhd)
     rng = random.Random(seed)
     batch = rng.randint(1, 5)
     lengths_q = [rng.choice([0, 1, rng.randint(1, 40)]) for _ in range(batch)]
@@ -111,7 +111,7 @@ def test_dense_loop_is_exact(monkeypatch, seed, is_causal):
     v = torch.randn(sum(lengths_k), heads_kv, 24, generator=gen, dtype=torch.float64)
     bounds_q, bounds_k = _cu(lengths_q).tolist(), _cu(lengths_k).tolist()
     out = varlen.attend_packed(q, k, v, bounds_q, bounds_k, is_causal, 0.3)
-    ref = packed_reference.varlen_attention(q, k, v, bounds_q, bounds_k, is_causal, 0.3)
+    ref = exact_reference.varlen_attention(q, k, v, bounds_q, bounds_k, is_causal, 0.3)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
 

@@ -1,0 +1,166 @@
+"""The drop-in layer on the GPU: upstream's per-kernel functions, V smoothing, the LSE contract,
+sageattn_varlen and SDPA routing, each against float64 attention (and against sageattn itself
+where a function must be exactly a sageattn call)."""
+
+import functools
+import itertools
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sageattention
+from sageattention import compat, sageattn, sageattn_varlen
+
+import exact_reference
+from gpu_common import no_grad_with_library, same_result  # noqa: F401 (autouse fixture)
+from gpu_helpers import exact, make_inputs, rel_l1
+
+pytestmark = pytest.mark.gpu
+
+# Relative L1 against float64 that every path here must meet on inputs with K/V channel bias (the
+# 16-bit P.V kernel gives ~2e-4 there, FP8 P.V ~2e-3; docs/accuracy.md); a wrong head, token or
+# scale mapping gives errors of order 1.
+REL_L1_BIASED = 1e-2
+LSE_ATOL = 1e-2
+
+
+
+
+def assert_lse_close(lse, ref_lse):
+    seen = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isfinite(lse), seen), "rows that see no key must have LSE -inf, the others finite"
+    assert torch.all(lse[~seen] == -torch.inf)
+    assert (lse[seen].double() - ref_lse[seen]).abs().max().item() < LSE_ATOL
+
+
+COMPAT_CALLS = [  # (function, kernel it must equal, extra arguments)
+    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma", {"pv_accum_dtype": "fp32"}),
+    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma", {"pv_accum_dtype": "fp16", "qk_quant_gran": "per_warp"}),
+    ("sageattn_qk_int8_pv_fp16_triton", "sm80_mma", {"quantization_backend": "cuda"}),
+    ("sageattn_qk_int8_pv_fp8_cuda", "auto", {"pv_accum_dtype": "fp32+fp16"}),
+    ("sageattn_qk_int8_pv_fp8_cuda_sm90", "auto", {"pv_accum_dtype": "fp32+fp32", "qk_quant_gran": "per_warp"}),
+]
+
+
+@pytest.mark.parametrize("name, kernel, extra", COMPAT_CALLS)
+@pytest.mark.parametrize("layout", ["HND", "NHD"])
+def test_compat_functions_are_sageattn_calls(name, kernel, extra, layout):
+    q_shape, kv_shape = ((1, 8, 333, 64), (1, 2, 401, 64)) if layout == "HND" else ((1, 333, 8, 64), (1, 401, 2, 64))
+    q, k, v = make_inputs("k_bias", q_shape, kv_shape, dtype=torch.bfloat16, seed=1, layout=layout)
+    out, lse = getattr(compat, name)(q, k, v, tensor_layout=layout, is_causal=True, sm_scale=0.1,
+                                     return_lse=True, **extra)
+    expected_out, expected_lse = sageattn(
+        q, k, v, tensor_layout=layout, is_causal=True, sm_scale=0.1, return_lse=True, kernel=kernel,
+        qk_quant_gran=extra.get("qk_quant_gran", "per_thread"))
+    same_result(out, expected_out)
+    same_result(lse, expected_lse)
+    ref, ref_lse = exact(q, k, v, layout=layout, is_causal=True, sm_scale=0.1)
+    assert rel_l1(out.transpose(1, 2) if layout == "NHD" else out, ref) < REL_L1_BIASED
+    assert_lse_close(lse, ref_lse)
+
+
+def test_flash_attn_keywords_of_ring_attention_are_honoured():
+    # yunchang's partial, called as xDiT's ring attention calls it (see test_compat.py on the CPU).
+    fn = functools.partial(sageattention.sageattn_qk_int8_pv_fp16_cuda, pv_accum_dtype="fp32",
+                           tensor_layout="NHD", return_lse=True)
+    q, k, v = make_inputs("k_bias", (2, 300, 4, 128), (2, 300, 4, 128), seed=2, layout="NHD")
+    out, lse = fn(q, k, v, dropout_p=0.0, softmax_scale=0.05, causal=True, window_size=(-1, -1),
+                  softcap=0.0, alibi_slopes=None, return_softmax=False)
+    expected = sageattn(q, k, v, tensor_layout="NHD", is_causal=True, sm_scale=0.05, return_lse=True,
+                        kernel="sm80_mma")
+    same_result(out, expected[0])
+    same_result(lse, expected[1])
+
+
+@pytest.mark.parametrize("name", ["sageattn_qk_int8_pv_fp16_cuda", "sageattn_qk_int8_pv_fp8_cuda"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("q_len, kv_len, heads", [(257, 257, (4, 4)), (300, 129, (6, 2)), (77, 500, (4, 1))])
+def test_smooth_v(name, dtype, q_len, kv_len, heads):
+    """Exact in real arithmetic: same attention as without smoothing, rows without keys stay 0."""
+    q, k, v = make_inputs("k_bias", (1, heads[0], q_len, 72), (1, heads[1], kv_len, 72), dtype=dtype, seed=q_len)
+    v = v + (8 * torch.randn(1, heads[1], 1, 72, device="cuda")).to(dtype)  # a strong V bias
+    out, lse = getattr(compat, name)(q, k, v, is_causal=True, smooth_v=True, return_lse=True)
+    ref, ref_lse = exact(q, k, v, is_causal=True)
+    assert torch.isfinite(out).all()
+    assert rel_l1(out, ref) < REL_L1_BIASED
+    assert_lse_close(lse, ref_lse)
+    if q_len > kv_len:
+        assert torch.all(out[:, :, : q_len - kv_len] == 0), "rows that see no key must stay 0"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_varlen_matches_block_diagonal_attention(dtype, is_causal, seed):
+    rng = random.Random(seed)
+    batch = rng.randint(2, 6)
+    lengths_q = [rng.choice([0, 1, 17, rng.randint(1, 300)]) for _ in range(batch)]
+    lengths_k = [rng.choice([0, 1, 64, rng.randint(1, 300)]) for _ in range(batch)]
+    lengths_q[0] = max(lengths_q[0], 5)
+    lengths_k[-1] = max(lengths_k[-1], 5)
+    heads_kv = rng.choice([1, 2, 4])
+    heads_q, head_dim = heads_kv * rng.choice([1, 2]), rng.choice([64, 72, 128])
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(sum(lengths_q), heads_q, head_dim, device="cuda", generator=gen).to(dtype)
+    k = (torch.randn(sum(lengths_k), heads_kv, head_dim, device="cuda", generator=gen) + 3).to(dtype)
+    v_bias = 2 * torch.randn(heads_kv, head_dim, device="cuda", generator=gen)  # as real activations
+    v = (torch.randn(sum(lengths_k), heads_kv, head_dim, device="cuda", generator=gen) + v_bias).to(dtype)
+    cu_q = torch.tensor([0, *itertools.accumulate(lengths_q)], dtype=torch.int32, device="cuda")
+    cu_k = torch.tensor([0, *itertools.accumulate(lengths_k)], dtype=torch.int32)  # on the CPU: no sync
+    out = sageattn_varlen(q, k, v, cu_q, cu_k, max(lengths_q), max(lengths_k), is_causal=is_causal)
+    ref = exact_reference.varlen_attention(q, k, v, cu_q.tolist(), cu_k.tolist(), is_causal)
+    assert out.shape == q.shape and out.dtype == dtype and torch.isfinite(out).all()
+    assert rel_l1(out, ref) < 2e-2
+    for s in range(batch):
+        if lengths_k[s] == 0:  # queries without keys: exactly zero
+            assert torch.all(out[cu_q[s]:cu_q[s + 1]] == 0)
+
+
+def test_varlen_refuses_cuda_graph_capture():
+    q = torch.randn(20, 2, 64, device="cuda", dtype=torch.float16)
+    cu = torch.tensor([0, 8, 20], dtype=torch.int32, device="cuda")
+    sageattn_varlen(q, q, q, cu, cu, 12, 12)  # warm-up outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="CUDA graph"):
+        with torch.cuda.graph(graph):
+            sageattn_varlen(q, q, q, cu, cu, 12, 12)
+
+
+def top_left_reference(q, k, v, is_causal):
+    """float64 SDPA semantics (top-left causal) for HND inputs."""
+    mask = None
+    if is_causal:
+        mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+    return F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask)
+
+
+@pytest.mark.parametrize("q_len, kv_len, is_causal, routed", [
+    (500, 500, False, True), (500, 500, True, True), (100, 700, True, True),  # top-left == first keys
+    (700, 100, True, False),  # top-left with more queries than keys: SDPA's own semantics
+])
+def test_patched_sdpa_keeps_sdpa_semantics(q_len, kv_len, is_causal, routed):
+    q, k, v = make_inputs("k_bias", (2, 8, q_len, 64), (2, 8, kv_len, 64), seed=3)
+    expected_sdpa = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    with sageattention.sdpa_patched() as stats:
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+    assert stats.routed == int(routed) and stats.total == 1
+    if routed:
+        assert rel_l1(out, top_left_reference(q, k, v, is_causal)) < REL_L1_BIASED
+    else:
+        assert torch.equal(out, expected_sdpa) and stats.fallbacks == {"causal_top_left": 1}
+
+
+def test_patched_sdpa_gqa_and_fallbacks_on_the_gpu():
+    q, k, v = make_inputs("k_bias", (1, 8, 256, 128), (1, 2, 256, 128), seed=4)
+    mask = torch.rand(256, 256, device="cuda") > 0.5
+    with sageattention.sdpa_patched() as stats:
+        gqa = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        masked = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        fp32 = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), enable_gqa=True)
+    assert stats.as_dict() == {"routed": 1, "fallbacks": {"attn_mask": 1, "dtype": 1}, "total": 3}
+    reference = exact(q, k, v)[0]
+    assert rel_l1(gqa, reference) < REL_L1_BIASED
+    assert torch.equal(masked, F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True))
+    assert fp32.dtype == torch.float32
