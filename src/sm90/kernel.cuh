@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "common/element.cuh"
+#include "common/fast_exp2.cuh"
 #include "common/kernel_args.h"
 #include "common/key_range.cuh"
 #include "common/tiling.h"
@@ -97,21 +98,24 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
   constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float m;
-    if constexpr (kMasked) {
-      m = -INFINITY;
+    // Maxima as balanced trees: a serial fmaxf chain over 32 scores is 32 dependent instructions
+    // on the softmax's critical path.
+    // v[j]: this row's maximum in column block j; blocks 0..7 are the first 64 keys (scale c[0]),
+    // 8..15 the second (c[1]); each half is reduced into its first entry.
+    constexpr int kBlocksPerHalf = kAccRegs / 8;
+    float v[kAccRegs / 4];
 #pragma unroll
-      for (int j = 0; j < kAccRegs / 4; ++j)
-        m = fmaxf(m, fmaxf(t.s[4 * j + 2 * r] * t.scale(4 * j), t.s[4 * j + 2 * r + 1] * t.scale(4 * j)));
-    } else {
-      // c > 0 (or 0 for an all-zero group), so max(s * c) = max(s) * c per half.
-      float half_max[2] = {-INFINITY, -INFINITY};
+    for (int j = 0; j < kAccRegs / 4; ++j) v[j] = fmaxf(t.s[4 * j + 2 * r], t.s[4 * j + 2 * r + 1]);
 #pragma unroll
-      for (int j = 0; j < kAccRegs / 4; ++j)
-        half_max[j < kAccRegs / 8 ? 0 : 1] =
-            fmaxf(half_max[j < kAccRegs / 8 ? 0 : 1], fmaxf(t.s[4 * j + 2 * r], t.s[4 * j + 2 * r + 1]));
-      m = fmaxf(half_max[0] * t.c[0], half_max[1] * t.c[1]);
-    }
+    for (int width = kBlocksPerHalf / 2; width >= 1; width /= 2)
+#pragma unroll
+      for (int j = 0; j < width; ++j) {
+        v[j] = fmaxf(v[j], v[j + width]);
+        v[kBlocksPerHalf + j] = fmaxf(v[kBlocksPerHalf + j], v[kBlocksPerHalf + j + width]);
+      }
+    // c > 0 (or 0 for an all-zero group), so max(s * c) = max(s) * c per half; masked tiles are
+    // already scaled (c = 1).
+    float m = fmaxf(v[0] * t.c[0], v[kBlocksPerHalf] * t.c[1]);
     m = fmaxf(quad_max(m), st.max[r]);
     // Exact maximum (no lazy rescaling): P~ must never exceed 448, or E4M3 would saturate.
     rescale[r] = m == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m);  // old max -inf -> 0
@@ -124,12 +128,34 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
 #pragma unroll
   for (int r = 0; r < 2; ++r) offset[r] = st.max[r] == -INFINITY ? 0.f : st.max[r] - kLog2Fp8Max;
   float x[kAccRegs];
+  // Below |max| = 2^10 the rounding of the folded offset costs < 2^-13 in the exponent, and one
+  // FFMA per score suffices. Huge logits (inputs near fp16's range) would lose whole units there
+  // (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact and
+  // <= 0, then add log2(448). Warp-uniform branch: rare, and never divergent inside a warp.
+  constexpr float kFusedMaxLimit = 1024.f;
+  const bool fused = fabsf(st.max[0]) < kFusedMaxLimit && fabsf(st.max[1]) < kFusedMaxLimit;
+  if (__all_sync(0xffffffffu, fused)) {
 #pragma unroll
-  for (int i = 0; i < kAccRegs; ++i) {
-    const int r = (i / 2) % 2;
-    // Masked tiles arrive already scaled (c = 1) with -inf where masked: -inf * 1 - offset = -inf.
-    x[i] = ptx::exp2_approx(fmaf(t.s[i], t.scale(i), -offset[r]));
-    st.sum[r] += x[i];
+    for (int i = 0; i < kAccRegs; ++i) {
+      // Masked tiles arrive already scaled (c = 1) with -inf where masked: -inf * 1 - offset = -inf.
+      const float arg = fmaf(t.s[i], t.scale(i), -offset[(i / 2) % 2]);
+      x[i] = i % 8 < SAGEATTN_SM90_POLY_EXP2 ? exp2_poly(arg) : ptx::exp2_approx(arg);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kAccRegs; ++i) {
+      const int r = (i / 2) % 2;
+      const float reference = st.max[r] == -INFINITY ? 0.f : st.max[r];
+      x[i] = ptx::exp2_approx(__fadd_rn(__fsub_rn(__fmul_rn(t.s[i], t.scale(i)), reference), kLog2Fp8Max));
+    }
+  }
+  // Row sums through 4 independent partial sums per row (a serial chain of 32 adds otherwise).
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < kAccRegs / 4; ++j) part[j % 4] += x[4 * j + 2 * r] + x[4 * j + 2 * r + 1];
+    st.sum[r] += (part[0] + part[1]) + (part[2] + part[3]);
   }
   // Fragment k-step kk takes accumulator column blocks 4kk..4kk+3: bytes of a0 are row g's values
   // of blocks 4kk and 4kk + 1, a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3.
@@ -239,14 +265,24 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
   };
   // Wait for the tile's S, free its K stage, dequantize, softmax, pack P.
   float rescale[2] = {1.f, 1.f};
+  // Every score of this thread has its Q group and one of two K groups (one per 64-token half of
+  // the tile), so dequantization is one factor per half. The K scales of the next tile are loaded
+  // one tile ahead: a global load right before the softmax would stall it by its full latency.
+  float k_scale_next[2] = {0.f, 0.f};
+  auto load_k_scales = [&](int tile) {
+    if (tile < keys.tiles) {
+      k_scale_next[0] = k_scales[(2 * tile) * kKGroupsPerBlock + lane % 4];
+      k_scale_next[1] = k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
+    }
+  };
+  load_k_scales(0);
   auto softmax_tile = [&](int tile) {
     ptx::fence_operands(acc);
     release(sh.k_empty(stage_of(tile)));
     TileScores t;
-    // Every score of this thread has its Q group and one of two K groups (one per 64-token half
-    // of the tile), so dequantization is one factor per half.
-    t.c[0] = q_factor * k_scales[(2 * tile) * kKGroupsPerBlock + lane % 4];
-    t.c[1] = q_factor * k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
+    t.c[0] = q_factor * k_scale_next[0];
+    t.c[1] = q_factor * k_scale_next[1];
+    load_k_scales(tile + 1);
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
     if (SAGEATTN_SM90_EXPERIMENT == 1) {

@@ -18,6 +18,10 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_PINGPONG
 #define SAGEATTN_SM90_PINGPONG 1
 #endif
+// Scores (out of every 8) whose exp2 runs as a polynomial on the FMA pipe instead of MUFU.
+#ifndef SAGEATTN_SM90_POLY_EXP2
+#define SAGEATTN_SM90_POLY_EXP2 0
+#endif
 // 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
 // 2 = no wgmma (softmax on whatever the accumulators hold).
 #ifndef SAGEATTN_SM90_EXPERIMENT
