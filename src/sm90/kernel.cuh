@@ -1,7 +1,7 @@
 // The sm90a attention kernel: INT8 Q.K^T and FP8 P.V on wgmma, warp-specialized.
 // docs/design/sm90_kernel.md explains the structure; in short, one CTA per (128-row Q block, head,
 // batch) with three warpgroups:
-//  - warpgroup 0, the producer: one thread streams the Q tile once and the K and V tiles through a
+//  - warpgroup 0, the producer: two threads stream the Q tile once and the K and V tiles through a
 //    kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored every
 //    tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
 //  - warpgroups 1 and 2, the consumers: 64 query rows each; per 128-token tile
@@ -46,21 +46,22 @@ struct SharedLayout {
 __device__ __forceinline__ int stage_of(int tile) { return tile % kStages; }
 __device__ __forceinline__ uint32_t phase_of(int tile) { return static_cast<uint32_t>(tile / kStages) & 1u; }
 
-__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout& sh, const int8_t* q_tile,
-                                       const int8_t* k_head, const uint8_t* v_head, int tiles) {
-  ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
-  ptx::bulk_copy_global_to_shared(sh.q(), q_tile, kTileBytes, sh.q_full());
+// Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
+// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T).
+__device__ __forceinline__ void produce(const SharedLayout& sh, bool is_v, const int8_t* q_tile, const void* kv_head,
+                                       int tiles) {
+  if (!is_v) {
+    ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
+    ptx::bulk_copy_global_to_shared(sh.q(), q_tile, kTileBytes, sh.q_full());
+  }
+  const char* src = static_cast<const char*>(kv_head);
   for (int tile = 0; tile < tiles; ++tile) {
     const int s = stage_of(tile);
-    const uint32_t free_parity = phase_of(tile) ^ 1u;
-    ptx::mbarrier_wait(sh.k_empty(s), free_parity);
-    ptx::mbarrier_arrive_expect_tx(sh.k_full(s), kTileBytes);
-    ptx::bulk_copy_global_to_shared(sh.k(s), k_head + static_cast<int64_t>(tile) * kTileBytes, kTileBytes,
-                                    sh.k_full(s));
-    ptx::mbarrier_wait(sh.v_empty(s), free_parity);
-    ptx::mbarrier_arrive_expect_tx(sh.v_full(s), kTileBytes);
-    ptx::bulk_copy_global_to_shared(sh.v(s), v_head + static_cast<int64_t>(tile) * kTileBytes, kTileBytes,
-                                    sh.v_full(s));
+    const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
+    ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile) ^ 1u);
+    ptx::mbarrier_arrive_expect_tx(full, kTileBytes);
+    ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * kTileBytes,
+                                    kTileBytes, full);
   }
 }
 
@@ -205,10 +206,11 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0) {
-      const int k_tiles = a.k_blocks / 2;
-      produce(a, sh, a.q_int8 + (q_head_index * a.q_blocks + q_block) * kTileBytes,
-              a.k_int8 + kv_head_index * k_tiles * kTileBytes, a.v_fp8 + kv_head_index * k_tiles * kTileBytes,
+    if (threadIdx.x == 0 || threadIdx.x == 32) {
+      const bool is_v = threadIdx.x == 32;
+      const int64_t kv_offset = kv_head_index * (a.k_blocks / 2) * kTileBytes;
+      produce(sh, is_v, a.q_int8 + (q_head_index * a.q_blocks + q_block) * kTileBytes,
+              is_v ? static_cast<const void*>(a.v_fp8 + kv_offset) : static_cast<const void*>(a.k_int8 + kv_offset),
               keys.tiles);
     }
     return;
