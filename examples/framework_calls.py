@@ -6,7 +6,8 @@ Each case below reproduces one framework's call line as it is written in that fr
 the comment above it, with where it comes from), on inputs shaped and laid out the way that
 framework lays them out, and compares the result with float64 attention. Inputs carry a per-channel
 bias on K and V, as real activations do. A case passes when the output's relative L1 error is
-below 2e-2 and, where an LSE comes back, its largest error is below 2e-2 (natural log units).
+below 2e-2 and, where an LSE comes back, its largest error is below 6e-2 (natural log units; see
+MAX_LSE_ERROR).
 Calls that must be refused (a mask where no masked kernel exists) must raise, because the framework
 catches the exception and falls back to SDPA (that is how ComfyUI is written).
 """
@@ -29,7 +30,14 @@ from sageattention import (
 from example_utils import gpu_or_exit, parse_args, rel_l1
 
 MAX_REL_L1 = 2e-2
-MAX_LSE_ERROR = 2e-2
+# The LSE error is that of the INT8 Q.K^T scores (the same on every kernel). A row's LSE error is a
+# softmax-weighted mean of its score errors, so the rows that see only a few keys (the first rows
+# under a causal mask) keep the error of single scores: at head dim 128 and sm_scale 0.1 (the
+# causal case below) that is ~1.2e-2 standard deviation, and the largest over the rows reaches
+# 2e-2..4e-2 (CPU emulation, 20 seeds; 2.2e-2 fp16 and 3.3e-2 bf16 measured on an H100). The bound
+# is 5 of those standard deviations; a wrong LSE convention (log base, layout, the K-smoothing shift
+# or the scale left out) is off by 2 or more in that case.
+MAX_LSE_ERROR = 6e-2
 DEVICE = "cuda"  # the CPU test of this script runs it on the CPU with an exact stand-in kernel
 
 

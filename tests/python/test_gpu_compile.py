@@ -20,7 +20,13 @@ from gpu_helpers import make_inputs
 
 pytestmark = pytest.mark.gpu
 
-Q_SHAPE, KV_SHAPE = (2, 300, 8, 64), (2, 333, 2, 64)  # NHD, GQA, odd lengths
+# NHD, GQA, odd lengths. Head dim 64 runs the 16-bit P.V kernel everywhere; 128 runs, on Hopper, the
+# FP8 P.V kernel wherever "auto" is the kernel (sageattn, the fp8_cuda_sm90 function, patched SDPA).
+HEAD_DIMS = [64, 128]
+
+
+def _shapes(head_dim):
+    return (2, 300, 8, head_dim), (2, 333, 2, head_dim)
 
 
 def _hnd(t):
@@ -40,14 +46,13 @@ ENTRY_POINTS = {
 }
 
 
+def _inputs(seed, head_dim):
+    return make_inputs("k_bias", *_shapes(head_dim), dtype=torch.float16, seed=seed, layout="NHD")
 
 
-def _inputs(seed):
-    return make_inputs("k_bias", Q_SHAPE, KV_SHAPE, dtype=torch.float16, seed=seed, layout="NHD")
-
-
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
-def test_reduce_overhead_compiles_once_and_matches_eager(name):
+def test_reduce_overhead_compiles_once_and_matches_eager(name, head_dim):
     attention, patch = ENTRY_POINTS[name]
 
     def block(q, k, v):
@@ -57,7 +62,7 @@ def test_reduce_overhead_compiles_once_and_matches_eager(name):
     with sageattention.sdpa_patched() if patch else contextlib.nullcontext() as stats:
         compiled = torch.compile(block, mode="reduce-overhead", fullgraph=True)
         for seed in range(4):
-            q, k, v = _inputs(seed)
+            q, k, v = _inputs(seed, head_dim)
             recompiles_forbidden = torch._dynamo.config.patch(error_on_recompile=seed > 0)
             with recompiles_forbidden:
                 got = compiled(q, k, v).clone()  # cudagraph outputs are overwritten by the next replay
@@ -66,10 +71,11 @@ def test_reduce_overhead_compiles_once_and_matches_eager(name):
         assert stats.routed >= 1 and not stats.fallbacks
 
 
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
 @pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
-def test_cuda_graph_replay_with_new_inputs(name):
+def test_cuda_graph_replay_with_new_inputs(name, head_dim):
     attention, patch = ENTRY_POINTS[name]
-    q, k, v = _inputs(10)
+    q, k, v = _inputs(10, head_dim)
     with sageattention.sdpa_patched() if patch else contextlib.nullcontext():
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -80,7 +86,7 @@ def test_cuda_graph_replay_with_new_inputs(name):
         with torch.cuda.graph(graph):
             graph_out = attention(q, k, v)
         for seed in (11, 12):
-            for dst, src in zip((q, k, v), _inputs(seed)):
+            for dst, src in zip((q, k, v), _inputs(seed, head_dim)):
                 dst.copy_(src)
             graph.replay()
             eager = attention(q, k, v)

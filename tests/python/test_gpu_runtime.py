@@ -6,20 +6,10 @@ import torch
 
 from sageattention import ops, sageattn
 
-from gpu_helpers import exact, make_inputs, rel_l1, sm90_available
+from gpu_common import no_grad_with_library, same_result  # noqa: F401 (autouse fixture)
+from gpu_helpers import exact, kernel_used, make_inputs, rel_l1, sm90_available
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _no_grad(library):
-    with torch.no_grad():
-        yield
-
-
-def same_result(a, b):
-    # The same kernel on the same inputs: equal up to (at most) reduction-order noise.
-    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("head_dim, is_causal", [(64, True), (128, False), (36, True)])
@@ -146,8 +136,8 @@ def test_explicit_kernel_choice(kernel, library):
     q, k, v = make_inputs("k_bias", (1, 4, 300, 128), (1, 4, 300, 128), seed=10)
     out = sageattn(q, k, v, kernel=kernel)
     ref, _ = exact(q, k, v)
-    # "auto" is the FP8 P.V kernel on Hopper builds with 90a.
-    fp8 = kernel == "sm90_wgmma" or (kernel == "auto" and sm90_available(library))
+    # "auto" is the FP8 P.V kernel on Hopper builds with 90a at this head dim.
+    fp8 = kernel_used(kernel, library, q.shape[-1]) == "sm90_wgmma"
     assert rel_l1(out, ref) < (2.5e-3 if fp8 else 1e-3)
 
 
