@@ -77,18 +77,22 @@ def make_distribution(kind, b, h, n, d, dtype=torch.float16):
 
 
 def accuracy_table():
-    """Relative L1 / cosine vs float64 for B=2, H=8, N=4096, hd128, fp16 (docs/accuracy.md)."""
+    """Relative L1 / cosine vs float64 for B=2, H=8, N=4096, hd128, fp16 (docs/accuracy.md), for
+    each kernel this GPU runs."""
+    kernels = [("sm80_mma", "per_thread"), ("sm80_mma", "per_warp")]
+    if torch.cuda.get_device_capability() == (9, 0):
+        kernels = [("sm90_wgmma", "per_thread"), ("sm90_wgmma", "per_warp")] + kernels
     print(f"\naccuracy, B=2 H=8 N=4096 d=128 fp16 vs float64: relL1 (cos)")
-    print(f"{'distribution':14s} {'sage per_thread':>22s} {'sage per_warp':>22s} {'SDPA fp16':>22s}")
+    print(f"{'distribution':14s} " + " ".join(f"{k + ' ' + g:>24s}" for k, g in kernels) + f" {'SDPA fp16':>24s}")
     for kind in ("gaussian", "k_bias", "outlier"):
         q, k, v = make_distribution(kind, 2, 8, 4096, 128)
         ref, _ = reference(q, k, v, False, 1.0 / math.sqrt(128))
+        outs = [sageattention.sageattn(q, k, v, qk_quant_gran=g, kernel=kern) for kern, g in kernels]
         cells = []
-        for out in (sageattention.sageattn(q, k, v), sageattention.sageattn(q, k, v, qk_quant_gran="per_warp"),
-                    F.scaled_dot_product_attention(q, k, v)):
+        for out in outs + [F.scaled_dot_product_attention(q, k, v)]:
             cos = F.cosine_similarity(out.double().flatten(), ref.flatten(), dim=0).item()
             cells.append(f"{rel_l1(out, ref):.2e} ({cos:.5f})")
-        print(f"{kind:14s} " + " ".join(f"{c:>22s}" for c in cells))
+        print(f"{kind:14s} " + " ".join(f"{c:>24s}" for c in cells))
 
 
 def timing():
