@@ -58,7 +58,10 @@ def accuracy_cases():
         nan = bool(torch.isnan(o).any())
         name = f"b{b} h{hq}/{hkv} nq{nq} nk{nk} d{d} c{int(causal)} {str(dtype)[6:]} kb{kbias}"
         print(f"{name:44s} {err:9.2e} {lse_err:9.2e}  {nan}")
-        failures += nan or err > 3e-2 or lse_err > 5e-2
+        # Gaussian V: ~1.1e-2 with 16-bit P.V, ~3.9e-2 with FP8 P.V (the sm90 kernel "auto" runs at
+        # head dim > 64 on Hopper; docs/accuracy.md).
+        fp8 = torch.cuda.get_device_capability() == (9, 0) and d > 64
+        failures += nan or err > (5e-2 if fp8 else 3e-2) or lse_err > 5e-2
     return failures
 
 
