@@ -32,7 +32,7 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
 
 def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
              smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0, kernel="auto"):
-    """8-bit attention: INT8 Q.K^T (with K smoothing), 16-bit P.V, float32 accumulation.
+    """8-bit attention: INT8 Q.K^T (with K smoothing), 16-bit or FP8 P.V (by kernel), float32 accumulation.
 
     Args:
         q: [B, Hq, Nq, D] ("HND") or [B, Nq, Hq, D] ("NHD"), torch.float16 or torch.bfloat16, CUDA.
@@ -54,7 +54,10 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         qk_quant_gran: "per_thread" (finer INT8 scales, default) or "per_warp".
         attn_mask, dropout_p: accepted for signature compatibility with SDPA; anything other than
             None / 0.0 raises NotImplementedError (never ignored silently).
-        kernel: "auto" or a specific kernel ("sm80_mma").
+        kernel: "auto" (sm90_wgmma on compute capability 9.0 builds with 90a at head dims > 64,
+            sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU) or
+            "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; RuntimeError /
+            NotImplementedError from the library elsewhere).
 
     Returns:
         out with q's shape, layout and dtype (contiguous), or (out, lse) with lse float32
