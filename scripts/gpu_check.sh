@@ -6,6 +6,7 @@
 #   scripts/gpu_check.sh                 # install + tests + bench (default sweep)
 #   STEPS="install smoke" scripts/gpu_check.sh
 #   STEPS=wheel scripts/gpu_check.sh     # the wheel in dist/ in a fresh venv + GPU tests (docs/wheels.md)
+#   STEPS=ctest scripts/gpu_check.sh     # C++ unit tests incl. the sm90 PTX tests (needs libgtest-dev)
 #   SAGEATTN_CUDA_ARCHS=90a BENCH_ARGS="--seqlens 4096 16384" scripts/gpu_check.sh
 #   SAGEATTN_CUDA_FLAGS="-DSAGEATTN_SM80_CLAMPED_EXP=1" STEPS="install tests" scripts/gpu_check.sh
 set -uo pipefail
@@ -46,6 +47,25 @@ if step wheel; then
   rc=$?
   summary+=("wheel: exit $rc, $(grep -m1 '^== wheel' "$OUT/wheel.log"), $(tail -1 "$OUT/wheel.log")")
   [[ $rc -ne 0 ]] && grep -E "^(FAILED|ERROR|FAIL|error)" "$OUT/wheel.log" | head -30
+fi
+
+if step ctest; then
+  # The C++ unit tests, including the sm90a building blocks (tests/cpp/gpu/), which skip on the
+  # CPU-only CI and run only here. GoogleTest: the system's, or .gtest-src carried from the
+  # development machine (scripts/vendor_gtest.sh; carry=[".gtest-src"]).
+  start=$(date +%s)
+  gtest=()
+  [ -f .gtest-src/CMakeLists.txt ] && gtest=(-DSAGEATTN_GTEST_SOURCE_DIR="$PWD/.gtest-src")  # scripts/vendor_gtest.sh
+  if cmake -S . -B build-gpu-tests -G Ninja -DSAGEATTN_BUILD_TESTS=ON "${gtest[@]}" \
+        -DSAGEATTN_CUDA_ARCHS="${SAGEATTN_CUDA_ARCHS:-90a}" > "$OUT/ctest.log" 2>&1 &&
+     cmake --build build-gpu-tests -j >> "$OUT/ctest.log" 2>&1; then
+    ctest --test-dir build-gpu-tests -j4 --output-on-failure >> "$OUT/ctest.log" 2>&1
+    rc=$?
+    summary+=("ctest: exit $rc, $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1) ($(( $(date +%s) - start )) s)")
+    [[ $rc -ne 0 ]] && grep -E "Failed|FAILED" "$OUT/ctest.log" | head -20
+  else
+    summary+=("ctest: build FAILED (see ctest.log)"); tail -20 "$OUT/ctest.log"
+  fi
 fi
 
 # Run from outside the repository so `import sageattention` resolves to the installed package.

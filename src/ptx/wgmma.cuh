@@ -25,6 +25,12 @@ __device__ __forceinline__ uint64_t smem_descriptor_k_major_sw128(uint32_t smem_
          ((kStrideBytes >> 4) << 32) | (kSwizzle128B << 62);
 }
 
+// Orders this thread's ordinary shared-memory writes before later async-proxy reads (wgmma, bulk
+// copies) of the same bytes. Not needed for tiles that arrive by bulk copy (the mbarrier orders them).
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>

@@ -1,0 +1,296 @@
+// The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
+// operands from swizzled shared memory, e4m3 with A from registers), the bulk copy + mbarrier
+// round trip, the E4M3 pack, and the exact int -> float and polynomial exp2 helpers. A failure
+// here names the broken piece; the end-to-end GPU suite only says "the output is wrong".
+// Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/fast_exp2.cuh"
+#include "ptx/convert.cuh"
+#include "ptx/ldmatrix.cuh"
+#include "ptx/math.cuh"
+#include "ptx/mbarrier.cuh"
+#include "ptx/wgmma.cuh"
+#include "reference/reference.h"
+
+namespace {
+
+constexpr int kTile = 128 * 128;  // bytes of one swizzled tile: 128 rows of 128 bytes
+
+bool have_sm90() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return false;
+  }
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  return prop.major == 9 && prop.minor == 0;
+}
+
+#define REQUIRE_SM90() \
+  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.0 GPU"
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << cudaGetErrorString(cudaGetLastError())
+
+// Byte offset of (row, column byte) in a tile of 128-byte rows with the 128-byte swizzle.
+int swizzled(int row, int byte) { return row * 128 + (((byte / 16) ^ (row % 8)) * 16) + byte % 16; }
+
+template <typename T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  explicit DeviceBuffer(size_t n) { cudaMalloc(&ptr, n * sizeof(T)); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+};
+
+// ---- wgmma s8: S = Q . K^T over 4 k32 steps, exactly as the kernel issues it --------------------
+
+__global__ void wgmma_s8_kernel(const int8_t* q_tile, const int8_t* k_tile, int32_t* out) {
+  __shared__ __align__(1024) int8_t q_smem[64 * 128];
+  __shared__ __align__(1024) int8_t k_smem[128 * 128];
+  for (int i = threadIdx.x; i < 64 * 128; i += 128) q_smem[i] = q_tile[i];
+  for (int i = threadIdx.x; i < 128 * 128; i += 128) k_smem[i] = k_tile[i];
+  sageattn::ptx::fence_proxy_async_shared();  // generic writes -> async-proxy (wgmma) reads
+  __syncthreads();
+  const uint64_t q_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(q_smem));
+  const uint64_t k_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(k_smem));
+  int32_t acc[64];
+  sageattn::ptx::wgmma_fence();
+  for (int kk = 0; kk < 4; ++kk) sageattn::ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+  sageattn::ptx::wgmma_commit();
+  sageattn::ptx::wgmma_wait<0>();
+  sageattn::ptx::fence_operands(acc);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int i = 0; i < 64; ++i) {
+    const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
+    const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+    out[row * 128 + col] = acc[i];
+  }
+}
+
+TEST(Sm90Ptx, WgmmaS8MatchesHostProduct) {
+  REQUIRE_SM90();
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int> dist(-127, 127);
+  std::vector<int8_t> q(64 * 128), k(128 * 128), q_sw(q.size()), k_sw(k.size());
+  for (auto& x : q) x = static_cast<int8_t>(dist(rng));
+  for (auto& x : k) x = static_cast<int8_t>(dist(rng));
+  for (int r = 0; r < 64; ++r)
+    for (int c = 0; c < 128; ++c) q_sw[swizzled(r, c)] = q[r * 128 + c];
+  for (int r = 0; r < 128; ++r)
+    for (int c = 0; c < 128; ++c) k_sw[swizzled(r, c)] = k[r * 128 + c];
+  DeviceBuffer<int8_t> dq(q.size()), dk(k.size());
+  DeviceBuffer<int32_t> dout(64 * 128);
+  CUDA_OK(cudaMemcpy(dq.ptr, q_sw.data(), q.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dk.ptr, k_sw.data(), k.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dout.ptr, 0x7f, 64 * 128 * sizeof(int32_t)));  // poison
+  wgmma_s8_kernel<<<1, 128>>>(dq.ptr, dk.ptr, dout.ptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<int32_t> out(64 * 128);
+  CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.size() * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int r = 0; r < 64; ++r)
+    for (int n = 0; n < 128; ++n) {
+      int32_t want = 0;
+      for (int c = 0; c < 128; ++c) want += int32_t{q[r * 128 + c]} * int32_t{k[n * 128 + c]};
+      bad += out[r * 128 + n] != want;
+    }
+  EXPECT_EQ(bad, 0) << "of 8192 int32 results";
+}
+
+// ---- wgmma e4m3: O = P . V with P in the register fragment, V^T swizzled in shared memory ----------
+
+// A fragment of 8-bit k32 (PTX ISA): a0 = row g, k 4t..4t+3; a1 = row g + 8; a2, a3 = k + 16.
+__global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, float* out) {
+  __shared__ __align__(1024) uint8_t v_smem[128 * 128];
+  for (int i = threadIdx.x; i < 128 * 128; i += 128) v_smem[i] = vt_tile[i];
+  sageattn::ptx::fence_proxy_async_shared();
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  uint32_t a[4][4];
+  for (int kk = 0; kk < 4; ++kk)
+    for (int reg = 0; reg < 4; ++reg) {
+      const int row = 16 * warp + g + 8 * (reg % 2);
+      const int k0 = 32 * kk + 16 * (reg / 2) + 4 * t;
+      uint32_t word = 0;
+      for (int b = 0; b < 4; ++b) word |= uint32_t{p[row * 128 + k0 + b]} << (8 * b);
+      a[kk][reg] = word;
+    }
+  const uint64_t v_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(v_smem));
+  float acc[64];
+  sageattn::ptx::wgmma_fence();
+  for (int kk = 0; kk < 4; ++kk) sageattn::ptx::wgmma_m64n128k32_e4m3(acc, a[kk], v_desc + 2 * kk, kk > 0);
+  sageattn::ptx::wgmma_commit();
+  sageattn::ptx::wgmma_wait<0>();
+  sageattn::ptx::fence_operands(acc);
+  for (int i = 0; i < 64; ++i) {
+    const int row = 16 * warp + g + 8 * ((i / 2) % 2);
+    const int col = 8 * (i / 4) + 2 * t + i % 2;
+    out[row * 128 + col] = acc[i];
+  }
+}
+
+TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  // Small integers are exact in E4M3 and every partial sum stays an exact small integer, so the
+  // tensor core's reduced-precision FP8 accumulation cannot hide a layout error behind rounding.
+  std::mt19937 rng(2);
+  std::uniform_int_distribution<int> dist(-4, 4);
+  std::vector<float> p(64 * 128), v(128 * 128);  // p[row][k], v[k][n]
+  std::vector<uint8_t> p_bits(p.size()), vt_sw(kTile);
+  for (size_t i = 0; i < p.size(); ++i) p_bits[i] = sageattn::reference::float_to_e4m3_bits(p[i] = float(dist(rng)));
+  for (int kk = 0; kk < 128; ++kk)
+    for (int n = 0; n < 128; ++n) {
+      v[kk * 128 + n] = float(dist(rng));
+      vt_sw[swizzled(n, kk)] = sageattn::reference::float_to_e4m3_bits(v[kk * 128 + n]);  // K-major: row n
+    }
+  DeviceBuffer<uint8_t> dp(p_bits.size()), dv(vt_sw.size());
+  DeviceBuffer<float> dout(64 * 128);
+  CUDA_OK(cudaMemcpy(dp.ptr, p_bits.data(), p_bits.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv.ptr, vt_sw.data(), vt_sw.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float)));  // NaN poison
+  wgmma_e4m3_kernel<<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> out(64 * 128);
+  CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int r = 0; r < 64; ++r)
+    for (int n = 0; n < 128; ++n) {
+      float want = 0.f;
+      for (int kk = 0; kk < 128; ++kk) want += p[r * 128 + kk] * v[kk * 128 + n];
+      bad += out[r * 128 + n] != want;
+    }
+  EXPECT_EQ(bad, 0) << "of 8192 fp32 results";
+}
+
+// ---- bulk copy + mbarrier: 16 KB global -> shared -> global ---------------------------------------
+
+__global__ void bulk_copy_kernel(const uint8_t* src, uint8_t* dst) {
+  __shared__ __align__(1024) uint8_t smem[kTile];
+  __shared__ __align__(8) uint64_t barrier;
+  const uint32_t bar = sageattn::ptx::shared_address(&barrier);
+  if (threadIdx.x == 0) {
+    sageattn::ptx::mbarrier_init(bar, 1);
+    sageattn::ptx::mbarrier_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    sageattn::ptx::mbarrier_arrive_expect_tx(bar, kTile);
+    sageattn::ptx::bulk_copy_global_to_shared(sageattn::ptx::shared_address(smem), src, kTile, bar);
+  }
+  sageattn::ptx::mbarrier_wait(bar, 0);
+  for (int i = threadIdx.x; i < kTile; i += blockDim.x) dst[i] = smem[i];
+}
+
+TEST(Sm90Ptx, BulkCopyLandsEveryByte) {
+  REQUIRE_SM90();
+  std::vector<uint8_t> src(kTile);
+  std::mt19937 rng(3);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  DeviceBuffer<uint8_t> dsrc(kTile), ddst(kTile);
+  CUDA_OK(cudaMemcpy(dsrc.ptr, src.data(), kTile, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(ddst.ptr, 0, kTile));
+  bulk_copy_kernel<<<1, 256>>>(dsrc.ptr, ddst.ptr);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint8_t> dst(kTile);
+  CUDA_OK(cudaMemcpy(dst.data(), ddst.ptr, kTile, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(std::memcmp(src.data(), dst.data(), kTile), 0);
+}
+
+// ---- element conversions ------------------------------------------------------------------------
+
+__global__ void e4m3_kernel(const float* in, uint16_t* out, int n_pairs) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n_pairs) out[i] = sageattn::ptx::e4m3x2(in[2 * i], in[2 * i + 1]);
+}
+
+TEST(Sm90Ptx, E4m3PackMatchesReferenceRounding) {
+  REQUIRE_SM90();
+  // Every float16 bit pattern (covers all binades E4M3 can reach, ties, saturation, NaN) plus
+  // random floats around the E4M3 range and the documented edge cases.
+  std::vector<float> in;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint32_t sign = (h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
+    float f;
+    if (exp == 0) {  // half subnormals: man * 2^-24, normal floats far below E4M3's 2^-9
+      f = std::ldexp(static_cast<float>(man), -24);
+      if (sign) f = -f;
+    } else {
+      const uint32_t bits = exp == 31 ? (sign | 0x7f800000u | (man << 13)) : (sign | ((exp - 15 + 127) << 23) | (man << 13));
+      std::memcpy(&f, &bits, 4);
+    }
+    in.push_back(f);
+  }
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> dist(-500.f, 500.f);
+  for (int i = 0; i < 65536; ++i) in.push_back(dist(rng));
+  for (float f : {448.f, 464.f, 464.0001f, -464.f, 480.f, 0.f, -0.f, 1.f / 512, 1.f / 1024, 3.f / 1024})
+    in.push_back(f);
+  if (in.size() % 2) in.push_back(1.f);
+  const int pairs = static_cast<int>(in.size() / 2);
+  DeviceBuffer<float> din(in.size());
+  DeviceBuffer<uint16_t> dout(pairs);
+  CUDA_OK(cudaMemcpy(din.ptr, in.data(), in.size() * sizeof(float), cudaMemcpyHostToDevice));
+  e4m3_kernel<<<(pairs + 255) / 256, 256>>>(din.ptr, dout.ptr, pairs);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> out(pairs);
+  CUDA_OK(cudaMemcpy(out.data(), dout.ptr, pairs * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int i = 0; i < pairs; ++i) {
+    const uint8_t lo = out[i] & 0xff, hi = out[i] >> 8;
+    const uint8_t want_lo = sageattn::reference::float_to_e4m3_bits(in[2 * i]);
+    const uint8_t want_hi = sageattn::reference::float_to_e4m3_bits(in[2 * i + 1]);
+    auto same = [](uint8_t a, uint8_t b) { return a == b || ((a & 0x7f) == 0x7f && (b & 0x7f) == 0x7f); };
+    bad += !same(lo, want_lo) + !same(hi, want_hi);
+  }
+  EXPECT_EQ(bad, 0) << "of " << in.size() << " conversions";
+}
+
+__global__ void helpers_kernel(int32_t first, float* ints_out, const float* exp_in, float* exp_out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) {
+    ints_out[i] = sageattn::ptx::small_int_to_float(first + i);
+    exp_out[i] = sageattn::exp2_poly(exp_in[i]);
+  }
+}
+
+TEST(Sm90Ptx, SmallIntToFloatIsExactAndPolyExp2IsWithinBound) {
+  REQUIRE_SM90();
+  constexpr int kN = 1 << 23;  // every int in [-2^22, 2^22)
+  constexpr int32_t kFirst = -(1 << 22);
+  std::vector<float> exp_in(kN);
+  for (int i = 0; i < kN; ++i) exp_in[i] = -140.f + 150.f * static_cast<float>(i) / kN;  // [-140, 10)
+  exp_in[0] = -INFINITY;
+  DeviceBuffer<float> dints(kN), dexp_in(kN), dexp_out(kN);
+  CUDA_OK(cudaMemcpy(dexp_in.ptr, exp_in.data(), kN * sizeof(float), cudaMemcpyHostToDevice));
+  helpers_kernel<<<kN / 256, 256>>>(kFirst, dints.ptr, dexp_in.ptr, dexp_out.ptr, kN);
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<float> ints(kN), exp_out(kN);
+  CUDA_OK(cudaMemcpy(ints.data(), dints.ptr, kN * sizeof(float), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(exp_out.data(), dexp_out.ptr, kN * sizeof(float), cudaMemcpyDeviceToHost));
+  int bad_ints = 0, bad_exp = 0;
+  double worst = 0.0;
+  for (int i = 0; i < kN; ++i) {
+    bad_ints += ints[i] != static_cast<float>(kFirst + i);
+    const float x = exp_in[i];
+    if (x < -126.f) {
+      bad_exp += exp_out[i] != 0.f;
+    } else {
+      const double rel = std::fabs(exp_out[i] / std::exp2(static_cast<double>(x)) - 1.0);
+      worst = std::max(worst, rel);
+      bad_exp += !(rel <= 1.8e-3);
+    }
+  }
+  EXPECT_EQ(bad_ints, 0);
+  EXPECT_EQ(bad_exp, 0) << "worst relative error " << worst;
+}
+
+}  // namespace
