@@ -1,12 +1,12 @@
 // 2^x on the FMA/ALU pipes, for scores that only need E4M3 precision (3 mantissa bits).
-// The softmax of the FP8 kernel issues one ex2 per score on the quarter-rate XU pipe, which it
-// shares with the E4M3 packing; evaluating a share of the scores here moves that work to the
-// full-rate pipes (design.md section 4).
+// The softmax of the FP8 kernel issues one ex2 per score on the quarter-rate MUFU pipe (16 per SM
+// per clock); evaluating a share of the scores here moves that work to the full-rate pipes
+// (design.md section 4). Measured slower or neutral so far (docs/performance.md), so off by default.
 #pragma once
 
 namespace sageattn {
 
-// Relative error <= 1.8e-3 (2^-9) for x in [-126, 127]; x below -126 (and -inf) gives exactly 0,
+// Relative error <= 1.74e-3 (measured max on the reduced range; bound 1.8e-3) for x in [-126, 127]; x below -126 (and -inf) gives exactly 0,
 // like ex2.approx.ftz, so masked scores add nothing to the row sums. n = round(x) comes from the 1.5 * 2^23 magic add,
 // f = x - n is in [-0.5, 0.5], 2^f is a degree-2 fit of the relative error, and 2^n is added to
 // the exponent field as an integer.

@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
       packed[e / 4] |= (static_cast<uint32_t>(qv) & 0xffu) << (8 * (e % 4));
     }
     // Chunk-swizzled rows (sm90) are only requested at head dim 128, where a row is 128 bytes.
-    const int stored_col = a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
+    const int stored_col = kHeadDim == 128 && a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
     *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
         make_uint2(packed[0], packed[1]);
     if (lse_correction) {

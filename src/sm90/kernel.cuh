@@ -93,7 +93,6 @@ struct TileScores {
 // final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles take
 // the cheap path: the maximum from the raw sums, then one FFMA (s * c - offset) and one ex2 per
 // score.
-template <bool kMasked>
 __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint32_t (&p)[kPvSteps][4],
                                                float (&rescale)[2]) {
   constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
@@ -132,9 +131,12 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
   // Below |max| = 2^10 the rounding of the folded offset costs < 2^-13 in the exponent, and one
   // FFMA per score suffices. Huge logits (inputs near fp16's range) would lose whole units there
   // (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact and
-  // <= 0, then add log2(448). Warp-uniform branch: rare, and never divergent inside a warp.
+  // <= 0, then add log2(448). The choice is per warp (a vote), so the branch never diverges.
   constexpr float kFusedMaxLimit = 1024.f;
-  const bool fused = fabsf(st.max[0]) < kFusedMaxLimit && fabsf(st.max[1]) < kFusedMaxLimit;
+  // A row that has seen no key yet (max -inf, offset 0) is fine on the fused path too: its scores
+  // are all -inf. Without this, one such row would send its whole warp down the exact path.
+  auto fused_ok = [&](float m) { return m == -INFINITY || fabsf(m) < kFusedMaxLimit; };
+  const bool fused = fused_ok(st.max[0]) && fused_ok(st.max[1]);
   if (__all_sync(0xffffffffu, fused)) {
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) {
@@ -293,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 #pragma unroll
         for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
     } else if (tile < keys.unmasked_tiles) {
-      softmax_to_fp8<false>(t, st, p, rescale);
+      softmax_to_fp8(t, st, p, rescale);
     } else {
 #pragma unroll
       for (int i = 0; i < kAccRegs; ++i) {
@@ -304,7 +306,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
         t.s[i] = allowed ? t.s[i] * t.scale(i) : -INFINITY;
       }
       t.c[0] = t.c[1] = 1.f;
-      softmax_to_fp8<true>(t, st, p, rescale);
+      softmax_to_fp8(t, st, p, rescale);
     }
   };
   auto accumulate_pv = [&](int tile) {

@@ -29,13 +29,18 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
 constexpr int kThreads = 3 * 128;            // producer warpgroup + 2 consumer warpgroups
+constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
 constexpr int kConsumerWarps = 8;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
 constexpr int kPvSteps = kKeyTile / 32;      // k32 steps of P.V
-// setmaxnreg budget: 128 * 24 + 256 * 240 = 64512 <= 65536 registers per SM (one CTA per SM).
+// setmaxnreg moves registers within what the CTA holds at launch: with __launch_bounds__(384, 1)
+// that is 168 per thread (65536 / 384 rounded down to a multiple of 8), 64512 in all, and
+// 128 * 24 + 256 * 240 = 64512 uses exactly that.
 constexpr int kProducerRegisters = 24;
 constexpr int kConsumerRegisters = 240;
+static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= kLaunchRegisters * kThreads,
+              "setmaxnreg cannot hand out more registers than the CTA was launched with");
 constexpr int kBarriers = 1 + 4 * kStages;
 constexpr int kAlignSlack = 1024;
 constexpr int kSharedBytes = (1 + 2 * kStages) * kTileBytes + 8 * kBarriers + kAlignSlack;
