@@ -30,4 +30,26 @@ def supports(q, k, v, *args, **kwargs):
     except _ARGUMENT_ERRORS as exc:
         # Binding errors name the checking function; the caller asked about sageattn.
         return False, str(exc).replace("validate_call()", "sageattn()")
+    return _kernel_available(q, kwargs.get("kernel", "auto"))  # kernel is keyword-only
+
+
+def _kernel_available(q, kernel):
+    """An explicitly requested kernel the GPU or the build lacks: sageattn raises
+    NotImplementedError for it at launch (the library's check), so supports() answers the same.
+    Needs the real device, so it is skipped on fake tensors and while torch.compile traces."""
+    import torch
+
+    if kernel != "sm90_wgmma" or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
+        return True, ""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    if compiling or not torch.cuda.is_available():
+        return True, ""
+    from . import _library
+
+    major, minor = torch.cuda.get_device_capability(q.device)
+    if "90a" not in _library.load().compiled_archs:
+        return False, "kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)"
+    if (major, minor) != (9, 0):
+        return False, (f"kernel SM90_WGMMA needs a compute capability 9.0 GPU (Hopper), this one is "
+                       f"{major}.{minor}")
     return True, ""

@@ -180,3 +180,26 @@ def _python_accepts(batch, heads_q, heads_kv, seqlen_q, seqlen_kv):
 ])
 def test_python_size_limits_match_the_c_check(library, sizes):
     assert _python_accepts(*sizes) == _library_accepts(library, *sizes)
+
+
+@pytest.mark.parametrize("capability, archs, ok, words", [
+    ((9, 0), ["80", "90a"], True, ""),
+    ((8, 0), ["80", "90a"], False, "compute capability 9.0"),
+    ((10, 0), ["80", "90a"], False, "compute capability 9.0"),
+    ((9, 0), ["80", "86"], False, "not in this build"),
+])
+def test_supports_knows_whether_the_requested_kernel_exists(fake_cuda_mode, monkeypatch, capability,
+                                                           archs, ok, words):
+    # sageattn's own checks cannot see the device; the library refuses an explicit sm90_wgmma off
+    # Hopper (or in a build without 90a) at launch, and supports() must predict that refusal.
+    class FakeLibrary:
+        compiled_archs = archs
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(_library, "load", lambda: FakeLibrary())
+    with fake_cuda_mode:
+        q = torch.empty(1, 2, 64, 128, device="cuda", dtype=torch.float16)
+        result = supports(q, q, q, kernel="sm90_wgmma")
+        assert result[0] is ok and words in result[1]
+        assert supports(q, q, q, kernel="sm80_mma") == (True, "")  # available on every sm80+ GPU
