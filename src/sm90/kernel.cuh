@@ -88,56 +88,101 @@ struct TileScores {
   __device__ float scale(int i) const { return c[i < kAccRegs / 2 ? 0 : 1]; }
 };
 
-// Updates the row state with one tile and turns its scores into packed P~ fragments; `rescale`
-// is what the previously accumulated O of each row must be multiplied by. Masked tiles arrive as
-// final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles take
-// the cheap path: the maximum from the raw sums, then one FFMA (s * c - offset) and one ex2 per
-// score.
-__device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint32_t (&p)[kPvSteps][4],
-                                               float (&rescale)[2]) {
-  constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
+constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
+// Below |max| = 2^10 the rounding of a folded offset costs < 2^-13 in the exponent.
+constexpr float kFusedMaxLimit = 1024.f;
+// A row that has seen no key yet (max -inf, offset 0) is fine on the fused paths too: its scores
+// are all -inf. Without this, one such row would send its whole warp down the exact path.
+__device__ __forceinline__ bool fused_ok(float m) { return m == -INFINITY || fabsf(m) < kFusedMaxLimit; }
+
+// Per row of this thread: max over the quad of `tile_max` and the running maximum.
+__device__ __forceinline__ void new_maxima(const float (&tile_max)[2], const RowState& st, float (&m)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) m[r] = fmaxf(quad_max(tile_max[r]), st.max[r]);
+}
+
+// Moves the running maxima to `m`: the factor for the O accumulated so far, the rescaled partial
+// sums, and the ex2 offsets: 448 * 2^(x - m) = 2^(x - (m - log2 448)); a row without keys so far
+// uses offset 0 so that -inf - (-inf) never appears. Exact maximum (no lazy rescaling): P~ must
+// never exceed 448, or E4M3 would saturate.
+__device__ __forceinline__ void commit_maxima(const float (&m)[2], RowState& st, float (&rescale)[2],
+                                              float (&offset)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    // Maxima as balanced trees: a serial fmaxf chain over 32 scores is 32 dependent instructions
-    // on the softmax's critical path.
-    // v[j]: this row's maximum in column block j; blocks 0..7 are the first 64 keys (scale c[0]),
-    // 8..15 the second (c[1]); each half is reduced into its first entry.
-    constexpr int kBlocksPerHalf = kAccRegs / 8;
-    float v[kAccRegs / 4];
-#pragma unroll
-    for (int j = 0; j < kAccRegs / 4; ++j) v[j] = fmaxf(t.s[4 * j + 2 * r], t.s[4 * j + 2 * r + 1]);
-#pragma unroll
-    for (int width = kBlocksPerHalf / 2; width >= 1; width /= 2)
-#pragma unroll
-      for (int j = 0; j < width; ++j) {
-        v[j] = fmaxf(v[j], v[j + width]);
-        v[kBlocksPerHalf + j] = fmaxf(v[kBlocksPerHalf + j], v[kBlocksPerHalf + j + width]);
-      }
-    // c > 0 (or 0 for an all-zero group), so max(s * c) = max(s) * c per half; masked tiles are
-    // already scaled (c = 1).
-    float m = fmaxf(v[0] * t.c[0], v[kBlocksPerHalf] * t.c[1]);
-    m = fmaxf(quad_max(m), st.max[r]);
-    // Exact maximum (no lazy rescaling): P~ must never exceed 448, or E4M3 would saturate.
-    rescale[r] = m == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m);  // old max -inf -> 0
-    st.max[r] = m;
+    rescale[r] = m[r] == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m[r]);  // old max -inf -> 0
+    st.max[r] = m[r];
     st.sum[r] *= rescale[r];
+    offset[r] = m[r] == -INFINITY ? 0.f : m[r] - kLog2Fp8Max;
   }
-  // 448 * 2^(x - m) = 2^(x - (m - log2 448)); a row without keys so far uses offset 0 so that
-  // -inf - (-inf) never appears.
-  float offset[2];
+}
+
+// Row sums of the tile's probabilities into the state (4 independent partial sums per row: a
+// serial chain of 32 adds otherwise), and P~ packed into the A fragments: k-step kk takes
+// accumulator column blocks 4kk..4kk+3; bytes of a0 are row g's values of blocks 4kk and 4kk + 1,
+// a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3.
+__device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowState& st, uint32_t (&p)[kPvSteps][4]) {
 #pragma unroll
-  for (int r = 0; r < 2; ++r) offset[r] = st.max[r] == -INFINITY ? 0.f : st.max[r] - kLog2Fp8Max;
+  for (int r = 0; r < 2; ++r) {
+    float part[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < kAccRegs / 4; ++j) part[j % 4] += x[4 * j + 2 * r] + x[4 * j + 2 * r + 1];
+    st.sum[r] += (part[0] + part[1]) + (part[2] + part[3]);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kPvSteps; ++kk) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int j = 4 * kk + 2 * half;
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        p[kk][2 * half + r] = ptx::e4m3x4(x[4 * j + 2 * r], x[4 * j + 2 * r + 1], x[4 * (j + 1) + 2 * r],
+                                          x[4 * (j + 1) + 2 * r + 1]);
+    }
+  }
+}
+
+// Per row r, the maximum of `values` (int32 or float) in each 64-key half: column blocks 0..7
+// (scale c[0]) and 8..15 (c[1]), reduced as balanced trees (a serial chain over 32 scores is 32
+// dependent instructions on the softmax's critical path).
+template <typename V>
+__device__ __forceinline__ void half_maxima(const V (&values)[kAccRegs], int r, V& first, V& second) {
+  constexpr int kBlocksPerHalf = kAccRegs / 8;
+  V v[kAccRegs / 4];
+#pragma unroll
+  for (int j = 0; j < kAccRegs / 4; ++j) v[j] = max(values[4 * j + 2 * r], values[4 * j + 2 * r + 1]);
+#pragma unroll
+  for (int width = kBlocksPerHalf / 2; width >= 1; width /= 2)
+#pragma unroll
+    for (int j = 0; j < width; ++j) {
+      v[j] = max(v[j], v[j + width]);
+      v[kBlocksPerHalf + j] = max(v[kBlocksPerHalf + j], v[kBlocksPerHalf + j + width]);
+    }
+  first = v[0];
+  second = v[kBlocksPerHalf];
+}
+
+// Updates the row state with one tile and turns its scores into packed P~ fragments; `rescale`
+// is what the previously accumulated O of each row must be multiplied by. Masked tiles arrive as
+// final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles as
+// exact integer sums and their two scales: c > 0 (or 0 for an all-zero group), so
+// max(s * c) = max(s) * c per half, and one FFMA (s * c - offset) and one ex2 per score.
+__device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint32_t (&p)[kPvSteps][4],
+                                               float (&rescale)[2]) {
+  float tile_max[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float first, second;
+    half_maxima(t.s, r, first, second);
+    tile_max[r] = fmaxf(first * t.c[0], second * t.c[1]);
+  }
+  float m[2], offset[2];
+  new_maxima(tile_max, st, m);
+  commit_maxima(m, st, rescale, offset);
   float x[kAccRegs];
-  // Below |max| = 2^10 the rounding of the folded offset costs < 2^-13 in the exponent, and one
-  // FFMA per score suffices. Huge logits (inputs near fp16's range) would lose whole units there
-  // (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact and
-  // <= 0, then add log2(448). The choice is per warp (a vote), so the branch never diverges.
-  constexpr float kFusedMaxLimit = 1024.f;
-  // A row that has seen no key yet (max -inf, offset 0) is fine on the fused path too: its scores
-  // are all -inf. Without this, one such row would send its whole warp down the exact path.
-  auto fused_ok = [&](float m) { return m == -INFINITY || fabsf(m) < kFusedMaxLimit; };
-  const bool fused = fused_ok(st.max[0]) && fused_ok(st.max[1]);
-  if (__all_sync(0xffffffffu, fused)) {
+  // Huge logits (inputs near fp16's range) would lose whole units of the exponent to the folded
+  // offset (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact
+  // and <= 0, then add log2(448). The choice is per warp (a vote), so the branch never diverges.
+  if (__all_sync(0xffffffffu, fused_ok(st.max[0]) && fused_ok(st.max[1]))) {
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) {
       // Masked tiles arrive already scaled (c = 1) with -inf where masked: -inf * 1 - offset = -inf.
@@ -152,28 +197,48 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
       x[i] = ptx::exp2_approx(__fadd_rn(__fsub_rn(__fmul_rn(t.s[i], t.scale(i)), reference), kLog2Fp8Max));
     }
   }
-  // Row sums through 4 independent partial sums per row (a serial chain of 32 adds otherwise).
+  sum_and_pack(x, st, p);
+}
+
+#if SAGEATTN_SM90_MAGIC_FFMA
+// Experiment (off by default, not yet measured): the unmasked softmax without converting the int32
+// sums. Their bit pattern plus 0x4B400000 is the float 1.5 * 2^23 + s (exact for |s| < 2^22), so
+// x - offset = fma(that, c, -(1.5 * 2^23 * c + offset)), one FFMA per score and no FADD. The folded
+// bias is rounded once, an error of up to 0.75 * c in the exponent, so the path is taken only when
+// c <= 2^-7 (a tenth of an E4M3 step) and |max| < 2^10, decided per warp before the row state
+// changes; otherwise it returns false and the caller takes softmax_to_fp8.
+__device__ __forceinline__ bool softmax_to_fp8_raw(const int32_t (&acc)[kAccRegs], const float (&c)[2], RowState& st,
+                                                   uint32_t (&p)[kPvSteps][4], float (&rescale)[2]) {
+  constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
+  constexpr float kMaxScale = 1.f / 128.f;
+  float tile_max[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    float part[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < kAccRegs / 4; ++j) part[j % 4] += x[4 * j + 2 * r] + x[4 * j + 2 * r + 1];
-    st.sum[r] += (part[0] + part[1]) + (part[2] + part[3]);
+    int32_t first, second;
+    half_maxima(acc, r, first, second);
+    tile_max[r] = fmaxf(static_cast<float>(first) * c[0], static_cast<float>(second) * c[1]);
   }
-  // Fragment k-step kk takes accumulator column blocks 4kk..4kk+3: bytes of a0 are row g's values
-  // of blocks 4kk and 4kk + 1, a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3.
+  float m[2];
+  new_maxima(tile_max, st, m);
+  const bool ok = c[0] <= kMaxScale && c[1] <= kMaxScale && fused_ok(m[0]) && fused_ok(m[1]);
+  if (!__all_sync(0xffffffffu, ok)) return false;
+  float offset[2];
+  commit_maxima(m, st, rescale, offset);
+  float bias[2][2];  // [half][row]
 #pragma unroll
-  for (int kk = 0; kk < kPvSteps; ++kk) {
+  for (int h = 0; h < 2; ++h)
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int j = 4 * kk + 2 * half;
+    for (int r = 0; r < 2; ++r) bias[h][r] = fmaf(kMagic, c[h], offset[r]);
+  float x[kAccRegs];
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
-        p[kk][2 * half + r] = ptx::e4m3x4(x[4 * j + 2 * r], x[4 * j + 2 * r + 1], x[4 * (j + 1) + 2 * r],
-                                          x[4 * (j + 1) + 2 * r + 1]);
-    }
+  for (int i = 0; i < kAccRegs; ++i) {
+    const int h = i < kAccRegs / 2 ? 0 : 1;
+    x[i] = ptx::exp2_approx(fmaf(__int_as_float(acc[i] + 0x4B400000), c[h], -bias[h][(i / 2) % 2]));
   }
+  sum_and_pack(x, st, p);
+  return true;
 }
+#endif
 
 template <typename T, bool kCausal>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
@@ -287,6 +352,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
     t.c[0] = q_factor * k_scale_next[0];
     t.c[1] = q_factor * k_scale_next[1];
     load_k_scales(tile + 1);
+#if SAGEATTN_SM90_MAGIC_FFMA
+    if (SAGEATTN_SM90_EXPERIMENT != 1 && tile < keys.unmasked_tiles && softmax_to_fp8_raw(acc, t.c, st, p, rescale))
+      return;
+#endif
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
     if (SAGEATTN_SM90_EXPERIMENT == 1) {
@@ -377,7 +446,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       }
     }
     if (a.lse != nullptr && lane % 4 == 0) {
-      constexpr float kLog2Fp8Max = 8.807354922057604f;
       float lse = -INFINITY;
       if (any) {
         lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);

@@ -22,6 +22,10 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_POLY_EXP2
 #define SAGEATTN_SM90_POLY_EXP2 0
 #endif
+// 1: unmasked tiles skip the int -> float conversion (softmax_to_fp8_raw in kernel.cuh).
+#ifndef SAGEATTN_SM90_MAGIC_FFMA
+#define SAGEATTN_SM90_MAGIC_FFMA 0
+#endif
 // 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
 // 2 = no wgmma (softmax on whatever the accumulators hold).
 #ifndef SAGEATTN_SM90_EXPERIMENT
