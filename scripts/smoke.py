@@ -121,21 +121,18 @@ def timing():
 
 
 def kernel_breakdown():
-    """GPU time per kernel of one end-to-end call (CUPTI sees our statically linked runtime too)."""
-    from torch.profiler import ProfilerActivity, profile
+    """GPU time per kernel of one end-to-end call, and the pre-pass share."""
+    from sageattention._profile import kernel_times, split_prepass
 
     b, h, n, d = 4, 32, 4096, 128
     q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
-    sageattention.sageattn(q, k, v)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(5):
-            sageattention.sageattn(q, k, v)
-        torch.cuda.synchronize()
-    print("\nper-kernel GPU time, b4 h32 n4096 d128 (5 calls):")
-    for evt in prof.key_averages():
-        if evt.device_time_total > 0:
-            print(f"  {evt.key[:90]:90s} {evt.device_time_total / evt.count:9.1f} us x{evt.count}")
+    times = kernel_times(lambda: sageattention.sageattn(q, k, v))
+    print("\nper-kernel GPU time, b4 h32 n4096 d128 (mean of 5 calls):")
+    for name, us, count in times:
+        print(f"  {name[:90]:90s} {us:9.1f} us x{count:g}")
+    split = split_prepass(times)
+    print(f"  pre-pass {split['prepass_us']:.0f} us = {split['prepass_share']:.1%} of {split['total_us']:.0f} us; "
+          f"{split['launches']:g} launches per call")
 
 
 def _sdpa(q, k, v, causal, backend):

@@ -34,6 +34,9 @@ def add_arguments(parser):
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", metavar="PATH", help="write every number (and the environment) here")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also profile the first sageattn method per shape: attention-kernel-only "
+                             "TOPS, pre-pass share of the GPU time, launches per call")
 
 
 class _Method:
@@ -149,6 +152,8 @@ def run(args):
                 for n in args.seqlens:
                     rows.append(_bench_shape(args, methods, baselines, dtype, head_dim, causal, n, gen))
                     print(_format_row(rows[-1], methods, baselines), flush=True)
+                    if args.breakdown:
+                        print(_breakdown_row(args, methods, rows[-1], dtype, gen), flush=True)
 
     notes = sorted({f"{name}: {r['error']}" for row in rows for name, r in row["methods"].items()
                     if "error" in r})
@@ -159,6 +164,26 @@ def run(args):
             json.dump({"env": env, "config": vars(args), "results": rows}, f, indent=1)
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _breakdown_row(args, methods, row, dtype, gen):
+    """Profiles the first sageattn method on this shape; stores the split in row["breakdown"]."""
+    import torch
+
+    from ._profile import kernel_times, split_prepass
+
+    sage = next((m for m in methods if m.name in _SAGE_KERNELS and not m.unavailable), None)
+    if sage is None:
+        return "       (no sageattn method to break down)"
+    b, h, n, d = args.batch, args.heads, row["seqlen"], row["head_dim"]
+    q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=dtype, generator=gen) for _ in range(3))
+    split = split_prepass(kernel_times(lambda: sage.call(q, k, v, row["causal"])))
+    row["breakdown"] = split
+    flops = 4.0 * b * h * n * n * d * (0.5 if row["causal"] else 1.0)
+    kernel_tops = flops / (split["attention_us"] * 1e-6) / 1e12 if split["attention_us"] > 0 else float("nan")
+    return (f"       {sage.name}: attention kernel alone {kernel_tops:.1f} TOPS; pre-pass "
+            f"{split['prepass_us']:.0f} us = {split['prepass_share']:.1%} of {split['total_us']:.0f} us GPU "
+            f"time; {split['launches']:.0f} launches per call")
 
 
 def _bench_shape(args, methods, baselines, dtype, head_dim, causal, n, gen):

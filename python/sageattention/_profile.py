@@ -1,0 +1,47 @@
+"""Where one ``sageattn`` call spends its GPU time: per-kernel times from the torch profiler (CUPTI
+also sees the kernels of our statically linked CUDA runtime), split into the attention kernel and
+the pre-pass (quantization, smoothing statistics, V conversion). Used by ``bench --breakdown`` and
+``scripts/smoke.py``; the split itself is pure Python (tested on the CPU).
+"""
+
+__all__ = ["kernel_times", "split_prepass"]
+
+# Kernel-name fragments: every kernel of the library lives in namespace sageattn; the attention
+# kernels are attention_sm80_kernel / attention_sm90_kernel, everything else of ours is pre-pass.
+_LIBRARY = "sageattn::"
+_ATTENTION = "attention_sm"
+
+
+def kernel_times(fn, calls=5):
+    """[(kernel name, GPU microseconds per call, launches per call)] of ``fn()``, averaged over
+    ``calls`` calls after one warm-up call."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    return [(evt.key, evt.device_time_total / calls, evt.count / calls)
+            for evt in prof.key_averages() if evt.device_time_total > 0]
+
+
+def split_prepass(times):
+    """Totals of ``kernel_times`` output: attention, pre-pass and other (torch's own kernels, e.g.
+    the padding copies of head dims that are not a multiple of 8) in microseconds, our launches per
+    call, and the pre-pass share of the GPU time."""
+    attention = prepass = other = launches = 0.0
+    for name, us, count in times:
+        if _ATTENTION in name and _LIBRARY in name:
+            attention += us
+            launches += count
+        elif _LIBRARY in name:
+            prepass += us
+            launches += count
+        else:
+            other += us
+    total = attention + prepass + other
+    return {"attention_us": attention, "prepass_us": prepass, "other_us": other, "total_us": total,
+            "launches": launches, "prepass_share": prepass / total if total > 0 else 0.0}
