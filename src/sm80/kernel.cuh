@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = mt * 2 + half;
-      const float sum = OnlineSoftmax<Tr>::quad_sum(softmax.row_sum[r]);
+      const float sum = quad_sum(softmax.row_sum[r]);
       const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // no allowed key: output zeros
       const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * half;
       if (row >= a.seqlen_q) continue;

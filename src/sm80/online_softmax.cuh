@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/quad_reduce.cuh"
 #include "ptx/math.cuh"
 #include "sm80/traits.cuh"
 
@@ -40,14 +41,6 @@ struct OnlineSoftmax {
     }
   }
 
-  __device__ static float quad_max(float v) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-  }
-  __device__ static float quad_sum(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
-  }
 
   // Tiles where every key is allowed for every row. c = q_scale * k_scale * tau * log2e is >= 0 and
   // the same for all scores of this lane, so max(s * c) = c * max(s): the row maximum costs one

@@ -18,6 +18,7 @@
 #include "common/fast_exp2.cuh"
 #include "common/kernel_args.h"
 #include "common/key_range.cuh"
+#include "common/quad_reduce.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
 #include "ptx/ldmatrix.cuh"
@@ -71,14 +72,6 @@ struct RowState {
   float sum[2];  // this thread's share of sum 448 * 2^(x - max)
 };
 
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
 
 // Scores of one tile, as the consumer holds them: exact integer sums (as floats) and the two
 // dequantization factors (K group of the first and second 64 tokens).
