@@ -143,19 +143,41 @@ def _sdpa(q, k, v, causal, backend):
 
 
 def host_overhead():
-    """CPU time of one public call on a tiny problem (the GPU work is negligible)."""
+    """CPU time per call on a tiny problem (the GPU work is negligible), whole and by part, so a
+    regression shows where it comes from. Issue 4's budget: <= 30 us for the public call."""
     import time
 
+    from sageattention import _launch, _validate, core, ops
+
     q = torch.randn(1, 1, 128, 64, device="cuda", dtype=torch.float16)
-    for _ in range(20):
-        sageattention.sageattn(q, q, q)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(200):
-        sageattention.sageattn(q, q, q)
-    elapsed = (time.perf_counter() - start) / 200
-    torch.cuda.synchronize()
-    print(f"\nhost time per sageattn call (tiny problem): {elapsed * 1e6:.1f} us")
+    out = torch.empty_like(q)
+
+    def per_call(fn, reps=500):
+        for _ in range(50):
+            fn()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        elapsed = (time.perf_counter() - start) / reps
+        torch.cuda.synchronize()
+        return elapsed * 1e6
+
+    args = (_validate.LAYOUT_HND, False, 0.125, False, True, 0, 0)
+    parts = [
+        ("sageattn(q, q, q)", lambda: sageattention.sageattn(q, q, q)),
+        ("  argument checks (validate_call)", lambda: core.validate_call(q, q, q)),
+        ("  eager path (outputs + workspace + launch)", lambda: ops.call_eager(q, q, q, *args)),
+        ("  C ABI launch only (_launch.forward)",
+         lambda: _launch.forward(q, q, q, out, None, *args[:3], *args[4:])),
+        ("  through the torch operator instead", lambda: ops.attention_forward(q, q, q, *args)),
+        ("  torch.empty (one allocation)", lambda: torch.empty(4096, dtype=torch.uint8, device="cuda")),
+    ]
+    print("\nhost time per call (tiny problem, CPU microseconds):")
+    for name, fn in parts:
+        print(f"  {name:45s} {per_call(fn):7.1f}")
+    with torch.inference_mode():
+        print(f"  {'sageattn under torch.inference_mode()':45s} {per_call(parts[0][1]):7.1f}")
 
 
 def _time(fn, reps=10):

@@ -22,7 +22,8 @@ MAX_HEAD_DIM = 128
 # The C library's size limits (src/api/check.cpp), checked here too so that a call rejected there
 # is rejected before any work and `supports()` knows about it: batch and heads index CUDA grid
 # dimensions y/z, tokens are int32 indices with room for tile padding, and the pre-pass runs one
-# CTA per 128 rows of q and of k on a 1-D grid.
+# CTA per 128 rows of q, of k and of v (FP8 V of the sm90 kernel, counted whatever the kernel) on a
+# 1-D grid.
 MAX_GRID_YZ = 65535
 MAX_SEQLEN = 1 << 30
 MAX_GRID_X = 2 ** 31 - 1
@@ -136,10 +137,11 @@ def _check_size_limits(batch, heads_q, heads_kv, seqlen_q, seqlen_kv):
         raise NotImplementedError(
             f"sequence lengths must be at most {MAX_SEQLEN} (got {seqlen_q}, {seqlen_kv})")
     rows = PREPASS_ROWS_PER_BLOCK
-    blocks = batch * heads_q * ((seqlen_q + rows - 1) // rows) + batch * heads_kv * ((seqlen_kv + rows - 1) // rows)
+    blocks = (batch * heads_q * ((seqlen_q + rows - 1) // rows)
+              + 2 * batch * heads_kv * ((seqlen_kv + rows - 1) // rows))
     if blocks > MAX_GRID_X:
         raise NotImplementedError(
-            f"the problem is too large: {blocks} blocks of {rows} rows of q and k exceed the CUDA grid "
+            f"the problem is too large: {blocks} blocks of {rows} rows of q, k and v exceed the CUDA grid "
             f"limit of {MAX_GRID_X}; split the batch")
 
 

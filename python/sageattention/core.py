@@ -10,6 +10,7 @@ import math
 import torch
 
 from . import _validate
+from . import ops
 from .ops import attention_forward
 
 __all__ = ["sageattn", "validate_call"]
@@ -85,8 +86,9 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     k_in = _validate.canonicalize(k, padded_head_dim)
     v_in = _validate.canonicalize(v, padded_head_dim)
 
-    out, lse = attention_forward(q_in, k_in, v_in, layout, bool(is_causal), sm_scale,
-                                 bool(return_lse), bool(smooth_k), granularity, kernel_code)
+    run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in) else attention_forward
+    out, lse = run(q_in, k_in, v_in, layout, bool(is_causal), sm_scale, bool(return_lse),
+                   bool(smooth_k), granularity, kernel_code)
     if padded_head_dim != head_dim:
         # clone rather than contiguous(): same result, and it also runs on fake tensors in
         # CPU-only torch builds (the tests trace this path without a GPU).

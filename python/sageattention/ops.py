@@ -47,14 +47,8 @@ def _aligned(t):
     return t.clone(memory_format=torch.contiguous_format)
 
 
-def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel, smooth_v=True):
-    # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
-    # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
-    # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
-    if layout not in (LAYOUT_HND, LAYOUT_NHD):
-        raise ValueError(f"layout must be {LAYOUT_HND} (HND) or {LAYOUT_NHD} (NHD), got {layout}")
-    check_tensors(q, k, v, layout)
+def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+    """The op's real implementation on already-checked tensors: outputs, workspace and the launch."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
     q = _aligned(q)
@@ -68,6 +62,53 @@ def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, sm
     _launch.forward(q, k, v, out, lse if return_lse else None, layout, is_causal, sm_scale,
                     smooth_k, qk_granularity, kernel, smooth_v)
     return out, lse
+
+
+def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
+                            qk_granularity, kernel, smooth_v=True):
+    # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
+    # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
+    # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
+    if layout not in (LAYOUT_HND, LAYOUT_NHD):
+        raise ValueError(f"layout must be {LAYOUT_HND} (HND) or {LAYOUT_NHD} (NHD), got {layout}")
+    check_tensors(q, k, v, layout)
+    return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
+                smooth_v)
+
+
+# Eager calls skip the operator dispatch (custom_op's Python autograd wrapper and the dispatcher
+# cost ~50 us of host time per call, more than the launch itself) when nothing could observe the
+# difference: plain tensors (no FakeTensor or other subclass), no torch.compile / jit tracing, no
+# __torch_function__ or __torch_dispatch__ mode (FakeTensorMode, FlopCounterMode, ...), no functorch
+# transform (vmap). Autograd cannot see a difference either: sageattn refuses inputs that require
+# grad while grad mode is on. Anything else goes through the operator.
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+_mode_probes = tuple(
+    probe for probe in (
+        getattr(torch._C, "_len_torch_dispatch_stack", None),
+        getattr(torch._C, "_len_torch_function_stack", None),
+        getattr(torch._C, "_are_functorch_transforms_active", None),
+        getattr(torch._C, "_get_tracing_state", None),
+    )
+)
+EAGER_FAST_PATH = _is_compiling is not None and None not in _mode_probes
+
+
+def eager_fast_path_ok(q, k, v):
+    """True when `call_eager` may replace the operator call for these inputs (checked by sageattn)."""
+    if not EAGER_FAST_PATH or _is_compiling():
+        return False
+    if type(q) is not torch.Tensor or type(k) is not torch.Tensor or type(v) is not torch.Tensor:
+        return False
+    dispatch_modes, function_modes, functorch, tracing = (probe() for probe in _mode_probes)
+    return not (dispatch_modes or function_modes or functorch or tracing)
+
+
+def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
+               smooth_v=True):
+    """The operator's result without the dispatch, for tensors sageattn has checked (see above)."""
+    return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
+                smooth_v)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,

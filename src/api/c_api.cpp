@@ -15,7 +15,7 @@
 #include "sageattn/sageattn.h"
 #include "sm80/attention_sm80.h"
 #if defined(SAGEATTN_HAS_SM90)
-#include "quant/quantize_v.h"
+#include "quant/prepass_sm90.h"
 #include "sm90/attention_sm90.h"
 #endif
 
@@ -163,23 +163,27 @@ AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& 
   return a;
 }
 
-cudaError_t launch_attention(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
-                             void* workspace, const QuantizeArgs& quant, cudaStream_t stream) {
-  const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);
+// The pre-pass and the attention kernel of the plan: 3 launches with K smoothing (2 without on the
+// sm80 path): statistics, quantization, attention.
+cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout, void* workspace,
+                       cudaStream_t stream) {
+  const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);  // checked by check_params
+  const QuantizeArgs quant = make_quantize_args(p, plan, layout, workspace);
   AttentionArgs args = make_attention_args(p, quant);
-  if (plan.kernel != SAGEATTN_KERNEL_SM90_WGMMA)
+  if (plan.kernel != SAGEATTN_KERNEL_SM90_WGMMA) {
+    const cudaError_t err = launch_quantize_qk(quant, dtype, stream);
+    if (err != cudaSuccess) return err;
     return launch_attention_sm80(args, dtype, p.is_causal != 0, stream);
+  }
 #if defined(SAGEATTN_HAS_SM90)
   const QuantizeVArgs v = make_quantize_v_args(p, plan, layout, workspace);
-  const cudaError_t err = launch_quantize_v_fp8(v, dtype, stream);
+  const cudaError_t err = launch_prepass_sm90(quant, v, dtype, stream);
   if (err != cudaSuccess) return err;
   args.v_fp8 = v.v_fp8;
   args.v_scale = v.v_scale;
   args.v_mean = v.v_mean;
   return launch_attention_sm90(args, dtype, p.is_causal != 0, stream);
 #else
-  (void)layout;
-  (void)workspace;
   return cudaErrorInvalidDeviceFunction;  // make_plan never selects a kernel this build lacks
 #endif
 }
@@ -250,11 +254,7 @@ sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,
     return fail(SAGEATTN_STATUS_INVALID_ARGUMENT, "workspace must be 256-byte aligned", reason,
                 capacity);
   }
-  const cudaStream_t cuda_stream = static_cast<cudaStream_t>(stream);
-  const QuantizeArgs quant = make_quantize_args(p, plan, layout, workspace);
-  const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);  // checked above
-  cudaError_t err = launch_quantize_qk(quant, dtype, cuda_stream);
-  if (err == cudaSuccess) err = launch_attention(p, plan, layout, workspace, quant, cuda_stream);
+  const cudaError_t err = launch_all(p, plan, layout, workspace, static_cast<cudaStream_t>(stream));
   if (err != cudaSuccess) {
     return fail(SAGEATTN_STATUS_CUDA_ERROR,
                 std::string("kernel launch failed: ") + cudaGetErrorString(err), reason, capacity);

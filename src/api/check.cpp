@@ -73,12 +73,13 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
   c.require(p.seqlen_q <= kMaxSeqlen && p.seqlen_kv <= kMaxSeqlen, SAGEATTN_STATUS_UNSUPPORTED,
             "seqlen_q and seqlen_kv must be at most ", kMaxSeqlen, " (got ", p.seqlen_q, ", ",
             p.seqlen_kv, ")");
-  // The pre-pass runs one CTA per 128 rows of Q and of K on a 1-D grid (at most 2^31 - 1).
+  // The pre-pass runs one CTA per 128 rows of Q, of K and (sm90 kernel) of V on a 1-D grid (at
+  // most 2^31 - 1); counted with V whatever the kernel, so the limit does not depend on the GPU.
   const int64_t quantize_items =
       static_cast<int64_t>(p.batch) * p.heads_q * ceil_div(p.seqlen_q, kQBlockRows) +
-      static_cast<int64_t>(p.batch) * p.heads_kv * ceil_div(p.seqlen_kv, 2 * kKBlockTokens);
+      2 * static_cast<int64_t>(p.batch) * p.heads_kv * ceil_div(p.seqlen_kv, 2 * kKBlockTokens);
   c.require(quantize_items <= kMaxGridX, SAGEATTN_STATUS_UNSUPPORTED, "the problem is too large: ",
-            quantize_items, " blocks of 128 rows of q and k exceed the CUDA grid limit of ", kMaxGridX,
+            quantize_items, " blocks of 128 rows of q, k and v exceed the CUDA grid limit of ", kMaxGridX,
             "; split the batch");
   c.require(p.heads_kv < 1 || p.heads_q % p.heads_kv == 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "heads_q (", p.heads_q, ") must be a multiple of heads_kv (", p.heads_kv, ")");

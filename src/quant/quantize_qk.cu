@@ -1,253 +1,30 @@
-// Pre-pass kernels. docs/design/quantization.md is the exact definition they implement.
-//
-// Phase 1 (only with smoothing): per (batch, kv head, token chunk) column sums of K.
-// Phase 2: one CTA of 128 threads per 128-row block of Q or K. Each warp owns 32 rows and keeps
-// them in registers (16 x 16-byte vectors per lane at head dim 128: 64 registers), so K and Q are
-// read from memory exactly once in this phase; group maxima go through shared memory.
+// The Q/K pre-pass of the sm80 path (and of every head dim the sm90 kernel does not run):
+// K column sums (only with smoothing), then INT8 quantization of Q and K. The sm90 path runs the
+// same device functions fused with the FP8 V pre-pass (quant/prepass_sm90.cu).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
 
-#include "common/element.cuh"
-#include "common/tiling.h"
+#include "quant/k_column_sums.cuh"
 #include "quant/quantize_qk.h"
+#include "quant/quantize_qk_item.cuh"
 
 namespace sageattn {
 namespace {
 
 constexpr int kColumnSumThreads = 256;
-constexpr int kQuantizeThreads = 128;  // 4 warps x 32 rows = one 128-row block
-constexpr int kRowsPerQuantizeItem = kQuantizeThreads / 32 * kWarpRows;
-static_assert(kRowsPerQuantizeItem == kQBlockRows, "a Q item is one attention Q block");
-static_assert(kRowsPerQuantizeItem == 2 * kKBlockTokens, "a K item is two attention K blocks");
 
 template <typename T, int kHeadDim>
-__global__ void __launch_bounds__(kColumnSumThreads)
-    k_column_sums_kernel(const QuantizeArgs a) {
-  constexpr int kLanesPerRow = kHeadDim / 8;
-  constexpr int kRowsPerPass = kColumnSumThreads / kLanesPerRow;
-  __shared__ float partial[kRowsPerPass][kHeadDim];
-
-  const int chunk = blockIdx.x, head = blockIdx.y, batch = blockIdx.z;
-  const int col = (threadIdx.x % kLanesPerRow) * 8;
-  const int row_lane = threadIdx.x / kLanesPerRow;
-  const char* base = static_cast<const char*>(a.k) +
-                     (static_cast<int64_t>(batch) * a.k_stride_batch +
-                      static_cast<int64_t>(head) * a.k_stride_head + col) * sizeof(T);
-  const int first = chunk * a.column_sum_chunk_tokens;
-  const int last = min(first + a.column_sum_chunk_tokens, a.seqlen_kv);
-
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  if (col < a.head_dim) {
-#pragma unroll 4
-    for (int t = first + row_lane; t < last; t += kRowsPerPass) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(
-          base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
-      float x[8];
-      unpack8<T>(raw, x);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += x[e];
-    }
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) partial[row_lane][col + e] = acc[e];
-  __syncthreads();
-  for (int c = threadIdx.x; c < kHeadDim; c += kColumnSumThreads) {
-    float sum = 0.f;
-#pragma unroll 8
-    for (int r = 0; r < kRowsPerPass; ++r) sum += partial[r][c];
-    const int64_t slot = (static_cast<int64_t>(batch) * a.heads_kv + head) * a.column_sum_chunks + chunk;
-    a.k_column_sums[slot * kHeadDim + c] = sum;
-  }
-}
-
-// Maximum of one row's 8-element segments across the lanes that share that row.
-template <int kLanesPerRow>
-__device__ __forceinline__ float row_max(float v) {
-#pragma unroll
-  for (int offset = kLanesPerRow / 2; offset > 0; offset /= 2)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-template <int kLanesPerRow>
-__device__ __forceinline__ float row_sum(float v) {
-#pragma unroll
-  for (int offset = kLanesPerRow / 2; offset > 0; offset /= 2)
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// Maximum over the rows (of this 128-row item) that share a scale with `row`.
-__device__ __forceinline__ float group_amax(const float* row_amax, int row, bool is_q, bool per_warp) {
-  float m = 0.f;
-  if (is_q) {
-    const int slice = row / kWarpRows * kWarpRows;
-    if (per_warp) {
-      for (int r = 0; r < kWarpRows; ++r) m = fmaxf(m, row_amax[slice + r]);
-    } else {
-      for (int r = row % kQGroupsPerWarp; r < kWarpRows; r += kQGroupsPerWarp)
-        m = fmaxf(m, row_amax[slice + r]);
-    }
-  } else {
-    const int block = row / kKBlockTokens * kKBlockTokens;
-    if (per_warp) {
-      for (int r = 0; r < kKBlockTokens; ++r) m = fmaxf(m, row_amax[block + r]);
-    } else {
-      const int pair = (row % 8) / 2 * 2;  // tokens 2g, 2g+1 of every 8
-      for (int r = pair; r < kKBlockTokens; r += 8)
-        m = fmaxf(m, fmaxf(row_amax[block + r], row_amax[block + r + 1]));
-    }
-  }
-  return m;
+__global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const QuantizeArgs a) {
+  __shared__ float partial[kColumnSumThreads / (kHeadDim / 8) * kHeadDim];
+  k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, blockIdx.x, blockIdx.y, blockIdx.z, partial);
 }
 
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const QuantizeArgs a) {
-  constexpr int kLanesPerRow = kHeadDim / 8;
-  constexpr int kRowsPerPass = 32 / kLanesPerRow;
-  constexpr int kPasses = kWarpRows / kRowsPerPass;
-  __shared__ float mean[kHeadDim];
-  __shared__ float row_amax[kRowsPerQuantizeItem];
-  __shared__ float row_inv_scale[kRowsPerQuantizeItem];
-
-  // Decode the work item: Q blocks first, then pairs of K blocks.
-  const int64_t q_items = static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
-  const int k_items_per_head = (a.k_blocks + 1) / 2;
-  const bool is_q = blockIdx.x < q_items;
-  int batch, head, block, seqlen, padded_rows;
-  const char* src;
-  int64_t stride_token;
-  int8_t* dst;
-  if (is_q) {
-    block = blockIdx.x % a.q_blocks;
-    const int bh = blockIdx.x / a.q_blocks;
-    batch = bh / a.heads_q;
-    head = bh % a.heads_q;
-    seqlen = a.seqlen_q;
-    padded_rows = a.q_blocks * kQBlockRows;
-    src = static_cast<const char*>(a.q) +
-          (batch * a.q_stride_batch + head * a.q_stride_head) * static_cast<int64_t>(sizeof(T));
-    stride_token = a.q_stride_token;
-    dst = a.q_int8 + static_cast<int64_t>(bh) * padded_rows * kHeadDim;
-  } else {
-    const int item = static_cast<int>(blockIdx.x - q_items);
-    block = item % k_items_per_head;
-    const int bh = item / k_items_per_head;
-    batch = bh / a.heads_kv;
-    head = bh % a.heads_kv;
-    seqlen = a.seqlen_kv;
-    padded_rows = a.k_blocks * kKBlockTokens;
-    src = static_cast<const char*>(a.k) +
-          (batch * a.k_stride_batch + head * a.k_stride_head) * static_cast<int64_t>(sizeof(T));
-    stride_token = a.k_stride_token;
-    dst = a.k_int8 + static_cast<int64_t>(bh) * padded_rows * kHeadDim;
-  }
-  const int row0 = block * kRowsPerQuantizeItem;
-  const int kv_head = is_q ? head / (a.heads_q / a.heads_kv) : head;
-  const bool subtract_mean = !is_q && a.smooth_k;
-  const bool lse_correction = is_q && a.lse_correction != nullptr;
-
-  if (subtract_mean || lse_correction) {
-    const float* sums = a.k_column_sums +
-                        (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
-    for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
-      float s = 0.f;
-      for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
-      mean[c] = s / static_cast<float>(a.seqlen_kv);
-    }
-  }
-  __syncthreads();
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int col = (lane % kLanesPerRow) * 8;
-  const int pass_row = lane / kLanesPerRow;
-  const bool col_valid = col < a.head_dim;
-
-  // Load all rows of this warp first: 16 independent 16-byte loads in flight per lane.
-  uint4 raw[kPasses];
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
-    raw[p] = make_uint4(0u, 0u, 0u, 0u);
-    if (row < seqlen && col_valid)
-      raw[p] = *reinterpret_cast<const uint4*>(src + row * stride_token * static_cast<int64_t>(sizeof(T)) +
-                                               col * static_cast<int64_t>(sizeof(T)));
-  }
-
-  // The values to quantize: K - mean on valid K rows, the input otherwise (padding stays zero).
-  auto values = [&](int p, float (&x)[8]) {
-    unpack8<T>(raw[p], x);
-    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
-    if (subtract_mean && row < seqlen && col_valid) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) x[e] = __fsub_rn(x[e], mean[col + e]);
-    }
-  };
-
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    float x[8];
-    values(p, x);
-    float m = 0.f;
-#pragma unroll
-    for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
-    m = row_max<kLanesPerRow>(m);
-    if (lane % kLanesPerRow == 0) row_amax[warp * kWarpRows + p * kRowsPerPass + pass_row] = m;
-  }
-  __syncthreads();
-
-  {
-    const int row = threadIdx.x;  // one thread per row of the item
-    const float amax = group_amax(row_amax, row, is_q, a.per_warp);
-    const bool quantizable = amax >= kMinQuantizableAmax;
-    row_inv_scale[row] = quantizable ? 127.f / amax : 0.f;
-    const float scale = quantizable ? amax / 127.f : 0.f;
-    if (is_q) {
-      if (row % kWarpRows < kQGroupsPerWarp) {
-        const int64_t slot = (static_cast<int64_t>(batch) * a.heads_q + head) * a.q_blocks + block;
-        a.q_scale[slot * kQGroupsPerBlock + row / kWarpRows * kQGroupsPerWarp + row % kWarpRows] = scale;
-      }
-    } else {
-      const int k_block = block * 2 + row / kKBlockTokens;
-      const int in_block = row % kKBlockTokens;
-      if (k_block < a.k_blocks && in_block < 8 && in_block % 2 == 0) {
-        const int64_t slot = (static_cast<int64_t>(batch) * a.heads_kv + head) * a.k_blocks + k_block;
-        a.k_scale[slot * kKGroupsPerBlock + in_block / 2] = scale;
-      }
-    }
-  }
-  __syncthreads();
-
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const int local_row = warp * kWarpRows + p * kRowsPerPass + pass_row;
-    const int row = row0 + local_row;
-    if (row >= padded_rows) continue;  // second half of an odd last K pair
-    float x[8];
-    values(p, x);
-    const float inv = row_inv_scale[local_row];
-    uint32_t packed[2] = {0u, 0u};
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      int qv = __float2int_rn(__fmul_rn(x[e], inv));
-      qv = max(-127, min(127, qv));
-      packed[e / 4] |= (static_cast<uint32_t>(qv) & 0xffu) << (8 * (e % 4));
-    }
-    // Chunk-swizzled rows (sm90) are only requested at head dim 128, where a row is 128 bytes.
-    const int stored_col = kHeadDim == 128 && a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
-    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
-        make_uint2(packed[0], packed[1]);
-    if (lse_correction) {
-      float dot = 0.f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
-      dot = row_sum<kLanesPerRow>(dot);
-      if (lane % kLanesPerRow == 0 && row < seqlen)
-        a.lse_correction[(static_cast<int64_t>(batch) * a.heads_q + head) * a.seqlen_q + row] = dot;
-    }
-  }
+  __shared__ QuantizeQkShared shared;
+  quantize_qk_item<T, kHeadDim>(a, blockIdx.x, shared);
 }
 
 template <typename T, int kHeadDim>
@@ -258,9 +35,7 @@ cudaError_t launch(const QuantizeArgs& a, cudaStream_t stream) {
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
-  const int64_t items = static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks +
-                        static_cast<int64_t>(a.batch) * a.heads_kv * ((a.k_blocks + 1) / 2);
-  quantize_qk_kernel<T, kHeadDim><<<static_cast<unsigned>(items), kQuantizeThreads, 0, stream>>>(a);
+  quantize_qk_kernel<T, kHeadDim><<<static_cast<unsigned>(qk_items(a)), kQuantizeThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -160,3 +160,21 @@ def test_op_called_directly_checks_its_inputs():
         op(q.float(), k.float(), v.float(), 0, False, 0.125, False, True, 0, 0)
     out, _ = op(q, k, v, 0, False, 0.125, False, True, 0, 0)  # and a valid call still runs
     assert rel_l1(out, exact(q, k, v, sm_scale=0.125)[0]) < 3e-2
+
+
+@pytest.mark.parametrize("head_dim, is_causal, layout", [(128, False, "HND"), (64, True, "NHD"), (36, False, "HND")])
+def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout):
+    """sageattn skips the operator dispatch in plain eager calls (ops.call_eager); the result must be
+    the operator's, bit for bit (one deterministic kernel on the same inputs), and so must the LSE."""
+    q, k, v = make_inputs("k_bias", (2, 4, 333, head_dim), (2, 2, 301, head_dim), seed=7)
+    if layout == "NHD":
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # strided NHD views
+    assert ops.eager_fast_path_ok(q, k, v)
+    out, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=is_causal, return_lse=True)
+    pad = (head_dim + 7) // 8 * 8 - head_dim
+    q_in, k_in, v_in = (torch.nn.functional.pad(t, (0, pad)).contiguous() for t in (q, k, v))
+    layout_code = 0 if layout == "HND" else 1
+    op_out, op_lse = ops.attention_forward(q_in, k_in, v_in, layout_code, is_causal, head_dim ** -0.5,
+                                           True, True, 0, 0)
+    assert torch.equal(out, op_out[..., :head_dim])
+    assert torch.equal(lse, op_lse)

@@ -1,0 +1,49 @@
+// Phase 1 of K smoothing: the column sums of one (batch, kv head, token chunk) of K. The consumers
+// (the Q/K quantization items) add the few chunk partials and divide by the token count.
+#pragma once
+#include <cstdint>
+
+#include "common/element.cuh"
+#include "common/kernel_args.h"
+
+namespace sageattn {
+
+// One CTA of kThreads; `partial` is shared memory of kThreads / (kHeadDim / 8) rows of kHeadDim floats.
+template <typename T, int kHeadDim, int kThreads>
+__device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int chunk, int head, int batch,
+                                                    float* partial) {
+  constexpr int kLanesPerRow = kHeadDim / 8;  // one 16-byte vector of 8 channels per lane
+  constexpr int kRowsPerPass = kThreads / kLanesPerRow;
+  const int col = (threadIdx.x % kLanesPerRow) * 8;
+  const int row_lane = threadIdx.x / kLanesPerRow;
+  const char* base = static_cast<const char*>(a.k) +
+                     (static_cast<int64_t>(batch) * a.k_stride_batch +
+                      static_cast<int64_t>(head) * a.k_stride_head + col) * sizeof(T);
+  const int first = chunk * a.column_sum_chunk_tokens;
+  const int last = min(first + a.column_sum_chunk_tokens, a.seqlen_kv);
+
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  if (col < a.head_dim) {
+#pragma unroll 4
+    for (int t = first + row_lane; t < last; t += kRowsPerPass) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(
+          base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
+      float x[8];
+      unpack8<T>(raw, x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += x[e];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) partial[row_lane * kHeadDim + col + e] = acc[e];
+  __syncthreads();
+  for (int c = threadIdx.x; c < kHeadDim; c += kThreads) {
+    float sum = 0.f;
+#pragma unroll 8
+    for (int r = 0; r < kRowsPerPass; ++r) sum += partial[r * kHeadDim + c];
+    const int64_t slot = (static_cast<int64_t>(batch) * a.heads_kv + head) * a.column_sum_chunks + chunk;
+    a.k_column_sums[slot * kHeadDim + c] = sum;
+  }
+}
+
+}  // namespace sageattn

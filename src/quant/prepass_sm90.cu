@@ -1,0 +1,74 @@
+// The sm90 pre-pass as two launches instead of four: every (chunk, head) of the statistics grid and
+// every block/tile of the quantization grid is independent of the others in its grid, so the K and
+// V work of each phase shares one launch (one launch gap and one grid tail instead of two).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "quant/k_column_sums.cuh"
+#include "quant/prepass_sm90.h"
+#include "quant/quantize_qk_item.cuh"
+#include "quant/v_fp8.cuh"
+
+namespace sageattn {
+namespace {
+
+constexpr int kHeadDim = kFp8VTileChannels;
+constexpr int kStatsThreads = 256;
+static_assert(kVTileThreads == kQuantizeThreads, "Q/K items and V tiles share one CTA size");
+
+// blockIdx.x: V chunks [0, chunks), then K chunks [chunks, 2 * chunks) when smoothing K.
+template <typename T>
+__global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
+  constexpr int kRowsPerPass = kStatsThreads / (kHeadDim / 8);
+  __shared__ float partial[kVStats * kRowsPerPass * kHeadDim];  // the K sums use the first third
+  const int chunks = v.stat_chunks;
+  if (static_cast<int>(blockIdx.x) < chunks) {
+    v_stats_block<T, kStatsThreads>(v, blockIdx.x, blockIdx.y, blockIdx.z, partial);
+  } else {
+    k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, blockIdx.x - chunks, blockIdx.y, blockIdx.z, partial);
+  }
+}
+
+// blockIdx.x: the Q/K items of quantize_qk_item, then the V tiles, head-major.
+template <typename T>
+__global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
+  __shared__ union Shared {
+    QuantizeQkShared qk;
+    VTileShared v;
+  } shared;
+  const int64_t items = qk_items(qk);
+  if (blockIdx.x < items) {
+    quantize_qk_item<T, kHeadDim>(qk, blockIdx.x, shared.qk);
+  } else {
+    const int64_t tile = blockIdx.x - items;
+    const int head_index = static_cast<int>(tile / v.tiles);
+    quantize_v_tile<T>(v, static_cast<int>(tile % v.tiles), head_index % v.heads_kv, head_index / v.heads_kv,
+                       shared.v);
+  }
+}
+
+template <typename T>
+cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t stream) {
+  // The K chunks must be the V chunks: one grid indexes both.
+  if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
+    return cudaErrorInvalidValue;
+  const dim3 stats_grid(v.stat_chunks * (qk.smooth_k ? 2 : 1), v.heads_kv, v.batch);
+  stats_kernel<T><<<stats_grid, kStatsThreads, 0, stream>>>(qk, v);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  const int64_t blocks = qk_items(qk) + static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
+  quantize_kernel<T><<<static_cast<unsigned>(blocks), kQuantizeThreads, 0, stream>>>(qk, v);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, sageattn_dtype dtype,
+                                cudaStream_t stream) {
+  if (qk.padded_head_dim != kHeadDim) return cudaErrorInvalidValue;
+  return dtype == SAGEATTN_DTYPE_BF16 ? launch<__nv_bfloat16>(qk, v, stream) : launch<__half>(qk, v, stream);
+}
+
+}  // namespace sageattn

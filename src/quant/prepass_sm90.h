@@ -1,0 +1,16 @@
+// The pre-pass of the sm90 kernel (compiled for sm_90a only): two launches for Q, K and V.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "common/kernel_args.h"
+#include "sageattn/sageattn.h"
+
+namespace sageattn {
+
+// 1. Statistics: K column sums (when smoothing K) and V channel sums, maxima and minima, per token
+//    chunk, in one grid. 2. Quantization: INT8 Q and K blocks and E4M3 V tiles, in one grid.
+// Head dim 128 only (the plan pads 65..128 to it).
+cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, sageattn_dtype dtype,
+                                cudaStream_t stream);
+
+}  // namespace sageattn

@@ -1,0 +1,172 @@
+// FP8 V for the sm90 kernel (docs/design/quantization.md, "FP8 P.V") as device functions of the
+// fused sm90 pre-pass (quant/prepass_sm90.cu); compiled for sm_90a only (E4M3 conversion):
+//  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of V;
+//  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and delta_v,
+//     then write the E4M3 tile the attention kernel copies verbatim into shared memory:
+//     [channel][token slot], tokens permuted inside every 16 so that slot order is the order in
+//     which a thread's P accumulator values form the FP8 wgmma A fragment
+//     (docs/design/sm90_kernel.md), rows 128-byte swizzled. The max and min give max|V - vbar|
+//     without a second pass over V: max_j |V_j - vbar| = max(max_j V_j - vbar, vbar - min_j V_j),
+//     and float subtraction is monotone, so this equals the per-element maximum of the rounded
+//     differences.
+#pragma once
+#include <cfloat>
+#include <cstdint>
+
+#include "common/element.cuh"
+#include "common/kernel_args.h"
+#include "common/tiling.h"
+#include "ptx/convert.cuh"
+
+namespace sageattn {
+
+constexpr int kVChannels = kFp8VTileChannels;  // 128: every head dim is zero-padded to it
+constexpr int kVTileTokens = kSm90KeyTileTokens;
+enum VStat { kVSum = 0, kVMax = 1, kVMin = 2, kVStats = 3 };
+
+// One CTA of kThreads; `partial` is shared memory of kVStats * (kThreads / 16) * kVChannels floats.
+template <typename T, int kThreads>
+__device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk, int head, int batch,
+                                              float* partial) {
+  constexpr int kLanesPerRow = kVChannels / 8;  // one 16-byte vector of 8 channels per lane
+  constexpr int kRowsPerPass = kThreads / kLanesPerRow;
+  auto at = [&](int stat, int row, int c) -> float& { return partial[(stat * kRowsPerPass + row) * kVChannels + c]; };
+  const int col = (threadIdx.x % kLanesPerRow) * 8;
+  const int row_lane = threadIdx.x / kLanesPerRow;
+  const char* base = static_cast<const char*>(a.v) +
+                     (static_cast<int64_t>(batch) * a.v_stride_batch +
+                      static_cast<int64_t>(head) * a.v_stride_head + col) * sizeof(T);
+  const int first = chunk * a.stat_chunk_tokens;
+  const int last = min(first + a.stat_chunk_tokens, a.seqlen_kv);
+
+  float sum[8], mx[8], mn[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    sum[e] = 0.f;
+    mx[e] = -FLT_MAX;
+    mn[e] = FLT_MAX;
+  }
+  if (col < a.head_dim) {
+#pragma unroll 4
+    for (int t = first + row_lane; t < last; t += kRowsPerPass) {
+      float x[8];
+      unpack8<T>(*reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.v_stride_token * sizeof(T)), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        sum[e] += x[e];
+        mx[e] = fmaxf(mx[e], x[e]);
+        mn[e] = fminf(mn[e], x[e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    at(kVSum, row_lane, col + e) = sum[e];
+    at(kVMax, row_lane, col + e) = mx[e];
+    at(kVMin, row_lane, col + e) = mn[e];
+  }
+  __syncthreads();
+  float* out = a.stats + ((static_cast<int64_t>(batch) * a.heads_kv + head) * a.stat_chunks + chunk) * kVStats * kVChannels;
+  for (int i = threadIdx.x; i < kVStats * kVChannels; i += kThreads) {
+    const int stat = i / kVChannels, c = i % kVChannels;
+    float r = at(stat, 0, c);
+    for (int row = 1; row < kRowsPerPass; ++row) {
+      const float x = at(stat, row, c);
+      r = stat == kVSum ? r + x : (stat == kVMax ? fmaxf(r, x) : fminf(r, x));
+    }
+    out[i] = r;
+  }
+}
+
+// Slot of token `t` (0..15) inside its group of 16: a thread's accumulator holds, per 8-column
+// block, tokens 2q and 2q + 1 (q = lane % 4); four consecutive fragment bytes 4q..4q+3 take tokens
+// 2q, 2q + 1, 8 + 2q, 9 + 2q.
+__device__ __forceinline__ int slot_in_16(int t) { return 4 * ((t % 8) / 2) + 2 * (t / 8) + t % 2; }
+
+struct VTileShared {
+  float mean[kVChannels];
+  float inv_scale[kVChannels];
+  __align__(16) uint8_t tile[kVChannels][kVTileTokens];
+};
+
+constexpr int kVTileThreads = 128;
+
+// One CTA of kVTileThreads threads per tile; every thread must call it (it synchronizes the CTA).
+template <typename T>
+__device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile_index, int head, int batch,
+                                                VTileShared& sh) {
+  static_assert(kVTileThreads == kVChannels, "one thread per channel reduces the statistics");
+  const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
+
+  // Each thread converts a pair of adjacent tokens (adjacent slots too) for 64 channels. All 16
+  // loads are issued before the statistics are reduced, so they overlap that (L2-resident) read.
+  constexpr int kPairs = kVTileTokens / 2;
+  constexpr int kVectors = kVChannels / 8 / (kVTileThreads / kPairs);  // 8 vectors of 8 channels
+  const int pair = threadIdx.x % kPairs;
+  const int c0 = threadIdx.x / kPairs * (kVectors * 8);
+  const int t0 = 2 * pair;
+  const char* base = static_cast<const char*>(a.v) +
+                     (static_cast<int64_t>(batch) * a.v_stride_batch +
+                      static_cast<int64_t>(head) * a.v_stride_head) * sizeof(T);
+  uint4 raw[kVectors][2];
+#pragma unroll
+  for (int vec = 0; vec < kVectors; ++vec)
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int token = tile_index * kVTileTokens + t0 + k;
+      const int c = c0 + vec * 8;
+      raw[vec][k] = make_uint4(0u, 0u, 0u, 0u);
+      if (token < a.seqlen_kv && c < a.head_dim)
+        raw[vec][k] = *reinterpret_cast<const uint4*>(base + (static_cast<int64_t>(token) * a.v_stride_token + c) * sizeof(T));
+    }
+
+  {
+    const int c = threadIdx.x;
+    const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
+    float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
+    for (int i = 0; i < a.stat_chunks; ++i) {
+      sum += stats[(i * kVStats + kVSum) * kVChannels + c];
+      mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
+      mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
+    }
+    const float vbar = (a.smooth_v && c < a.head_dim) ? sum / static_cast<float>(a.seqlen_kv) : 0.f;
+    const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
+    const bool quantizable = amax >= kMinQuantizableAmax;
+    sh.mean[c] = vbar;
+    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+    if (tile_index == 0) {
+      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
+      a.v_mean[head_index * kVChannels + c] = vbar;
+    }
+  }
+  __syncthreads();
+
+  const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
+#pragma unroll
+  for (int vec = 0; vec < kVectors; ++vec) {
+    const int c = c0 + vec * 8;
+    float x[2][8];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const bool valid = tile_index * kVTileTokens + t0 + k < a.seqlen_kv && c < a.head_dim;
+      unpack8<T>(raw[vec][k], x[k]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)  // padding tokens stay exactly 0 (not -vbar * inv)
+        x[k][e] = valid ? __fmul_rn(__fsub_rn(x[k][e], sh.mean[c + e]), sh.inv_scale[c + e]) : 0.f;
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      *reinterpret_cast<uint16_t*>(&sh.tile[c + e][slot]) = ptx::e4m3x2(x[0][e], x[1][e]);
+  }
+  __syncthreads();
+
+  uint8_t* dst = a.v_fp8 + (head_index * a.tiles + tile_index) * kFp8VTileBytes;
+  constexpr int kChunksPerRow = kVTileTokens / 16;
+  for (int i = threadIdx.x; i < kVChannels * kChunksPerRow; i += kVTileThreads) {
+    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
+    *reinterpret_cast<uint4*>(dst + row * kVTileTokens + (chunk ^ (row % 8)) * 16) =
+        *reinterpret_cast<const uint4*>(&sh.tile[row][chunk * 16]);
+  }
+}
+
+}  // namespace sageattn

@@ -1,0 +1,88 @@
+"""When sageattn may skip the torch operator dispatch (ops.eager_fast_path_ok): only for plain tensors
+in plain eager code. Anything that observes or transforms operator calls must still see the
+operator. CPU-only: the rule looks at types and modes, not at devices (sageattn checks those first).
+The GPU test that the fast path gives the operator's result bit for bit is in test_gpu_runtime.py."""
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sageattention import ops
+
+
+def _tensors():
+    return tuple(torch.randn(1, 2, 3, 8) for _ in range(3))
+
+
+def test_plain_eager_tensors_take_the_fast_path():
+    assert ops.EAGER_FAST_PATH, "this torch lacks a probe the rule needs"
+    assert ops.eager_fast_path_ok(*_tensors())
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_tensor_subclass_goes_through_the_operator(which):
+    tensors = list(_tensors())
+    tensors[which] = tensors[which].as_subclass(_Subclass)
+    assert not ops.eager_fast_path_ok(*tensors)
+
+
+def test_fake_tensors_go_through_the_operator():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        q, k, v = (mode.from_tensor(t) for t in _tensors())
+        assert not ops.eager_fast_path_ok(q, k, v)
+
+
+class _CountingDispatchMode(TorchDispatchMode):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _CountingFunctionMode(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("mode", [_CountingDispatchMode, _CountingFunctionMode])
+def test_an_active_mode_goes_through_the_operator(mode):
+    tensors = _tensors()
+    with mode():
+        assert not ops.eager_fast_path_ok(*tensors)
+    assert ops.eager_fast_path_ok(*tensors)
+
+
+def test_vmap_goes_through_the_operator():
+    seen = []
+
+    def probe(x):
+        seen.append(ops.eager_fast_path_ok(x, x, x))
+        return x
+
+    torch.func.vmap(probe)(torch.randn(2, 1, 2, 3, 8))
+    assert seen == [False]
+
+
+def test_torch_compile_goes_through_the_operator():
+    def probe(x):
+        return x + int(ops.eager_fast_path_ok(x, x, x))
+
+    x = torch.zeros(3)
+    assert torch.equal(torch.compile(probe, backend="eager", fullgraph=True)(x), x)
+    assert torch.equal(probe(x), x + 1)
+
+
+def test_jit_trace_goes_through_the_operator():
+    seen = []
+
+    def probe(x):
+        seen.append(ops.eager_fast_path_ok(x, x, x))
+        return x * 2
+
+    torch.jit.trace(probe, torch.randn(3))  # traces, then re-runs in eager to check the trace
+    assert seen[0] is False
