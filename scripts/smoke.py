@@ -180,6 +180,24 @@ def host_overhead():
         print(f"  {'sageattn under torch.inference_mode()':45s} {per_call(parts[0][1]):7.1f}")
 
 
+def memory_overhead():
+    """Extra device memory of one call beyond its inputs and its output (quantized copies, scales,
+    workspace), from the allocator's peak; issue 4's budget: <= 0.6x the bytes of q, k and v."""
+    q, k, v = (torch.randn(4, 32, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))
+    inputs = 3 * q.numel() * q.element_size()
+    print("\nextra device memory per call, b4 h32 n4096 d128 fp16 (q, k, v: %.0f MB):" % (inputs / 1e6))
+    for kernel in ("auto", "sm80_mma"):
+        sageattention.sageattn(q, k, v, kernel=kernel)  # warm-up: the allocator's pools exist
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        out = sageattention.sageattn(q, k, v, kernel=kernel)
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - before - out.numel() * out.element_size()
+        print(f"  kernel={kernel:9s} {extra / 1e6:8.1f} MB = {extra / inputs:.3f}x of q, k, v")
+        del out
+
+
 def _time(fn, reps=10):
     for _ in range(3):
         fn()
@@ -204,5 +222,6 @@ if __name__ == "__main__":
     accuracy_table()
     timing()
     kernel_breakdown()
+    memory_overhead()
     host_overhead()
     sys.exit(1 if bad else 0)

@@ -20,10 +20,19 @@ _ALIGN_BYTES = 16
 
 _sm_arch_by_device = {}
 _tls = threading.local()
+# sageattn_workspace_size depends only on sizes and options, never on pointers or strides; asking
+# the library once per distinct key saves a C call (and its validation) per attention call. The
+# forward call validates every field itself, so nothing is skipped. Bounded: a model has few shapes,
+# a sweep that exceeds this just starts over.
+_workspace_bytes_by_key = {}
+_MAX_CACHED_SHAPES = 1024
 
 # torch's raw-stream getter skips building a torch.cuda.Stream object (used by inductor's own
 # generated code); fall back to the public API where it is missing.
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+# The same for the current device: torch.cuda.current_device() re-checks lazy initialization first,
+# which the CUDA tensors this module receives have already done.
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
 def _current_stream(device_index):
@@ -88,11 +97,18 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
         int(smooth_v),
     )
-    status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
-                                         _library.REASON_CAPACITY)
-    if status != Status.OK:
-        raise _library.status_error(status, "sageattn_workspace_size", reason)
-    nbytes = workspace_bytes.value
+    key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
+           qk_granularity, kernel, device_index, bool(smooth_v))
+    nbytes = _workspace_bytes_by_key.get(key)
+    if nbytes is None:
+        status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
+                                             _library.REASON_CAPACITY)
+        if status != Status.OK:
+            raise _library.status_error(status, "sageattn_workspace_size", reason)
+        nbytes = workspace_bytes.value
+        if len(_workspace_bytes_by_key) >= _MAX_CACHED_SHAPES:
+            _workspace_bytes_by_key.clear()
+        _workspace_bytes_by_key[key] = nbytes
     # Allocated through torch so the caching allocator reuses it and CUDA graph capture records it
     # in the graph's private pool; freeing it right after the launch is safe because the allocator
     # orders reuse on the same stream.
@@ -100,7 +116,7 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
     workspace_ptr = workspace.data_ptr() if workspace is not None else None
 
     # The library launches on the CUDA runtime's current device; make it q's device.
-    if torch.cuda.current_device() != device_index:
+    if _current_device() != device_index:
         with torch.cuda.device(device_index):
             status = lib.sageattn_forward(params, workspace_ptr, nbytes, _current_stream(device_index),
                                           reason, _library.REASON_CAPACITY)

@@ -47,20 +47,24 @@ def _aligned(t):
     return t.clone(memory_format=torch.contiguous_format)
 
 
-def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
-    """The op's real implementation on already-checked tensors: outputs, workspace and the launch."""
+def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True,
+         empty_lse=True):
+    """The op's real implementation on already-checked tensors: outputs, workspace and the launch.
+    Without return_lse the second result is an empty tensor (the operator's schema), or None when
+    `empty_lse` is False (eager callers that drop it save an allocation)."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
     q = _aligned(q)
     k = _aligned(k)
     v = _aligned(v)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = None
     if return_lse:
         lse = torch.empty(_lse_shape(q, layout), dtype=torch.float32, device=q.device)
-    else:
+    _launch.forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
+                    smooth_v)
+    if lse is None and empty_lse:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
-    _launch.forward(q, k, v, out, lse if return_lse else None, layout, is_causal, sm_scale,
-                    smooth_k, qk_granularity, kernel, smooth_v)
     return out, lse
 
 
@@ -106,9 +110,10 @@ def eager_fast_path_ok(q, k, v):
 
 def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
                smooth_v=True):
-    """The operator's result without the dispatch, for tensors sageattn has checked (see above)."""
+    """The operator's result without the dispatch, for tensors sageattn has checked (see above);
+    the LSE is None unless return_lse."""
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-                smooth_v)
+                smooth_v, empty_lse=False)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
