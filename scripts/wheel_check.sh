@@ -36,6 +36,15 @@ rm -rf "$VENV"
 # --without-pip: the system's pip, seen through --system-site-packages, installs into the venv, and
 # Debian-style Pythons without ensurepip (python3-venv) can still make the venv.
 "$PYTHON" -m venv --system-site-packages --without-pip "$VENV"
+# A venv made by a Python that is itself a venv (the GPU machine's torch lives in one) sees the base
+# interpreter's site-packages, not that venv's: chain the creator's package folders with a .pth
+# file. They come after the new venv's own site-packages, so the wheel's copy still wins.
+venv_site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+"$PYTHON" - > "$venv_site/_creator_site_packages.pth" <<'PY'
+import site, sysconfig
+paths = site.getsitepackages() + [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+print("\n".join(dict.fromkeys(paths)))
+PY
 # --no-index: works offline, and proves the wheel needs nothing beyond what the system has.
 # --ignore-installed: a sageattention in the system site-packages (gpu_check's install step) would
 # otherwise count as "already satisfied" and nothing would be installed into the venv.
