@@ -152,16 +152,19 @@ def host_overhead():
     q = torch.randn(1, 1, 128, 64, device="cuda", dtype=torch.float16)
     out = torch.empty_like(q)
 
-    def per_call(fn, reps=500):
-        for _ in range(50):
-            fn()
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        elapsed = (time.perf_counter() - start) / reps
-        torch.cuda.synchronize()
-        return elapsed * 1e6
+    def per_call(fn, reps=200, rounds=7):
+        # Best of several rounds: the machine's other work only ever adds time.
+        best = float("inf")
+        for _ in range(rounds):
+            for _ in range(20):
+                fn()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            best = min(best, (time.perf_counter() - start) / reps)
+            torch.cuda.synchronize()
+        return best * 1e6
 
     args = (_validate.LAYOUT_HND, False, 0.125, False, True, 0, 0)
     parts = [
