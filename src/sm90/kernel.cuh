@@ -41,28 +41,63 @@ struct SharedLayout {
   __device__ uint32_t v_full(int s) const { return barrier(1 + kStages + s); }
   __device__ uint32_t k_empty(int s) const { return barrier(1 + 2 * kStages + s); }
   __device__ uint32_t v_empty(int s) const { return barrier(1 + 3 * kStages + s); }
+  __device__ uint32_t q_empty() const { return barrier(1 + 4 * kStages); }
 };
 
-// Tile `tile` uses stage tile % kStages for the (tile / kStages)-th time; barrier phases alternate.
-__device__ __forceinline__ int stage_of(int tile) { return tile % kStages; }
-__device__ __forceinline__ uint32_t phase_of(int tile) { return static_cast<uint32_t>(tile / kStages) & 1u; }
+// The K/V tiles a CTA streams are numbered across its work items (unsigned: a long-running
+// persistent CTA may wrap, and kStages divides 2^32); tile `tile` uses stage tile % kStages for the
+// (tile / kStages)-th time, so barrier phases alternate.
+static_assert((kStages & (kStages - 1)) == 0, "stage and phase arithmetic must survive the counter wrapping");
+__device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>(tile % kStages); }
+__device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kStages) & 1u; }
+
+// One work item: a 128-row Q block of one (batch, head). Items are numbered with the Q block
+// fastest, so the CTAs running at the same time share K/V heads in L2; causal items run longest
+// (last Q block) first.
+struct WorkItem {
+  int q_block, head, batch;
+};
+template <bool kCausal>
+__device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index) {
+  const int block = static_cast<int>(index % a.q_blocks);
+  const int64_t head_index = index / a.q_blocks;
+  return {kCausal ? a.q_blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
+          static_cast<int>(head_index / a.heads_q)};
+}
+__device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
+  return static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
+}
 
 // Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
-// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T).
-__device__ __forceinline__ void produce(const SharedLayout& sh, bool is_v, const int8_t* q_tile, const void* kv_head,
-                                       int tiles) {
-  if (!is_v) {
-    ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
-    ptx::bulk_copy_global_to_shared(sh.q(), q_tile, kTileBytes, sh.q_full());
-  }
-  const char* src = static_cast<const char*>(kv_head);
-  for (int tile = 0; tile < tiles; ++tile) {
-    const int s = stage_of(tile);
-    const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
-    ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile) ^ 1u);
-    ptx::mbarrier_arrive_expect_tx(full, kTileBytes);
-    ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * kTileBytes,
-                                    kTileBytes, full);
+// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). The K
+// thread also loads each item's Q tile once the consumers have released the previous one.
+template <bool kCausal>
+__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout& sh, bool is_v) {
+  uint32_t tile_counter = 0;
+  uint32_t local_item = 0;
+  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x, ++local_item) {
+    const WorkItem w = work_item<kCausal>(a, index);
+    const int kv_head = w.head / (a.heads_q / a.heads_kv);
+    const int64_t q_head_index = static_cast<int64_t>(w.batch) * a.heads_q + w.head;
+    const int64_t kv_head_index = static_cast<int64_t>(w.batch) * a.heads_kv + kv_head;
+    const int tiles =
+        key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, w.q_block * kQRows).tiles;
+    if (!is_v) {
+      ptx::mbarrier_wait(sh.q_empty(), (local_item & 1u) ^ 1u);
+      ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
+      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (q_head_index * a.q_blocks + w.q_block) * kTileBytes,
+                                      kTileBytes, sh.q_full());
+    }
+    const char* src = is_v ? reinterpret_cast<const char*>(a.v_fp8) : reinterpret_cast<const char*>(a.k_int8);
+    src += kv_head_index * (a.k_blocks / 2) * kTileBytes;
+    for (int tile = 0; tile < tiles; ++tile, ++tile_counter) {
+      const int s = stage_of(tile_counter);
+      const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
+      ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile_counter) ^ 1u);
+      ptx::mbarrier_arrive_expect_tx(full, kTileBytes);
+      ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * kTileBytes,
+                                      kTileBytes, full);
+    }
   }
 }
 
@@ -241,19 +276,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
   const uint32_t raw = ptx::shared_address(shared_raw);
   const SharedLayout sh{(raw + 1023u) & ~1023u};
 
-  const int q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
-  const int head = blockIdx.y, batch = blockIdx.z;
-  const int kv_head = head / (a.heads_q / a.heads_kv);
-  const int q_start = q_block * kQRows;
-  const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
-  const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
-  const KeyRange keys = key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, q_start);
   // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
   // a branch it considers divergent gets serialized (ptxas C7520).
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0);
 
   if (threadIdx.x == 0) {
     ptx::mbarrier_init(sh.q_full(), 1);
+    ptx::mbarrier_init(sh.q_empty(), kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(sh.k_full(s), 1);
       ptx::mbarrier_init(sh.v_full(s), 1);
@@ -266,13 +295,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0 || threadIdx.x == 32) {
-      const bool is_v = threadIdx.x == 32;
-      const int64_t kv_offset = kv_head_index * (a.k_blocks / 2) * kTileBytes;
-      produce(sh, is_v, a.q_int8 + (q_head_index * a.q_blocks + q_block) * kTileBytes,
-              is_v ? static_cast<const void*>(a.v_fp8 + kv_offset) : static_cast<const void*>(a.k_int8 + kv_offset),
-              keys.tiles);
-    }
+    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal>(a, sh, threadIdx.x == 32);
     return;
   }
   ptx::warpgroup_claim_registers<kConsumerRegisters>();
@@ -280,173 +303,195 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
-  // Per-thread Q groups: rows with equal row % 8 in each 32-row slice; this thread's two rows share one.
-  const float q_factor =
-      a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
-                row_in_block % kQGroupsPerWarp] *
-      a.sm_scale_log2;
-  const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
   const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
   const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
-
-  float o[kAccRegs];
-#pragma unroll
-  for (int i = 0; i < kAccRegs; ++i) o[i] = 0.f;
-  RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
-
-  ptx::mbarrier_wait(sh.q_full(), 0);
-
-  // The wgmma issue helpers wait for nothing: callers wait for the stage barriers first, then
-  // fence, then issue. Any instruction between the fence and the wgmmas that touches their
-  // registers (or a wait loop, a divergent path for the compiler) makes ptxas serialize them.
-  int32_t acc[kAccRegs];
-  auto issue_qk = [&](int tile) {
-    const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage_of(tile)));
-#if SAGEATTN_SM90_EXPERIMENT != 2
-#pragma unroll
-    for (int kk = 0; kk < kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
-      ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
-#endif
-    ptx::wgmma_commit();
-  };
-  float o_tile[kAccRegs];
-  uint32_t p[kPvSteps][4];
-  auto issue_pv = [&](int tile) {
-    const uint64_t v_desc = ptx::smem_descriptor_k_major_sw128(sh.v(stage_of(tile)));
-#if SAGEATTN_SM90_EXPERIMENT != 2
-#pragma unroll
-    for (int kk = 0; kk < kPvSteps; ++kk) ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
-#endif
-    ptx::wgmma_commit();
-  };
-  auto wait_k = [&](int tile) { ptx::mbarrier_wait(sh.k_full(stage_of(tile)), phase_of(tile)); };
-  auto wait_v = [&](int tile) { ptx::mbarrier_wait(sh.v_full(stage_of(tile)), phase_of(tile)); };
-  auto release = [&](uint32_t empty_barrier) {
-    __syncwarp();
-    if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
-  };
-  // Wait for the tile's S, free its K stage, dequantize, softmax, pack P.
-  float rescale[2] = {1.f, 1.f};
-  // Every score of this thread has its Q group and one of two K groups (one per 64-token half of
-  // the tile), so dequantization is one factor per half. The K scales of the next tile are loaded
-  // one tile ahead: a global load right before the softmax would stall it by its full latency.
-  float k_scale_next[2] = {0.f, 0.f};
-  auto load_k_scales = [&](int tile) {
-    if (tile < keys.tiles) {
-      k_scale_next[0] = k_scales[(2 * tile) * kKGroupsPerBlock + lane % 4];
-      k_scale_next[1] = k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
-    }
-  };
-  load_k_scales(0);
-  auto softmax_tile = [&](int tile) {
-    ptx::fence_operands(acc);
-    release(sh.k_empty(stage_of(tile)));
-    TileScores t;
-    t.c[0] = q_factor * k_scale_next[0];
-    t.c[1] = q_factor * k_scale_next[1];
-    load_k_scales(tile + 1);
-#if SAGEATTN_SM90_MAGIC_FFMA
-    if (SAGEATTN_SM90_EXPERIMENT != 1 && tile < keys.unmasked_tiles && softmax_to_fp8_raw(acc, t.c, st, p, rescale))
-      return;
-#endif
-#pragma unroll
-    for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
-    if (SAGEATTN_SM90_EXPERIMENT == 1) {
-#pragma unroll
-      for (int kk = 0; kk < kPvSteps; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
-    } else if (tile < keys.unmasked_tiles) {
-      softmax_to_fp8(t, st, p, rescale);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kAccRegs; ++i) {
-        const int row = q_start + row_in_block + 8 * ((i / 2) % 2);
-        const int key = tile * kKeyTile + 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-        const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
-        // Scaled here, masked after scaling: a padding K group has scale 0, and -inf * 0 = NaN.
-        t.s[i] = allowed ? t.s[i] * t.scale(i) : -INFINITY;
-      }
-      t.c[0] = t.c[1] = 1.f;
-      softmax_to_fp8(t, st, p, rescale);
-    }
-  };
-  auto accumulate_pv = [&](int tile) {
-    ptx::fence_operands(o_tile);
-    release(sh.v_empty(stage_of(tile)));
-#pragma unroll
-    for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
-  };
-
-  // Ping-pong: the two consumer warpgroups take turns on the tensor cores. A turn issues P.V of the
-  // previous tile and Q.K^T of the current one back to back; while one warpgroup's turn runs, the
-  // other does its softmax (MUFU/FMA pipes). Named barrier (1 + c) opens consumer c's turn; it
-  // needs the 128 threads of c (sync) and the 128 of the other consumer (arrive). Both consumers
-  // run the same number of turns (tiles - 1); consumer 1 opens consumer 0's first turn, and
-  // nobody opens a turn after the last one, so every barrier phase completes.
-  const int tiles = keys.tiles;
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;
   constexpr int kTurnThreads = 256;
-  if (tiles > 0) {
-    wait_k(0);
-    ptx::wgmma_fence();
-    issue_qk(0);
-    ptx::wgmma_wait<0>();
-    softmax_tile(0);
-    if (SAGEATTN_SM90_PINGPONG && consumer == 1 && tiles > 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
-  }
-  for (int tile = 1; tile < tiles; ++tile) {
-    if (SAGEATTN_SM90_PINGPONG) ptx::named_barrier_sync(my_turn, kTurnThreads);
-    wait_v(tile - 1);
-    wait_k(tile);
-    ptx::wgmma_fence();
-    issue_pv(tile - 1);
-    issue_qk(tile);
-    if (SAGEATTN_SM90_PINGPONG && (consumer == 0 || tile + 1 < tiles))
-      ptx::named_barrier_arrive(other_turn, kTurnThreads);
-    ptx::wgmma_wait<1>();  // P.V of tile - 1 is done; Q.K^T of tile may still run
-    accumulate_pv(tile - 1);
-    ptx::wgmma_wait<0>();
-    softmax_tile(tile);
-  }
-  if (tiles > 0) {
-    wait_v(tiles - 1);
-    ptx::wgmma_fence();
-    issue_pv(tiles - 1);
-    ptx::wgmma_wait<0>();
-    accumulate_pv(tiles - 1);
-  }
+  uint32_t first_tile = 0;  // the CTA-wide number of this item's tile 0 (see stage_of)
+  uint32_t local_item = 0;
 
-  // Epilogue: out = O / l * delta_v + vbar; rows without any allowed key give 0 and LSE -inf.
-  T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
-  const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
-  const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
+  // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
+  // item's Q and first K/V tiles while this one finishes its last P.V and its epilogue.
+  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x, ++local_item) {
+    const WorkItem w = work_item<kCausal>(a, index);
+    const int q_block = w.q_block, head = w.head, batch = w.batch;
+    const int kv_head = head / (a.heads_q / a.heads_kv);
+    const int q_start = q_block * kQRows;
+    const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
+    const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
+    const KeyRange keys = key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, q_start);
+    // Per-thread Q groups: rows with equal row % 8 in each 32-row slice; this thread's two rows share one.
+    const float q_factor =
+        a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
+                  row_in_block % kQGroupsPerWarp] *
+        a.sm_scale_log2;
+    const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
+
+    float o[kAccRegs];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float sum = quad_sum(st.sum[r]);
-    const bool any = sum > 0.f;
-    const float inv_sum = any ? 1.f / sum : 0.f;
-    const int row = q_start + row_in_block + 8 * r;
-    if (row >= a.seqlen_q) continue;
-    T* out_row = out_head + row * a.out_stride_token;
+    for (int i = 0; i < kAccRegs; ++i) o[i] = 0.f;
+    RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
+
+    ptx::mbarrier_wait(sh.q_full(), local_item & 1u);
+
+    // The wgmma issue helpers wait for nothing: callers wait for the stage barriers first, then
+    // fence, then issue. Any instruction between the fence and the wgmmas that touches their
+    // registers (or a wait loop, a divergent path for the compiler) makes ptxas serialize them.
+    int32_t acc[kAccRegs];
+    auto issue_qk = [&](int tile) {
+      const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage_of(first_tile + tile)));
+#if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
-    for (int j = 0; j < kAccRegs / 4; ++j) {
-      const int col = 8 * j + 2 * (lane % 4);
-      if (col < a.head_dim) {
-        const float y0 = o[4 * j + 2 * r] * inv_sum * v_scale[col] + (any ? v_mean[col] : 0.f);
-        const float y1 = o[4 * j + 2 * r + 1] * inv_sum * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
-        *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+      for (int kk = 0; kk < kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
+        ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+#endif
+      ptx::wgmma_commit();
+    };
+    float o_tile[kAccRegs];
+    uint32_t p[kPvSteps][4];
+    auto issue_pv = [&](int tile) {
+      const uint64_t v_desc = ptx::smem_descriptor_k_major_sw128(sh.v(stage_of(first_tile + tile)));
+#if SAGEATTN_SM90_EXPERIMENT != 2
+#pragma unroll
+      for (int kk = 0; kk < kPvSteps; ++kk) ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
+#endif
+      ptx::wgmma_commit();
+    };
+    auto wait_k = [&](int tile) {
+      ptx::mbarrier_wait(sh.k_full(stage_of(first_tile + tile)), phase_of(first_tile + tile));
+    };
+    auto wait_v = [&](int tile) {
+      ptx::mbarrier_wait(sh.v_full(stage_of(first_tile + tile)), phase_of(first_tile + tile));
+    };
+    auto release = [&](uint32_t empty_barrier) {
+      __syncwarp();
+      if (lane == 0) ptx::mbarrier_arrive(empty_barrier);
+    };
+    // Wait for the tile's S, free its K stage, dequantize, softmax, pack P.
+    float rescale[2] = {1.f, 1.f};
+    // Every score of this thread has its Q group and one of two K groups (one per 64-token half of
+    // the tile), so dequantization is one factor per half. The K scales of the next tile are loaded
+    // one tile ahead: a global load right before the softmax would stall it by its full latency.
+    float k_scale_next[2] = {0.f, 0.f};
+    auto load_k_scales = [&](int tile) {
+      if (tile < keys.tiles) {
+        k_scale_next[0] = k_scales[(2 * tile) * kKGroupsPerBlock + lane % 4];
+        k_scale_next[1] = k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
+      }
+    };
+    load_k_scales(0);
+    auto softmax_tile = [&](int tile) {
+      ptx::fence_operands(acc);
+      release(sh.k_empty(stage_of(first_tile + tile)));
+      TileScores t;
+      t.c[0] = q_factor * k_scale_next[0];
+      t.c[1] = q_factor * k_scale_next[1];
+      load_k_scales(tile + 1);
+#if SAGEATTN_SM90_MAGIC_FFMA
+      if (SAGEATTN_SM90_EXPERIMENT != 1 && tile < keys.unmasked_tiles && softmax_to_fp8_raw(acc, t.c, st, p, rescale))
+        return;
+#endif
+#pragma unroll
+      for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
+      if (SAGEATTN_SM90_EXPERIMENT == 1) {
+#pragma unroll
+        for (int kk = 0; kk < kPvSteps; ++kk)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
+      } else if (tile < keys.unmasked_tiles) {
+        softmax_to_fp8(t, st, p, rescale);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kAccRegs; ++i) {
+          const int row = q_start + row_in_block + 8 * ((i / 2) % 2);
+          const int key = tile * kKeyTile + 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+          const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+          // Scaled here, masked after scaling: a padding K group has scale 0, and -inf * 0 = NaN.
+          t.s[i] = allowed ? t.s[i] * t.scale(i) : -INFINITY;
+        }
+        t.c[0] = t.c[1] = 1.f;
+        softmax_to_fp8(t, st, p, rescale);
+      }
+    };
+    auto accumulate_pv = [&](int tile) {
+      ptx::fence_operands(o_tile);
+      release(sh.v_empty(stage_of(first_tile + tile)));
+#pragma unroll
+      for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
+    };
+
+    // Ping-pong: the two consumer warpgroups take turns on the tensor cores. A turn issues P.V of the
+    // previous tile and Q.K^T of the current one back to back; while one warpgroup's turn runs, the
+    // other does its softmax (MUFU/FMA pipes). Named barrier (1 + c) opens consumer c's turn; it
+    // needs the 128 threads of c (sync) and the 128 of the other consumer (arrive). Both consumers
+    // run the same number of turns (tiles - 1); consumer 1 opens consumer 0's first turn, and
+    // nobody opens a turn after the last one, so every barrier phase completes.
+    const int tiles = keys.tiles;
+    if (tiles > 0) {
+      wait_k(0);
+      ptx::wgmma_fence();
+      issue_qk(0);
+      ptx::wgmma_wait<0>();
+      softmax_tile(0);
+      if (SAGEATTN_SM90_PINGPONG && consumer == 1 && tiles > 1) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+    }
+    for (int tile = 1; tile < tiles; ++tile) {
+      if (SAGEATTN_SM90_PINGPONG) ptx::named_barrier_sync(my_turn, kTurnThreads);
+      wait_v(tile - 1);
+      wait_k(tile);
+      ptx::wgmma_fence();
+      issue_pv(tile - 1);
+      issue_qk(tile);
+      if (SAGEATTN_SM90_PINGPONG && (consumer == 0 || tile + 1 < tiles))
+        ptx::named_barrier_arrive(other_turn, kTurnThreads);
+      ptx::wgmma_wait<1>();  // P.V of tile - 1 is done; Q.K^T of tile may still run
+      accumulate_pv(tile - 1);
+      ptx::wgmma_wait<0>();
+      softmax_tile(tile);
+    }
+    // Every Q.K^T of this item is complete (the last one was waited for before its softmax): the
+    // producer may load the next item's Q.
+    release(sh.q_empty());
+    if (tiles > 0) {
+      wait_v(tiles - 1);
+      ptx::wgmma_fence();
+      issue_pv(tiles - 1);
+      ptx::wgmma_wait<0>();
+      accumulate_pv(tiles - 1);
+    }
+
+    // Epilogue: out = O / l * delta_v + vbar; rows without any allowed key give 0 and LSE -inf.
+    T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
+    const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
+    const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(st.sum[r]);
+      const bool any = sum > 0.f;
+      const float inv_sum = any ? 1.f / sum : 0.f;
+      const int row = q_start + row_in_block + 8 * r;
+      if (row >= a.seqlen_q) continue;
+      T* out_row = out_head + row * a.out_stride_token;
+#pragma unroll
+      for (int j = 0; j < kAccRegs / 4; ++j) {
+        const int col = 8 * j + 2 * (lane % 4);
+        if (col < a.head_dim) {
+          const float y0 = o[4 * j + 2 * r] * inv_sum * v_scale[col] + (any ? v_mean[col] : 0.f);
+          const float y1 = o[4 * j + 2 * r + 1] * inv_sum * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
+          *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+        }
+      }
+      if (a.lse != nullptr && lane % 4 == 0) {
+        float lse = -INFINITY;
+        if (any) {
+          lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);
+          if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
+        }
+        a.lse[q_head_index * a.seqlen_q + row] = lse;
       }
     }
-    if (a.lse != nullptr && lane % 4 == 0) {
-      float lse = -INFINITY;
-      if (any) {
-        lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);
-        if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
-      }
-      a.lse[q_head_index * a.seqlen_q + row] = lse;
-    }
-  }
+    first_tile += static_cast<uint32_t>(tiles);
+  }  // work items
 }
 
 }  // namespace sageattn::sm90

@@ -14,7 +14,18 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
-  kernel<<<dim3(a.q_blocks, a.heads_q, a.batch), kThreads, kSharedBytes, stream>>>(a);
+  // One CTA per SM (1 fits: registers) looping over the work items, or one CTA per item.
+  const int64_t items = static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
+  int64_t ctas = items;
+  if (SAGEATTN_SM90_PERSISTENT) {
+    int device = 0, sms = 0;
+    err = cudaGetDevice(&device);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return err;
+    ctas = items < sms ? items : sms;
+  }
+  constexpr int64_t kMaxGridX = 2147483647;
+  kernel<<<static_cast<unsigned>(ctas < kMaxGridX ? ctas : kMaxGridX), kThreads, kSharedBytes, stream>>>(a);
   return cudaGetLastError();
 }
 

@@ -26,6 +26,11 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_MAGIC_FFMA
 #define SAGEATTN_SM90_MAGIC_FFMA 0
 #endif
+// 1: one CTA per SM, each looping over work items (the next item's loads overlap the current
+// item's tail); 0: one CTA per work item.
+#ifndef SAGEATTN_SM90_PERSISTENT
+#define SAGEATTN_SM90_PERSISTENT 1
+#endif
 // 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
 // 2 = no wgmma (softmax on whatever the accumulators hold).
 #ifndef SAGEATTN_SM90_EXPERIMENT
@@ -39,13 +44,14 @@ constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values p
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
 constexpr int kPvSteps = kKeyTile / 32;      // k32 steps of P.V
 // setmaxnreg moves registers within what the CTA holds at launch: with __launch_bounds__(384, 1)
-// that is 168 per thread (65536 / 384 rounded down to a multiple of 8), 64512 in all, and
-// 128 * 24 + 256 * 240 = 64512 uses exactly that.
-constexpr int kProducerRegisters = 24;
-constexpr int kConsumerRegisters = 240;
+// that is 168 per thread (65536 / 384 rounded down to a multiple of 8), 64512 in all;
+// 128 * 32 + 256 * 232 = 63488 fits. The producer loops over work items (item decode, key range,
+// two stream counters) and spilled at 24; the consumers need no more than 232.
+constexpr int kProducerRegisters = 32;
+constexpr int kConsumerRegisters = 232;
 static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= kLaunchRegisters * kThreads,
               "setmaxnreg cannot hand out more registers than the CTA was launched with");
-constexpr int kBarriers = 1 + 4 * kStages;
+constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty per stage
 constexpr int kAlignSlack = 1024;
 constexpr int kSharedBytes = (1 + 2 * kStages) * kTileBytes + 8 * kBarriers + kAlignSlack;
 
