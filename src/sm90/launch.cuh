@@ -14,7 +14,7 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
-  // One CTA per SM (1 fits: registers) looping over the work items, or one CTA per item.
+  // One CTA per work item, or (SAGEATTN_SM90_PERSISTENT) one per SM looping over the items.
   const int64_t items = static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
   int64_t ctas = items;
   if (SAGEATTN_SM90_PERSISTENT) {
