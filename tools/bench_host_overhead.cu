@@ -72,6 +72,9 @@ int main() {
     check(sageattn_workspace_size(&p, &bytes, reason, sizeof(reason)) == SAGEATTN_STATUS_OK, reason);
     void* workspace = nullptr;
     check(cudaMalloc(&workspace, bytes) == cudaSuccess, "workspace");
+    // Time the real work, not an error path: the first call must succeed.
+    check(sageattn_forward(&p, workspace, bytes, stream, reason, sizeof(reason)) == SAGEATTN_STATUS_OK, reason);
+    check(cudaStreamSynchronize(stream) == cudaSuccess, "first forward");
     char label[96];
     std::snprintf(label, sizeof(label), "sageattn_workspace_size, head dim %d", head_dim);
     std::printf("  %-52s %7.2f\n", label,

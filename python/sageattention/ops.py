@@ -81,21 +81,35 @@ def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, sm
 
 
 # Eager calls skip the operator dispatch (custom_op's Python autograd wrapper and the dispatcher
-# cost ~50 us of host time per call, more than the launch itself) when nothing could observe the
+# cost ~25-50 us of host time per call, more than the launch itself) when nothing could observe the
 # difference: plain tensors (no FakeTensor or other subclass), no torch.compile / jit tracing, no
-# __torch_function__ or __torch_dispatch__ mode (FakeTensorMode, FlopCounterMode, ...), no functorch
-# transform (vmap). Autograd cannot see a difference either: sageattn refuses inputs that require
-# grad while grad mode is on. Anything else goes through the operator.
+# __torch_dispatch__ mode (FakeTensorMode, FlopCounterMode, ...), no __torch_function__ mode other
+# than torch.set_default_device's (it only fills in devices, and every tensor here is given one),
+# no functorch transform (vmap), no torch profiler (its trace shows the operator as one event).
+# Autograd cannot see a difference either: sageattn refuses inputs that require grad while grad
+# mode is on. Anything else goes through the operator. (A kernel a user registers for this operator
+# with torch.library would be bypassed on this path too; nothing in this package does that.)
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
 _mode_probes = tuple(
     probe for probe in (
         getattr(torch._C, "_len_torch_dispatch_stack", None),
-        getattr(torch._C, "_len_torch_function_stack", None),
         getattr(torch._C, "_are_functorch_transforms_active", None),
         getattr(torch._C, "_get_tracing_state", None),
+        getattr(getattr(torch._C, "_autograd", None), "_profiler_enabled", None),
     )
 )
-EAGER_FAST_PATH = _is_compiling is not None and None not in _mode_probes
+_function_modes = getattr(torch._C, "_len_torch_function_stack", None)
+_function_mode_stack = getattr(torch.overrides, "_get_current_function_mode_stack", None)
+try:
+    from torch.utils._device import DeviceContext as _DeviceContext
+except ImportError:  # older torch: any function mode takes the operator
+    _DeviceContext = None
+EAGER_FAST_PATH = (_is_compiling is not None and None not in _mode_probes and _function_modes is not None
+                   and _function_mode_stack is not None)
+
+
+def _only_default_device_modes():
+    return _DeviceContext is not None and all(isinstance(m, _DeviceContext) for m in _function_mode_stack())
 
 
 def eager_fast_path_ok(q, k, v):
@@ -104,8 +118,9 @@ def eager_fast_path_ok(q, k, v):
         return False
     if type(q) is not torch.Tensor or type(k) is not torch.Tensor or type(v) is not torch.Tensor:
         return False
-    dispatch_modes, function_modes, functorch, tracing = (probe() for probe in _mode_probes)
-    return not (dispatch_modes or function_modes or functorch or tracing)
+    if any(probe() for probe in _mode_probes):
+        return False
+    return _function_modes() == 0 or _only_default_device_modes()
 
 
 def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,

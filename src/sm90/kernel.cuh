@@ -1,9 +1,10 @@
 // The sm90a attention kernel: INT8 Q.K^T and FP8 P.V on wgmma, warp-specialized.
-// docs/design/sm90_kernel.md explains the structure; in short, one CTA per (128-row Q block, head,
-// batch) with three warpgroups:
-//  - warpgroup 0, the producer: two threads stream the Q tile once and the K and V tiles through a
-//    kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored every
-//    tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
+// docs/design/sm90_kernel.md explains the structure; in short, a CTA of three warpgroups runs work
+// items (128-row Q block, head, batch): one item per CTA by default, several with
+// SAGEATTN_SM90_PERSISTENT:
+//  - warpgroup 0, the producer: two threads stream each item's Q tile and the K and V tiles through
+//    a kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored
+//    every tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
 //  - warpgroups 1 and 2, the consumers: 64 query rows each; per 128-token tile
 //    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 with the exact running
 //    maximum -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
@@ -44,10 +45,10 @@ struct SharedLayout {
   __device__ uint32_t q_empty() const { return barrier(1 + 4 * kStages); }
 };
 
-// The K/V tiles a CTA streams are numbered across its work items (unsigned: a long-running
-// persistent CTA may wrap, and kStages divides 2^32); tile `tile` uses stage tile % kStages for the
-// (tile / kStages)-th time, so barrier phases alternate.
-static_assert((kStages & (kStages - 1)) == 0, "stage and phase arithmetic must survive the counter wrapping");
+// The K/V tiles a CTA streams are numbered across its work items; tile `tile` uses stage
+// tile % kStages for the (tile / kStages)-th time, so barrier phases alternate. The counter is
+// unsigned; it would wrap after 2^32 tiles of one CTA (about an hour of one SM's work), which only
+// a non-power-of-two kStages (an experiment) would notice.
 __device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>(tile % kStages); }
 __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kStages) & 1u; }
 

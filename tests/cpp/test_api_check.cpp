@@ -175,6 +175,13 @@ TEST(ApiCheck, GridAndIndexLimits) {
   // Within every per-dimension limit, but 65535 * 65535 * 8 blocks of 128 rows exceed the 1-D grid.
   expect_status([](sageattn_params& p) { p.batch = 65535; p.heads_q = 65535; p.heads_kv = 65535; p.seqlen_q = 1024; },
                 kUnsupported, "quantize grid");
+  // The pre-pass grid holds one block per 128 rows of q, of k and of v (the sm90 kernel's FP8 V
+  // tiles, counted whatever the GPU): 65535 * (1 + 2 * 16000) blocks fit, 65535 * (1 + 2 * 20000)
+  // do not, although q and k alone (65535 * 20001) would.
+  expect_status([](sageattn_params& p) { p.batch = 65535; p.heads_q = p.heads_kv = 1; p.seqlen_q = 128; p.seqlen_kv = 128 * 16000; },
+                SAGEATTN_STATUS_OK, "grid with v tiles, fits");
+  expect_status([](sageattn_params& p) { p.batch = 65535; p.heads_q = p.heads_kv = 1; p.seqlen_q = 128; p.seqlen_kv = 128 * 20000; },
+                kUnsupported, "grid with v tiles, too large");
 }
 
 TEST(ApiCheck, HeadDim) {

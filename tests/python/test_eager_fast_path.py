@@ -57,6 +57,24 @@ def test_an_active_mode_goes_through_the_operator(mode):
     assert ops.eager_fast_path_ok(*tensors)
 
 
+def test_default_device_mode_keeps_the_fast_path():
+    """torch.set_default_device pushes a function mode that only fills in missing devices."""
+    tensors = _tensors()
+    with torch.device("cpu"):  # the same DeviceContext mode, scoped
+        assert torch._C._len_torch_function_stack() == 1
+        assert ops.eager_fast_path_ok(*tensors)
+        with _CountingFunctionMode():  # any other function mode still takes the operator
+            assert not ops.eager_fast_path_ok(*tensors)
+
+
+def test_the_profiler_sees_the_operator():
+    tensors = _tensors()
+    with torch.profiler.profile():
+        assert not ops.eager_fast_path_ok(*tensors)
+    with torch.autograd.profiler.record_function("outside any profiler"):
+        assert ops.eager_fast_path_ok(*tensors)
+
+
 def test_vmap_goes_through_the_operator():
     seen = []
 

@@ -163,14 +163,23 @@ def test_op_called_directly_checks_its_inputs():
 
 
 @pytest.mark.parametrize("head_dim, is_causal, layout", [(128, False, "HND"), (64, True, "NHD"), (36, False, "HND")])
-def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout):
+def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout, monkeypatch):
     """sageattn skips the operator dispatch in plain eager calls (ops.call_eager); the result must be
     the operator's, bit for bit (one deterministic kernel on the same inputs), and so must the LSE."""
+    eager_calls = []
+    real_call_eager = ops.call_eager
+
+    def spy(*args, **kwargs):
+        eager_calls.append(1)
+        return real_call_eager(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "call_eager", spy)
     q, k, v = make_inputs("k_bias", (2, 4, 333, head_dim), (2, 2, 301, head_dim), seed=7)
     if layout == "NHD":
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # strided NHD views
     assert ops.eager_fast_path_ok(q, k, v)
     out, lse = sageattn(q, k, v, tensor_layout=layout, is_causal=is_causal, return_lse=True)
+    assert eager_calls == [1], "sageattn did not take the eager path"
     pad = (head_dim + 7) // 8 * 8 - head_dim
     q_in, k_in, v_in = (torch.nn.functional.pad(t, (0, pad)).contiguous() for t in (q, k, v))
     layout_code = 0 if layout == "HND" else 1

@@ -141,6 +141,9 @@ def test_unknown_keyword_is_reported_under_sageattns_name(fake_cuda_mode):
     ((1, 65536, 1, 8), (1, 1, 1, 8), "batch and heads of q must be at most 65535"),
     ((1, 1, (1 << 30) + 1, 8), (1, 1, 8, 8), "sequence lengths must be at most"),
     ((65535, 65535, 129, 8), (65535, 1, 1, 8), "exceed the CUDA grid limit"),
+    # q and k blocks alone fit (65535 * 20001); with the V tiles (one per 128 keys, counted on every
+    # GPU) they do not (65535 * 40001).
+    ((65535, 1, 128, 8), (65535, 1, 128 * 20000, 8), "exceed the CUDA grid limit"),
 ])
 def test_size_limits_of_the_library_are_known_in_python(fake_cuda_mode, q_shape, kv_shape, words):
     with fake_cuda_mode:
