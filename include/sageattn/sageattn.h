@@ -18,9 +18,11 @@
  *
  * Semantics (per batch b, query head h, kv head h' = h / (heads_q / heads_kv)):
  *   out[b,h,i,:] = softmax_j(sm_scale * q[b,h,i,:] . k[b,h',j,:] + mask(i,j)) @ v[b,h',:,:]
+ * mask(i,j) is 0 or -infinity from is_causal, the boolean mask and the block mask (all that are
+ * given apply), plus the additive mask's value when one is given.
  * Causal masking is bottom-right aligned (the FlashAttention-2 convention): query i may attend to
- * key j iff j <= i + (seqlen_kv - seqlen_q). A query row that may attend to no key (only possible
- * when seqlen_q > seqlen_kv) gets an output of zeros and an LSE of -infinity.
+ * key j iff j <= i + (seqlen_kv - seqlen_q). A query row that may attend to no key (causal with
+ * seqlen_q > seqlen_kv, or everything masked) gets an output of zeros and an LSE of -infinity.
  * lse[b,h,i] = log(sum_j exp(sm_scale * q.k_j)) in natural log, float32, laid out [B, Hq, Nq]
  * contiguous; it is the LSE of the true (unsmoothed) scores.
  */
@@ -41,7 +43,10 @@ extern "C" {
 #endif
 
 /* Bumped whenever sageattn_params changes layout; sageattn_params.abi_version must equal it. */
-#define SAGEATTN_ABI_VERSION 2
+#define SAGEATTN_ABI_VERSION 3
+
+/* Rows and keys covered by one entry of sageattn_params.block_mask. */
+#define SAGEATTN_BLOCK_MASK_TILE 128
 
 typedef enum sageattn_status {
   SAGEATTN_STATUS_OK = 0,
@@ -77,6 +82,28 @@ typedef enum sageattn_kernel {
      builds that include the sm_90a target. AUTO picks it on sm90. */
   SAGEATTN_KERNEL_SM90_WGMMA = 2
 } sageattn_kernel;
+
+/* The element mask of sageattn_params (SDPA's attn_mask). */
+typedef enum sageattn_mask_type {
+  SAGEATTN_MASK_NONE = 0,
+  /* One byte per element, nonzero = the query may attend to the key (torch.bool, True = keep). */
+  SAGEATTN_MASK_BOOL = 1,
+  /* The dtype of q (fp16 or bf16), added to the scaled score sm_scale * q.k; -infinity masks the
+     key. NaN counts as -infinity and values above 1e30 as 1e30, so no mask value makes a NaN. */
+  SAGEATTN_MASK_ADDITIVE = 2,
+  /* The same in float32 (SDPA accepts float32 masks with 16-bit inputs). */
+  SAGEATTN_MASK_ADDITIVE_FP32 = 3
+} sageattn_mask_type;
+
+/* A mask view [batch, heads_q, rows, columns]; strides in elements, any of them may be 0 to
+   broadcast (a [seqlen_q, seqlen_kv] mask shared by all heads has stride_batch = stride_head = 0). */
+typedef struct sageattn_mask {
+  const void* data;
+  int64_t stride_batch;
+  int64_t stride_head;
+  int64_t stride_row;
+  int64_t stride_column;
+} sageattn_mask;
 
 /* A [batch, heads, tokens, head_dim] view; strides in elements, head_dim stride is 1. */
 typedef struct sageattn_tensor {
@@ -117,6 +144,16 @@ typedef struct sageattn_params {
      FP8 P.V (SM90_WGMMA); kernels with 16-bit P.V do not quantize V, where it would change nothing,
      and accept either value. Default 1. */
   int32_t smooth_v;
+  /* Element mask: a sageattn_mask_type and a [batch, heads_q, seqlen_q, seqlen_kv] view. NONE
+     requires mask.data == NULL (a mask is never ignored). Tiles the mask removes entirely are
+     skipped; a mask costs one more launch (a pass over the mask that classifies its tiles). */
+  int32_t mask_type;
+  sageattn_mask mask;
+  /* Block-sparse mask: one byte per (query block, key block) of SAGEATTN_BLOCK_MASK_TILE rows and
+     keys, a [batch, heads_q, ceil(seqlen_q / 128), ceil(seqlen_kv / 128)] view; 0 = the block is
+     masked (skipped, never computed), nonzero = computed (the other masks still apply inside it).
+     data == NULL: no block mask. Needs no extra launch when it is the only mask. */
+  sageattn_mask block_mask;
 } sageattn_params;
 
 /* SAGEATTN_ABI_VERSION of the library. Foreign-function callers check it before anything that
@@ -195,6 +232,18 @@ SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_refer
                                                             int32_t pv_dtype /* sageattn_dtype */,
                                                             const float* q, const float* k,
                                                             const float* v, double* out, double* lse);
+
+/* sageattn_reference_emulated_v2 with an element mask, as the kernels apply SAGEATTN_MASK_ADDITIVE:
+   `mask` is float32 [batch, heads_q, seqlen_q, seqlen_kv] contiguous (host memory), added to each
+   base-2 score as float(mask * log2(e)); -infinity masks the key (give boolean masks as 0 / -inf;
+   map NaN to -infinity and cap values at 1e30 first, as the kernels do). NULL = no mask; is_causal
+   still applies. A row left with no key outputs 0 and LSE -infinity. */
+SAGEATTN_API sageattn_status sageattn_reference_emulated_masked(const sageattn_reference_problem* problem,
+                                                                int32_t granularity /* sageattn_qk_granularity */,
+                                                                int32_t smooth_k, int32_t smooth_v,
+                                                                int32_t pv_dtype /* sageattn_dtype */,
+                                                                const float* q, const float* k, const float* v,
+                                                                const float* mask, double* out, double* lse);
 
 #ifdef __cplusplus
 } /* extern "C" */

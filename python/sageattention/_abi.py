@@ -10,7 +10,8 @@ garbage.
 import ctypes
 import enum
 
-ABI_VERSION = 2
+ABI_VERSION = 3
+BLOCK_MASK_TILE = 128  # SAGEATTN_BLOCK_MASK_TILE
 
 
 class Status(enum.IntEnum):
@@ -38,6 +39,13 @@ class Kernel(enum.IntEnum):
     SM90_WGMMA = 2
 
 
+class MaskType(enum.IntEnum):
+    NONE = 0
+    BOOL = 1
+    ADDITIVE = 2  # the dtype of q
+    ADDITIVE_FP32 = 3
+
+
 # Public spellings of the enums (the strings users pass) -> codes.
 GRANULARITY_CODES = {"per_thread": QKGranularity.PER_THREAD, "per_warp": QKGranularity.PER_WARP}
 KERNEL_CODES = {"auto": Kernel.AUTO, "sm80_mma": Kernel.SM80_MMA, "sm90_wgmma": Kernel.SM90_WGMMA}
@@ -51,6 +59,16 @@ class SageattnTensor(ctypes.Structure):
         ("stride_batch", ctypes.c_int64),
         ("stride_head", ctypes.c_int64),
         ("stride_token", ctypes.c_int64),
+    ]
+
+
+class SageattnMask(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("stride_batch", ctypes.c_int64),
+        ("stride_head", ctypes.c_int64),
+        ("stride_row", ctypes.c_int64),
+        ("stride_column", ctypes.c_int64),
     ]
 
 
@@ -76,6 +94,9 @@ class SageattnParams(ctypes.Structure):
         ("kernel", _c_enum),
         ("sm_arch", ctypes.c_int32),
         ("smooth_v", ctypes.c_int32),
+        ("mask_type", _c_enum),
+        ("mask", SageattnMask),
+        ("block_mask", SageattnMask),
     ]
 
 
@@ -117,5 +138,9 @@ FUNCTIONS = {
     "sageattn_reference_emulated_v2": (
         _c_enum,
         [_problem_p, _c_enum, ctypes.c_int32, ctypes.c_int32, _c_enum, _ptr, _ptr, _ptr, _ptr, _ptr],
+    ),
+    "sageattn_reference_emulated_masked": (
+        _c_enum,
+        [_problem_p, _c_enum, ctypes.c_int32, ctypes.c_int32, _c_enum, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr],
     ),
 }

@@ -12,7 +12,7 @@ import threading
 import torch
 
 from . import _library
-from ._abi import ABI_VERSION, DType, SageattnParams, Status
+from ._abi import ABI_VERSION, DType, MaskType, SageattnParams, Status
 from ._validate import LAYOUT_HND
 
 _DTYPE_CODES = {torch.float16: int(DType.FP16), torch.bfloat16: int(DType.BF16)}
@@ -70,12 +70,39 @@ def _token_head_strides(t, layout):
     return t.data_ptr(), s[0], s[2], s[1]
 
 
+_NO_MASK = (0, 0, 0, 0, 0)
+
+
+def _mask_view(m):
+    """(data, stride_batch, stride_head, stride_row, stride_column) of a 4-D mask view."""
+    if m is None:
+        return _NO_MASK
+    s = m.stride()
+    return m.data_ptr(), s[0], s[1], s[2], s[3]
+
+
+def mask_type(attn_mask):
+    """The sageattn_mask_type code of a (validated) attn_mask."""
+    if attn_mask is None:
+        return int(MaskType.NONE)
+    if attn_mask.dtype == torch.bool:
+        return int(MaskType.BOOL)
+    return int(MaskType.ADDITIVE_FP32 if attn_mask.dtype == torch.float32 else MaskType.ADDITIVE)
+
+
+def _broadcast_key(m):
+    # The workspace of a masked call depends on which of batch / head the masks broadcast over.
+    return None if m is None else (m.stride(0) == 0, m.stride(1) == 0)
+
+
 def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-            smooth_v=True):
+            smooth_v=True, attn_mask=None, block_mask=None):
     """Launches attention on the current stream of q's device; `lse` may be None.
 
     Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
-    contiguous, strides multiples of 8 elements, 16-byte aligned pointers, out shaped like q.
+    contiguous, strides multiples of 8 elements, 16-byte aligned pointers, out shaped like q;
+    attn_mask a [B, Hq, Nq, Nkv] view (bool, float32 or q's dtype) and block_mask a
+    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] uint8 view, or None.
     """
     lib = _library.load()
     device_index = q.device.index
@@ -96,9 +123,11 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         0 if lse is None else lse.data_ptr(),
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
         int(smooth_v),
+        mask_type(attn_mask), *_mask_view(attn_mask), *_mask_view(block_mask),
     )
     key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
-           qk_granularity, kernel, device_index, bool(smooth_v))
+           qk_granularity, kernel, device_index, bool(smooth_v), _broadcast_key(attn_mask),
+           _broadcast_key(block_mask))
     nbytes = _workspace_bytes_by_key.get(key)
     if nbytes is None:
         status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,

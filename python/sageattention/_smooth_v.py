@@ -27,22 +27,28 @@ def _rows_with_keys(seqlen_q, seqlen_kv, layout, device):
 def attention(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, *, smooth_k, qk_quant_gran,
               attn_mask, dropout_p, kernel="auto"):
     """``sageattn`` with V smoothing; same arguments, same return values."""
-    _, layout, _, _, _ = core.validate_call(
+    layout = core.validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
-        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel)
+        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel).layout
     token_dim, head_dim = (2, 1) if layout == LAYOUT_HND else (1, 2)
     v_mean = v.mean(dim=token_dim, keepdim=True, dtype=torch.float32)
     v_smooth = (v - v_mean).to(v.dtype)
-    result = core.sageattn(q, k, v_smooth, tensor_layout, is_causal, sm_scale, return_lse,
-                           smooth_k=smooth_k, qk_quant_gran=qk_quant_gran, attn_mask=attn_mask,
-                           dropout_p=dropout_p, kernel=kernel)
-    out, lse = result if return_lse else (result, None)
+    # With a mask any row may see no key; the LSE (-inf exactly there) tells which.
+    want_lse = bool(return_lse) or attn_mask is not None
+    result = core.sageattn(q, k, v_smooth, tensor_layout, is_causal, sm_scale, want_lse, smooth_k=smooth_k,
+                           qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p,
+                           kernel=kernel)
+    out, lse = result if want_lse else (result, None)
     group = q.shape[head_dim] // v.shape[head_dim]
     if group > 1:  # GQA: query head h reads key/value head h // group
         v_mean = v_mean.repeat_interleave(group, dim=head_dim)
     restored = out.float() + v_mean
     seqlen_q, seqlen_kv = q.shape[token_dim], k.shape[token_dim]
-    if is_causal and seqlen_q > seqlen_kv:
+    if attn_mask is not None:
+        seen = lse > float("-inf")  # [B, Hq, Nq]
+        seen = seen.unsqueeze(-1) if layout == LAYOUT_HND else seen.transpose(1, 2).unsqueeze(-1)
+        restored = torch.where(seen, restored, 0.0)
+    elif is_causal and seqlen_q > seqlen_kv:
         restored = torch.where(_rows_with_keys(seqlen_q, seqlen_kv, layout, out.device), restored, 0.0)
     out = restored.to(out.dtype)
     return (out, lse) if return_lse else out

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._abi import GRANULARITY_CODES, KERNEL_CODES
+from ._abi import BLOCK_MASK_TILE, GRANULARITY_CODES, KERNEL_CODES
 
 LAYOUT_HND = 0
 LAYOUT_NHD = 1
@@ -41,11 +41,8 @@ def _dims(t, layout):
 def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
                   attn_mask, dropout_p, kernel):
     """Validates the non-tensor arguments. Returns (layout, sm_scale or None, granularity, kernel)."""
-    if attn_mask is not None:
-        raise NotImplementedError(
-            "sageattn does not support attn_mask yet; it is never ignored silently. Use "
-            "is_causal=True for causal masking, or torch SDPA for arbitrary masks."
-        )
+    if attn_mask is not None and not isinstance(attn_mask, torch.Tensor):
+        raise TypeError(f"attn_mask must be a torch.Tensor or None, got {type(attn_mask).__name__}")
     if isinstance(dropout_p, (torch.Tensor, bool)) or not isinstance(dropout_p, (int, float)):
         raise TypeError(f"dropout_p must be a Python number, got {type(dropout_p).__name__}")
     if dropout_p != 0:
@@ -75,8 +72,8 @@ def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_q
     return layout, sm_scale, int(GRANULARITY_CODES[qk_quant_gran]), int(KERNEL_CODES[kernel])
 
 
-def check_tensors(q, k, v, layout):
-    """Validates q, k, v. Returns the head_dim."""
+def check_tensor_shapes(q, k, v, layout):
+    """The structural checks of q, k, v (types, shapes, dtypes, sizes). Returns the head_dim."""
     names = ("q", "k", "v")
     tensors = (q, k, v)
     layout_name = "[batch, heads, tokens, head_dim]" if layout == LAYOUT_HND else "[batch, tokens, heads, head_dim]"
@@ -113,7 +110,13 @@ def check_tensors(q, k, v, layout):
     if dq > MAX_HEAD_DIM:
         raise NotImplementedError(f"head_dim {dq} > {MAX_HEAD_DIM} is not supported yet")
     _check_size_limits(bq, hq, hk, nq, nk)
-    for name, t in zip(names, tensors):
+    return dq
+
+
+def check_tensor_devices(q, k, v):
+    """The device and grad-mode half of check_tensors (it runs last, so that structural mistakes
+    get their own message even on CPU tensors)."""
+    for name, t in zip(("q", "k", "v"), (q, k, v)):
         if t.device.type != "cuda":
             raise ValueError(
                 f"{name} is on {t.device}; sageattn runs on CUDA GPUs only (use "
@@ -126,7 +129,67 @@ def check_tensors(q, k, v, layout):
             "sageattn is forward-only (no backward pass): call it under torch.no_grad() or "
             "torch.inference_mode(), or pass detached tensors"
         )
-    return dq
+
+
+def check_tensors(q, k, v, layout):
+    """Validates q, k, v. Returns the head_dim."""
+    head_dim = check_tensor_shapes(q, k, v, layout)
+    check_tensor_devices(q, k, v)
+    return head_dim
+
+
+def _check_broadcast(name, mask, target, target_text):
+    shape = tuple(mask.shape)
+    ok = mask.dim() <= 4 and all(m in (1, t) for m, t in zip(shape[::-1], target[::-1]))
+    if not ok:
+        raise ValueError(f"{name} of shape {shape} is not broadcastable to {target_text} = {tuple(target)}")
+
+
+def _check_mask_tensor(name, mask, q):
+    if mask.device != q.device:
+        raise ValueError(f"{name} is on {mask.device}; it must be on the device of q ({q.device})")
+    if torch.is_grad_enabled() and mask.requires_grad:
+        raise RuntimeError(f"sageattn is forward-only (no backward pass): {name} requires grad; detach it")
+
+
+def check_masks(q, k, layout, attn_mask, block_mask):
+    """Validates the masks against q and k (already checked) and returns them as the kernels read
+    them: attn_mask expanded to [B, Hq, Nq, Nkv] (a view), block_mask expanded to
+    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] and viewed as uint8; None stays None.
+
+    attn_mask follows SDPA: bool (True = attend) or additive float (float32 or q's dtype, added to
+    the scaled scores; -inf masks), broadcastable to [B, Hq, Nq, Nkv] whatever tensor_layout is.
+    """
+    b, hq, nq, _ = _dims(q, layout)
+    nkv = _dims(k, layout)[2]
+    if attn_mask is not None:
+        if not isinstance(attn_mask, torch.Tensor):
+            raise TypeError(f"attn_mask must be a torch.Tensor or None, got {type(attn_mask).__name__}")
+        if attn_mask.dtype not in (torch.bool, torch.float32, q.dtype):
+            raise ValueError(
+                f"attn_mask has dtype {attn_mask.dtype}; it must be torch.bool (True = attend), or float "
+                f"(torch.float32 or q's dtype {q.dtype}) to add to the scores, as in SDPA")
+        _check_broadcast("attn_mask", attn_mask, (b, hq, nq, nkv), "[batch, heads_q, seqlen_q, seqlen_kv]")
+        _check_mask_tensor("attn_mask", attn_mask, q)
+        tile = BLOCK_MASK_TILE
+        codes = b * hq * ((nq + tile - 1) // tile) * ((nkv + tile - 1) // tile)
+        if codes > MAX_GRID_X:  # the mask pass runs one CTA per 128 x 128 tile
+            raise NotImplementedError(
+                f"the mask is too large: {codes} tiles of {tile} x {tile} exceed the CUDA grid limit of "
+                f"{MAX_GRID_X}; split the batch")
+        attn_mask = attn_mask.expand(b, hq, nq, nkv)
+    if block_mask is not None:
+        if not isinstance(block_mask, torch.Tensor):
+            raise TypeError(f"block_mask must be a torch.Tensor or None, got {type(block_mask).__name__}")
+        if block_mask.dtype != torch.bool:
+            raise ValueError(f"block_mask must be torch.bool (True = compute the block), got {block_mask.dtype}")
+        tile = BLOCK_MASK_TILE
+        blocks = (b, hq, (nq + tile - 1) // tile, (nkv + tile - 1) // tile)
+        _check_broadcast("block_mask", block_mask, blocks,
+                         f"[batch, heads_q, ceil(seqlen_q / {tile}), ceil(seqlen_kv / {tile})]")
+        _check_mask_tensor("block_mask", block_mask, q)
+        block_mask = block_mask.expand(*blocks).view(torch.uint8)
+    return attn_mask, block_mask
 
 
 def _check_size_limits(batch, heads_q, heads_kv, seqlen_q, seqlen_kv):

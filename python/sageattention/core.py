@@ -6,6 +6,7 @@ shapes, dtypes, devices and strides, and the kernel call is the opaque operator 
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -13,26 +14,40 @@ from . import _validate
 from . import ops
 from .ops import attention_forward
 
-__all__ = ["sageattn", "validate_call"]
+__all__ = ["sageattn", "validate_call", "Checked"]
+
+
+class Checked(NamedTuple):
+    """What `validate_call` derives from a valid call."""
+    head_dim: int
+    layout: int             # LAYOUT_HND / LAYOUT_NHD
+    sm_scale: float
+    granularity: int        # sageattn_qk_granularity code
+    kernel: int             # sageattn_kernel code
+    attn_mask: object       # None or the mask expanded to [B, Hq, Nq, Nkv]
+    block_mask: object      # None or the block mask expanded and viewed as uint8
 
 
 def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
-                  smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0,
-                  kernel="auto"):
+                  smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None,
+                  dropout_p=0.0, kernel="auto"):
     """Every check `sageattn` makes, with `sageattn`'s exact signature (a test keeps the two equal),
     so that `supports()` answers from the same code: raises what `sageattn` would raise, else
-    returns (head_dim, layout code, sm_scale, granularity code, kernel code)."""
+    returns a `Checked`."""
     layout, sm_scale, granularity, kernel_code = _validate.check_scalars(
         tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
         dropout_p, kernel)
-    head_dim = _validate.check_tensors(q, k, v, layout)
+    head_dim = _validate.check_tensor_shapes(q, k, v, layout)
+    attn_mask, block_mask = _validate.check_masks(q, k, layout, attn_mask, block_mask)
+    _validate.check_tensor_devices(q, k, v)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(head_dim)
-    return head_dim, layout, sm_scale, granularity, kernel_code
+    return Checked(head_dim, layout, sm_scale, granularity, kernel_code, attn_mask, block_mask)
 
 
 def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
-             smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0, kernel="auto"):
+             smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None, dropout_p=0.0,
+             kernel="auto"):
     """8-bit attention: INT8 Q.K^T (with K smoothing), 16-bit or FP8 P.V (by kernel), float32 accumulation.
 
     Args:
@@ -53,8 +68,19 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         smooth_k: subtract the per-channel mean of K before INT8 quantization (exact for the
             output; recommended).
         qk_quant_gran: "per_thread" (finer INT8 scales, default) or "per_warp".
-        attn_mask, dropout_p: accepted for signature compatibility with SDPA; anything other than
-            None / 0.0 raises NotImplementedError (never ignored silently).
+        attn_mask: SDPA's mask, broadcastable to [B, Hq, Nq, Nkv] (that order for both layouts):
+            torch.bool (True = attend) or float (torch.float32 or q's dtype) added to the scaled
+            scores (-inf masks; NaN counts as -inf and values above 1e30 as 1e30). Combines with
+            is_causal (both apply; SDPA refuses the pair). Query rows left with no key output zeros
+            and an LSE of -inf (SDPA gives NaN there). 128 x 128 tiles the mask removes entirely
+            are skipped; the mask costs one extra pass over it (docs/design/masks.md).
+        block_mask: block-sparse mask, torch.bool broadcastable to
+            [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)]: False skips the 128 x 128 tile of queries
+            and keys (as if masked), True computes it. Combines with attn_mask and is_causal; on
+            its own it costs nothing extra, so structured sparsity runs at the speed of the kept
+            tiles.
+        dropout_p: accepted for signature compatibility with SDPA; anything other than 0.0 raises
+            NotImplementedError (never ignored silently).
         kernel: "auto" (sm90_wgmma on compute capability 9.0 builds with 90a at head dims > 64,
             sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU) or
             "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; RuntimeError /
@@ -71,14 +97,15 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     Raises:
         TypeError for non-tensor inputs and unknown keyword arguments; ValueError for bad shapes,
         dtypes, devices (CPU tensors), layouts and scales; NotImplementedError for features not
-        supported yet (attn_mask, dropout, head_dim > 128, v head_dim != q head_dim, sizes
+        supported yet (dropout, head_dim > 128, v head_dim != q head_dim, sizes
         beyond the CUDA grid limits); `sageattention.supports(q, k, v, ...)` answers the same
         checks without raising.
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.
     """
-    head_dim, layout, sm_scale, granularity, kernel_code = validate_call(
+    head_dim, layout, sm_scale, granularity, kernel_code, attn_mask, block_mask = validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
-        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel)
+        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, block_mask=block_mask, dropout_p=dropout_p,
+        kernel=kernel)
 
     align = _validate.ALIGN_ELEMENTS
     padded_head_dim = (head_dim + align - 1) // align * align
@@ -86,9 +113,9 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     k_in = _validate.canonicalize(k, padded_head_dim)
     v_in = _validate.canonicalize(v, padded_head_dim)
 
-    run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in) else attention_forward
+    run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in, attn_mask, block_mask) else attention_forward
     out, lse = run(q_in, k_in, v_in, layout, bool(is_causal), sm_scale, bool(return_lse),
-                   bool(smooth_k), granularity, kernel_code)
+                   bool(smooth_k), granularity, kernel_code, True, attn_mask, block_mask)
     if padded_head_dim != head_dim:
         # clone rather than contiguous(): same result, and it also runs on fake tensors in
         # CPU-only torch builds (the tests trace this path without a GPU).

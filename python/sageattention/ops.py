@@ -8,7 +8,8 @@ Schema::
 
     sageattention::attention_forward(Tensor q, Tensor k, Tensor v, int layout, bool is_causal,
         float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, int kernel,
-        bool smooth_v=True) -> (Tensor, Tensor)            # (out, lse)
+        bool smooth_v=True, Tensor? attn_mask=None, Tensor? block_mask=None)
+        -> (Tensor, Tensor)                                  # (out, lse)
 
 - q, k, v: fp16/bf16 CUDA tensors in the layout named by ``layout`` (0 = HND [B, H, N, D],
   1 = NHD [B, N, H, D]), already validated by ``sageattn``: equal head_dim (a multiple of 8),
@@ -17,6 +18,9 @@ Schema::
 - lse: float32 [B, Hq, Nq] contiguous when return_lse, else an empty float32 tensor of shape [0]
   (an operator must always return the same number of tensors).
 - ``qk_granularity`` and ``kernel`` are the integer codes of the C enums.
+- attn_mask: None or a mask broadcastable to [B, Hq, Nq, Nkv] (bool, float32 or q's dtype);
+  block_mask: None or a bool mask broadcastable to [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)]
+  (see ``sageattn``). Checked again here (``check_masks``).
 
 ``attention_forward`` (module attribute) is the OpOverload to call.
 """
@@ -24,13 +28,14 @@ Schema::
 import torch
 
 from . import _launch
-from ._validate import LAYOUT_HND, LAYOUT_NHD, check_tensors, strides_ready
+from ._validate import LAYOUT_HND, LAYOUT_NHD, check_masks, check_tensors, strides_ready
 
 NAMESPACE = "sageattention"
 OP_NAME = "attention_forward"
 _SCHEMA_ARGS = (
     "(Tensor q, Tensor k, Tensor v, int layout, bool is_causal, float sm_scale, bool return_lse, "
-    "bool smooth_k, int qk_granularity, int kernel, bool smooth_v=True) -> (Tensor, Tensor)"
+    "bool smooth_k, int qk_granularity, int kernel, bool smooth_v=True, Tensor? attn_mask=None, "
+    "Tensor? block_mask=None) -> (Tensor, Tensor)"
 )
 
 
@@ -48,7 +53,7 @@ def _aligned(t):
 
 
 def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True,
-         empty_lse=True):
+         attn_mask=None, block_mask=None, empty_lse=True):
     """The op's real implementation on already-checked tensors: outputs, workspace and the launch.
     Without return_lse the second result is an empty tensor (the operator's schema), or None when
     `empty_lse` is False (eager callers that drop it save an allocation)."""
@@ -62,22 +67,23 @@ def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granular
     if return_lse:
         lse = torch.empty(_lse_shape(q, layout), dtype=torch.float32, device=q.device)
     _launch.forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-                    smooth_v)
+                    smooth_v, attn_mask, block_mask)
     if lse is None and empty_lse:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
     return out, lse
 
 
 def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel, smooth_v=True):
+                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None):
     # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
     # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
     # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
     if layout not in (LAYOUT_HND, LAYOUT_NHD):
         raise ValueError(f"layout must be {LAYOUT_HND} (HND) or {LAYOUT_NHD} (NHD), got {layout}")
     check_tensors(q, k, v, layout)
+    attn_mask, block_mask = check_masks(q, k, layout, attn_mask, block_mask)
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-                smooth_v)
+                smooth_v, attn_mask, block_mask)
 
 
 # Eager calls skip the operator dispatch (custom_op's Python autograd wrapper and the dispatcher
@@ -112,11 +118,12 @@ def _only_default_device_modes():
     return _DeviceContext is not None and all(isinstance(m, _DeviceContext) for m in _function_mode_stack())
 
 
-def eager_fast_path_ok(q, k, v):
-    """True when `call_eager` may replace the operator call for these inputs (checked by sageattn)."""
+def eager_fast_path_ok(*tensors):
+    """True when `call_eager` may replace the operator call for these inputs (q, k, v and the
+    masks, None where absent; checked by sageattn)."""
     if not EAGER_FAST_PATH or _is_compiling():
         return False
-    if type(q) is not torch.Tensor or type(k) is not torch.Tensor or type(v) is not torch.Tensor:
+    if any(type(t) is not torch.Tensor for t in tensors if t is not None):
         return False
     if any(probe() for probe in _mode_probes):
         return False
@@ -124,15 +131,15 @@ def eager_fast_path_ok(q, k, v):
 
 
 def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-               smooth_v=True):
-    """The operator's result without the dispatch, for tensors sageattn has checked (see above);
-    the LSE is None unless return_lse."""
+               smooth_v=True, attn_mask=None, block_mask=None):
+    """The operator's result without the dispatch, for tensors and masks sageattn has checked and
+    expanded (see above); the LSE is None unless return_lse."""
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-                smooth_v, empty_lse=False)
+                smooth_v, attn_mask, block_mask, empty_lse=False)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel, smooth_v=True):
+                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None):
     out = q.new_empty(q.shape)
     lse_shape = _lse_shape(q, layout) if return_lse else (0,)
     return out, q.new_empty(lse_shape, dtype=torch.float32)

@@ -64,7 +64,8 @@ def _dtype_code(dtype):
     raise ValueError(f"dtype must be float16, bfloat16 or e4m3, got {dtype!r}")
 
 
-def _run(function_name, q, k, v, sm_scale, is_causal, extra_args):
+def _run(function_name, q, k, v, sm_scale, is_causal, extra_args, mask=None):
+    """`mask`: the mask argument of sageattn_reference_emulated_masked (None for other entry points)."""
     q = _as_float32(q, "q")
     k = _as_float32(k, "k")
     v = _as_float32(v, "v")
@@ -72,9 +73,13 @@ def _run(function_name, q, k, v, sm_scale, is_causal, extra_args):
     b, hq, nq, d = q.shape
     out = np.empty((b, hq, nq, d), dtype=np.float64)
     lse = np.empty((b, hq, nq), dtype=np.float64)
+    mask_args = ()
+    if mask is not None:
+        mask = np.ascontiguousarray(np.broadcast_to(np.asarray(mask, dtype=np.float32), (b, hq, nq, k.shape[2])))
+        mask_args = (mask.ctypes.data,)
     status = getattr(_library.load(), function_name)(
         ctypes.byref(problem), *extra_args,
-        q.ctypes.data, k.ctypes.data, v.ctypes.data, out.ctypes.data, lse.ctypes.data,
+        q.ctypes.data, k.ctypes.data, v.ctypes.data, *mask_args, out.ctypes.data, lse.ctypes.data,
     )
     if status != Status.OK:
         # The reference entry points have no reason buffer; the Python checks above catch the
@@ -89,7 +94,7 @@ def attention_exact(q, k, v, sm_scale=None, is_causal=False):
 
 
 def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float16",
-                       qk_quant_gran="per_thread", smooth_k=True, smooth_v=False):
+                       qk_quant_gran="per_thread", smooth_k=True, smooth_v=False, mask=None):
     """The quantized kernel pipeline emulated on the CPU. Returns (out, lse).
 
     ``dtype`` is the 16-bit type the GPU call would get (P is rounded to it before P.V); the inputs
@@ -98,6 +103,8 @@ def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float1
     are still fp16/bf16 values, P tilde = e4m3(448 * exp2(x - m)) and V is quantized per channel to
     E4M3. ``smooth_v`` (subtract the per-channel V mean before quantizing V, add it back at the end)
     exists only for ``dtype="e4m3"``.
+    ``mask``: an additive float mask broadcastable to [B, Hq, Nq, Nkv] (-inf masks; booleans as
+    0 / -inf), added to the scores as the kernels add SAGEATTN_MASK_ADDITIVE values.
     """
     if qk_quant_gran not in GRANULARITY_CODES:
         raise ValueError(f"qk_quant_gran must be one of {sorted(GRANULARITY_CODES)}, got {qk_quant_gran!r}")
@@ -106,4 +113,6 @@ def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float1
         raise ValueError(f"smooth_v=True needs dtype='e4m3' (V smoothing is defined only for the FP8 P.V), "
                          f"got dtype={dtype!r}")
     extra = (int(GRANULARITY_CODES[qk_quant_gran]), int(bool(smooth_k)), int(bool(smooth_v)), pv_dtype)
-    return _run("sageattn_reference_emulated_v2", q, k, v, sm_scale, is_causal, extra)
+    if mask is None:
+        return _run("sageattn_reference_emulated_v2", q, k, v, sm_scale, is_causal, extra)
+    return _run("sageattn_reference_emulated_masked", q, k, v, sm_scale, is_causal, extra, mask)

@@ -7,7 +7,7 @@ patch chained onto another one), with the reason counted:
 
 | reason              | why the call stays on SDPA                                                   |
 |---------------------|------------------------------------------------------------------------------|
-| ``attn_mask``       | any mask (no masked kernel yet)                                              |
+| ``attn_mask``       | any mask (not routed yet: call ``sageattn(..., attn_mask=...)`` directly)     |
 | ``dropout``         | ``dropout_p != 0`` (inference kernels)                                       |
 | ``tensor_subclass`` | inputs with ``__torch_function__`` (DTensor, ...): their own SDPA rules apply |
 | ``not_4d``          | SDPA also takes 3-D and 5-D+ inputs; ours are [B, H, N, D] only              |

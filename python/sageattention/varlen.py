@@ -117,7 +117,7 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
             j <= i + len_k - len_q).
         sm_scale: softmax scale, default 1/sqrt(D). smooth_k: K smoothing per sequence (exact).
         **kwargs: ``tensor_layout="NHD"`` (the packed layout; callers pass it) and the keywords of
-            _compat_kwargs (attn_mask=None, dropout_p=0, flash-attn's softmax_scale / causal, ...);
+            _compat_kwargs (attn_mask=None only, dropout_p=0, flash-attn's softmax_scale / causal, ...);
             anything else raises TypeError.
 
     Returns [total_q, Hq, D] in q's dtype. Upstream smooths K with one mean over the whole packed
@@ -128,6 +128,9 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
     if layout != "NHD":
         raise ValueError(f'{_NAME}: packed inputs [total_tokens, heads, head_dim] are "NHD"; got tensor_layout={layout!r}')
     sm_scale, is_causal, attn_mask, dropout_p = _compat_kwargs.resolve(_NAME, extra, sm_scale, is_causal)
+    if attn_mask is not None:
+        raise NotImplementedError(f"{_NAME} does not support attn_mask yet (it is never ignored silently); "
+                                  "use is_causal, or sageattn on padded batches with attn_mask")
     _validate.check_scalars("NHD", is_causal, sm_scale, False, smooth_k, "per_thread", attn_mask,
                             dropout_p, "auto")
     _check_packed(q, k, v)

@@ -11,6 +11,7 @@
 #include "api/workspace.h"
 #include "common/kernel_args.h"
 #include "common/tiling.h"
+#include "mask/classify_tiles.h"
 #include "quant/quantize_qk.h"
 #include "sageattn/sageattn.h"
 #include "sm80/attention_sm80.h"
@@ -134,6 +135,40 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
   return a;
 }
 
+MaskView view_of(const sageattn_mask& m) {
+  return {m.data, m.stride_batch, m.stride_head, m.stride_row, m.stride_column};
+}
+
+MaskTileArgs make_mask_tile_args(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
+                                 void* workspace) {
+  MaskTileArgs a{};
+  a.mask = view_of(p.mask);
+  a.mask_type = p.mask_type;
+  a.block_mask = view_of(p.block_mask);
+  a.seqlen_q = p.seqlen_q;
+  a.seqlen_kv = p.seqlen_kv;
+  a.q_blocks = plan.q_blocks;
+  a.kv_blocks = plan.mask_kv_blocks;
+  a.code_batch = plan.code_batch;
+  a.code_heads = plan.code_heads;
+  a.codes = region<uint8_t>(workspace, layout.tile_codes);
+  return a;
+}
+
+// Where the kernels read their tile codes: the mask pass's output (broadcast dimensions of extent 1
+// get stride 0), else the caller's block mask as it is, else nowhere (every tile plain).
+void set_mask_args(const sageattn_params& p, const Plan& plan, const MaskTileArgs& codes, AttentionArgs& a) {
+  if (plan.mask_pass) {
+    const int64_t per_head = static_cast<int64_t>(plan.q_blocks) * plan.mask_kv_blocks;
+    a.tile_codes = {codes.codes, plan.code_batch == 1 ? 0 : plan.code_heads * per_head,
+                    plan.code_heads == 1 ? 0 : per_head, plan.mask_kv_blocks, 1};
+    a.mask = view_of(p.mask);
+    a.mask_type = p.mask_type;
+  } else if (p.block_mask.data != nullptr) {
+    a.tile_codes = view_of(p.block_mask);
+  }
+}
+
 AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& quant) {
   AttentionArgs a{};
   a.q_int8 = quant.q_int8;
@@ -164,12 +199,18 @@ AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& 
 }
 
 // The pre-pass and the attention kernel of the plan: 3 launches with K smoothing (2 without on the
-// sm80 path): statistics, quantization, attention.
+// sm80 path): statistics, quantization, attention; one more (first) with an element mask.
 cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout, void* workspace,
                        cudaStream_t stream) {
   const sageattn_dtype dtype = static_cast<sageattn_dtype>(p.dtype);  // checked by check_params
   const QuantizeArgs quant = make_quantize_args(p, plan, layout, workspace);
   AttentionArgs args = make_attention_args(p, quant);
+  const MaskTileArgs codes = plan.mask_pass ? make_mask_tile_args(p, plan, layout, workspace) : MaskTileArgs{};
+  if (plan.mask_pass) {
+    const cudaError_t err = launch_classify_tiles(codes, dtype, stream);
+    if (err != cudaSuccess) return err;
+  }
+  set_mask_args(p, plan, codes, args);
   if (plan.kernel != SAGEATTN_KERNEL_SM90_WGMMA) {
     const cudaError_t err = launch_quantize_qk(quant, dtype, stream);
     if (err != cudaSuccess) return err;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <sstream>
 
+#include "common/tile_codes.h"
 #include "common/tiling.h"
 
 namespace sageattn {
@@ -52,6 +53,34 @@ void check_tensor(Checker& c, const char* name, const sageattn_tensor& t) {
             ": strides must be multiples of 8 elements so that rows are 16-byte aligned (got batch ",
             t.stride_batch, ", head ", t.stride_head, ", token ", t.stride_token,
             "); pad the head dim or make the tensor contiguous");
+}
+
+void check_mask_strides(Checker& c, const char* name, const sageattn_mask& m) {
+  c.require(m.stride_batch >= 0 && m.stride_head >= 0 && m.stride_row >= 0 && m.stride_column >= 0,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, name, ": strides must be non-negative (got batch ", m.stride_batch,
+            ", head ", m.stride_head, ", row ", m.stride_row, ", column ", m.stride_column, ")");
+}
+
+void check_masks(Checker& c, const sageattn_params& p) {
+  c.require(p.mask_type == SAGEATTN_MASK_NONE || p.mask_type == SAGEATTN_MASK_BOOL ||
+                p.mask_type == SAGEATTN_MASK_ADDITIVE || p.mask_type == SAGEATTN_MASK_ADDITIVE_FP32,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown mask_type ", p.mask_type);
+  if (p.mask_type == SAGEATTN_MASK_NONE) {
+    c.require(p.mask.data == nullptr, SAGEATTN_STATUS_INVALID_ARGUMENT,
+              "mask.data is set but mask_type is SAGEATTN_MASK_NONE (a mask is never ignored: set mask_type)");
+  } else {
+    c.require(p.mask.data != nullptr, SAGEATTN_STATUS_INVALID_ARGUMENT, "mask: data pointer is NULL");
+    check_mask_strides(c, "mask", p.mask);
+    const uintptr_t alignment = p.mask_type == SAGEATTN_MASK_ADDITIVE ? 2 : p.mask_type == SAGEATTN_MASK_ADDITIVE_FP32 ? 4 : 1;
+    c.require(reinterpret_cast<uintptr_t>(p.mask.data) % alignment == 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
+              "mask: the data pointer must be aligned to its element size (", alignment, " bytes)");
+    // The mask pass runs one CTA per code on a 1-D grid.
+    const int64_t codes = static_cast<int64_t>(p.batch) * p.heads_q * ceil_div(p.seqlen_q, kMaskBlock) *
+                          ceil_div(p.seqlen_kv, kMaskBlock);
+    c.require(codes <= kMaxGridX, SAGEATTN_STATUS_UNSUPPORTED, "the mask is too large: ", codes,
+              " tiles of 128 x 128 exceed the CUDA grid limit of ", kMaxGridX, "; split the batch");
+  }
+  if (p.block_mask.data != nullptr) check_mask_strides(c, "block_mask", p.block_mask);
 }
 
 }  // namespace
@@ -105,6 +134,7 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
             "smooth_v must be 0 or 1 (got ", p.smooth_v, ")");
   c.require(std::isfinite(p.sm_scale) && p.sm_scale > 0.0f, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "sm_scale must be finite and > 0 (got ", p.sm_scale, ")");
+  check_masks(c, p);
   check_tensor(c, "q", p.q);
   check_tensor(c, "k", p.k);
   check_tensor(c, "v", p.v);

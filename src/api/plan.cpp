@@ -1,5 +1,6 @@
 #include "api/plan.h"
 
+#include "common/tile_codes.h"
 #include "common/tiling.h"
 
 namespace sageattn {
@@ -40,6 +41,13 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   } else {
     plan.padded_head_dim = padded_head_dim(p.head_dim);
     plan.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
+  }
+  plan.mask_kv_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kMaskBlock));
+  plan.mask_pass = p.mask_type != SAGEATTN_MASK_NONE;
+  if (plan.mask_pass) {
+    const bool block = p.block_mask.data != nullptr;
+    plan.code_batch = p.mask.stride_batch == 0 && (!block || p.block_mask.stride_batch == 0) ? 1 : p.batch;
+    plan.code_heads = p.mask.stride_head == 0 && (!block || p.block_mask.stride_head == 0) ? 1 : p.heads_q;
   }
   return SAGEATTN_STATUS_OK;
 }

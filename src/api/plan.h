@@ -15,6 +15,12 @@ struct Plan {
   int k_blocks = 0;           // 64-token K quantization blocks (even on sm90: 128-token tiles)
   bool fp8_v = false;         // V is quantized to FP8 tiles (sm90)
   int v_tiles = 0;            // 128-token FP8 V tiles
+  // Masks (docs/design/masks.md): the mask pass runs when an element mask is given and writes one
+  // code per (code_batch, code_heads, q_blocks, mask_kv_blocks); a dimension both masks broadcast
+  // over has extent 1.
+  bool mask_pass = false;
+  int mask_kv_blocks = 0;     // 128-key blocks
+  int code_batch = 0, code_heads = 0;
 };
 
 // True when this build contains the sm_90a kernels.

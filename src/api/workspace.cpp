@@ -51,6 +51,10 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
     layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
+  if (plan.mask_pass) {
+    layout.tile_codes = regions.take(static_cast<size_t>(plan.code_batch) * plan.code_heads * q_blocks *
+                                     static_cast<size_t>(plan.mask_kv_blocks));
+  }
   layout.total_bytes = regions.end();
   return layout;
 }

@@ -4,6 +4,13 @@
 
 namespace sageattn {
 
+// A [batch, head, row, column] view with strides in elements (0 broadcasts): the element mask,
+// the block mask and the tile codes. data == NULL: absent.
+struct MaskView {
+  const void* data;
+  int64_t stride_batch, stride_head, stride_row, stride_column;
+};
+
 struct QuantizeArgs {
   const void* q;
   int64_t q_stride_batch, q_stride_head, q_stride_token;
@@ -65,6 +72,25 @@ struct AttentionArgs {
   int q_blocks, k_blocks;
   float sm_scale;         // tau
   float sm_scale_log2;    // tau * log2(e)
+  // Masks (docs/design/masks.md). One TileCode byte per (128-row Q block, 128-key block); absent
+  // when every tile is kTilePlain.
+  MaskView tile_codes;
+  // The element mask (a sageattn_mask_type, [B, Hq, Nq, Nkv]), read only on tiles coded
+  // kTileElementMask; absent without one.
+  MaskView mask;
+  int mask_type;
+};
+
+// The pass that classifies the tiles of an element mask (and folds in a block mask), writing the
+// TileCode of every (batch, head, Q block, key block) of the codes' broadcast shape.
+struct MaskTileArgs {
+  MaskView mask;
+  int mask_type;
+  MaskView block_mask;  // may be absent
+  int seqlen_q, seqlen_kv;
+  int q_blocks, kv_blocks;     // 128-row / 128-key blocks
+  int code_batch, code_heads;  // 1 where both masks broadcast, else batch / heads_q
+  uint8_t* codes;              // [code_batch, code_heads, q_blocks, kv_blocks]
 };
 
 }  // namespace sageattn

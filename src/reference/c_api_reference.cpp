@@ -68,11 +68,11 @@ SAGEATTN_API sageattn_status sageattn_reference_exact(const sageattn_reference_p
   return guarded([&] { ref::attention_exact(*problem, q, k, v, out, lse); });
 }
 
-SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_reference_problem* problem,
-                                                            int32_t granularity, int32_t smooth_k,
-                                                            int32_t smooth_v, int32_t pv_dtype,
-                                                            const float* q, const float* k,
-                                                            const float* v, double* out, double* lse) {
+SAGEATTN_API sageattn_status sageattn_reference_emulated_masked(const sageattn_reference_problem* problem,
+                                                                int32_t granularity, int32_t smooth_k,
+                                                                int32_t smooth_v, int32_t pv_dtype,
+                                                                const float* q, const float* k, const float* v,
+                                                                const float* mask, double* out, double* lse) {
   if (!problem_is_valid(problem, q, k, v, out)) return SAGEATTN_STATUS_INVALID_ARGUMENT;
   const int64_t raw_granularity = granularity;
   if (raw_granularity != SAGEATTN_QK_GRANULARITY_PER_THREAD &&
@@ -87,8 +87,17 @@ SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_refer
   if (smooth_v == 1 && raw_dtype != SAGEATTN_DTYPE_E4M3) return SAGEATTN_STATUS_INVALID_ARGUMENT;
   return guarded([&] {
     ref::attention_emulated(*problem, static_cast<sageattn_qk_granularity>(granularity), smooth_k != 0,
-                            smooth_v != 0, static_cast<sageattn_dtype>(pv_dtype), q, k, v, out, lse);
+                            smooth_v != 0, static_cast<sageattn_dtype>(pv_dtype), q, k, v, out, lse, mask);
   });
+}
+
+SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_reference_problem* problem,
+                                                            int32_t granularity, int32_t smooth_k,
+                                                            int32_t smooth_v, int32_t pv_dtype,
+                                                            const float* q, const float* k,
+                                                            const float* v, double* out, double* lse) {
+  return sageattn_reference_emulated_masked(problem, granularity, smooth_k, smooth_v, pv_dtype, q, k, v, nullptr,
+                                            out, lse);
 }
 
 // The original entry point: the 16-bit P.V of the sm80 kernel only (E4M3 and smooth_v need _v2).

@@ -436,7 +436,7 @@ EmulatedKv prepare_kv(const float* k_head, const float* v_head, int64_t tokens, 
 
 void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granularity granularity, bool smooth_k,
                         bool smooth_v, sageattn_dtype pv_dtype, const float* q, const float* k, const float* v,
-                        double* out, double* lse) {
+                        double* out, double* lse, const float* mask) {
   const bool fp8_pv = pv_dtype == SAGEATTN_DTYPE_E4M3;
   if (smooth_v && !fp8_pv) throw std::invalid_argument("smooth_v is defined only for the E4M3 P.V");
   const int d = p.head_dim;
@@ -483,11 +483,17 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
       // Dequantize exactly as the kernel does: q_factor once per row, q_factor * scale_k once per tile,
       // then one float multiply per score; the row max is taken over those float scores.
       const float q_factor = q_block.scale_of(local) * tau_log2e;
+      const float* mask_row = mask ? mask + ((block.b * p.heads_q + block.h) * nq + i) * nk : nullptr;
       float row_max = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < keys; ++j) {
         const float dequant = q_factor * kv.k_scale[j];
         scores[j] = static_cast<float>(dots[j]) * dequant;
+        if (mask_row) scores[j] += mask_row[j] * static_cast<float>(kLog2e);
         row_max = std::max(row_max, scores[j]);
+      }
+      if (row_max == -std::numeric_limits<float>::infinity()) {  // the mask removed every key
+        write_empty_row(out_row, lse_row, d);
+        continue;
       }
       // Base-2 softmax in double; only P is rounded, to the dtype the tensor core consumes. The row sum
       // uses the unrounded P, as the kernel sums its float P before converting it. The FP8 path works

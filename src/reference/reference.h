@@ -134,6 +134,8 @@ inline int64_t allowed_keys(const sageattn_reference_problem& problem, int64_t r
 SAGEATTN_REFERENCE_EXPORT void attention_exact(const sageattn_reference_problem& problem, const float* q,
                                                const float* k, const float* v, double* out, double* lse);
 
+// `mask` (optional, float32 [batch, heads_q, seqlen_q, seqlen_kv] contiguous) is added to the scores
+// as the kernels add an additive mask: x = float(s * dequant) + float(mask * log2(e)); -inf masks.
 // The quantized pipeline. pv_dtype FP16/BF16: P rounded to it, V used as given (the sm80 kernel).
 // pv_dtype E4M3: the FP8 P.V of quantization.md ("FP8 P.V"): per-channel V scales, optional V
 // smoothing, P tilde = e4m3(448 * exp2(x - m)). smooth_v is only defined for E4M3; with a 16-bit
@@ -141,7 +143,8 @@ SAGEATTN_REFERENCE_EXPORT void attention_exact(const sageattn_reference_problem&
 SAGEATTN_REFERENCE_EXPORT void attention_emulated(const sageattn_reference_problem& problem,
                                                   sageattn_qk_granularity granularity, bool smooth_k,
                                                   bool smooth_v, sageattn_dtype pv_dtype, const float* q,
-                                                  const float* k, const float* v, double* out, double* lse);
+                                                  const float* k, const float* v, double* out, double* lse,
+                                                  const float* mask = nullptr);
 
 // ---- FP8 V quantization (per channel over all tokens of one (batch, kv head)) ---------------------
 

@@ -11,6 +11,7 @@
 #include "common/element.cuh"
 #include "common/key_range.cuh"
 #include "common/kernel_args.h"
+#include "common/mask.cuh"
 #include "ptx/cp_async.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "sm80/online_softmax.cuh"
@@ -20,7 +21,9 @@
 
 namespace sageattn::sm80 {
 
-template <class Tr, bool kCausal>
+// kMasks: the call has tile codes (a block mask or an element mask); without, every mask test
+// compiles away and the instantiation is the plain kernel.
+template <class Tr, bool kCausal, bool kMasks>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     attention_sm80_kernel(const AttentionArgs a) {
   using T = typename Tr::T;
@@ -50,21 +53,25 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
   const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(a.seqlen_q, a.seqlen_kv, a.k_blocks, q_start);
   using Loader = TileLoader<Tr>;
-  auto smem_k = [&](int tile) { return smem + Tr::kKOffset + (tile % Tr::kStages) * Tr::kKTileBytes; };
-  auto smem_v = [&](int tile) { return smem + Tr::kVOffset + (tile % Tr::kStages) * Tr::kVTileBytes; };
+  auto smem_k = [&](int slot) { return smem + Tr::kKOffset + (slot % Tr::kStages) * Tr::kKTileBytes; };
+  auto smem_v = [&](int slot) { return smem + Tr::kVOffset + (slot % Tr::kStages) * Tr::kVTileBytes; };
 
+  // Tiles a mask removes entirely are never loaded; `slot` counts the tiles visited (it picks the
+  // stage), `tile` is the key tile's index.
+  const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};
   // One commit group per tile (K and V together): a tile's data is waited for once and one barrier
-  // per tile suffices. The group of tile j+1 is issued right after the barrier of tile j, into the
-  // stage that tile j-1 used, which every warp has finished reading by then.
-  auto load_tile = [&](int tile) {
+  // per tile suffices. The group of the next visited tile is issued right after the barrier of the
+  // current one, into the stage that the previous one used, which every warp has finished reading.
+  auto load_tile = [&](int slot, int tile) {
     if (tile < keys.tiles) {
-      Loader::load_k(smem_k(tile), k_head, tile);
-      Loader::load_v(smem_v(tile), v_head, a.v_stride_token, tile, a.seqlen_kv, a.head_dim);
+      Loader::load_k(smem_k(slot), k_head, tile);
+      Loader::load_v(smem_v(slot), v_head, a.v_stride_token, tile, a.seqlen_kv, a.head_dim);
     }
     ptx::cp_async_commit();
   };
   Loader::load_q(smem_q, q_rows);
-  load_tile(0);
+  int tile = codes.next_visited<kKBlockTokens>(0, keys.tiles);
+  load_tile(0, tile);
 
   float o[Tr::kMTiles][Tr::kDTiles][4];
 #pragma unroll
@@ -77,16 +84,16 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   softmax.init();
 
   const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
-  // One K/V tile. kMasked is a compile-time tag so that the unmasked loop, where nearly all the
-  // time goes, carries no masking code.
-  auto process_tile = [&](int tile, auto masked_tag) {
+  // One K/V tile. kMasked is a compile-time tag so that the unmasked path, where nearly all the
+  // time goes, carries no masking code; `element` (masked path only) applies the element mask.
+  auto process_tile = [&](int slot, int tile, int next, auto masked_tag, bool element) {
     constexpr bool kMasked = decltype(masked_tag)::value;
     ptx::cp_async_wait<0>();  // this tile's K and V have landed
     __syncthreads();
-    load_tile(tile + 1);
+    load_tile(slot + 1, next);
 
     int32_t s[Tr::kMTiles][Tr::kNTiles][4];
-    WarpMma<Tr>::qk(s, smem_q, smem_k(tile), warp, lane);
+    WarpMma<Tr>::qk(s, smem_q, smem_k(slot), warp, lane);
 
     const float c = q_factor * k_scales[tile * kKGroupsPerBlock + lane % 4];
     float p[Tr::kMTiles][Tr::kNTiles][4];
@@ -103,7 +110,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
             const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
             const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
-            p[mt][nt][i] = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
+            float x = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
+            if (kMasks && element && allowed && row < a.seqlen_q) x += mask_term_log2<T>(a, mask_row<T>(a, batch, head, row), key);
+            p[mt][nt][i] = x;
           }
       softmax.update(p, rescale);
     }
@@ -123,11 +132,22 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
     uint32_t p_packed[Tr::kMTiles][Tr::kPVSteps][4];
     WarpMma<Tr>::pack_p(p_packed, p);
-    WarpMma<Tr>::pv(o, p_packed, smem_v(tile), lane);
+    WarpMma<Tr>::pv(o, p_packed, smem_v(slot), lane);
   };
-  int tile = 0;
-  for (; tile < keys.unmasked_tiles; ++tile) process_tile(tile, std::false_type{});
-  for (; tile < keys.tiles; ++tile) process_tile(tile, std::true_type{});
+  if constexpr (!kMasks) {
+    for (; tile < keys.unmasked_tiles; ++tile) process_tile(tile, tile, tile + 1, std::false_type{}, false);
+    for (; tile < keys.tiles; ++tile) process_tile(tile, tile, tile + 1, std::true_type{}, false);
+  } else {
+    for (int slot = 0; tile < keys.tiles; ++slot) {
+      const int next = codes.next_visited<kKBlockTokens>(tile + 1, keys.tiles);
+      const bool element = a.mask.data != nullptr && codes.code<kKBlockTokens>(tile) == kTileElementMask;
+      if (tile < keys.unmasked_tiles && !element)
+        process_tile(slot, tile, next, std::false_type{}, false);
+      else
+        process_tile(slot, tile, next, std::true_type{}, element);
+      tile = next;
+    }
+  }
   ptx::cp_async_wait<0>();
 
   // Epilogue: normalize, convert, store the valid rows and channels; LSE in natural log.

@@ -1,4 +1,5 @@
-// Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128} x causal {no, yes}.
+// Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128} x causal {no, yes} x
+// masks {no, yes}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -12,7 +13,8 @@ namespace sageattn::sm80 {
 template <int kHeadDim, typename T, bool kCausal>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   using Tr = Traits<kHeadDim, T>;
-  auto kernel = attention_sm80_kernel<Tr, kCausal>;
+  auto kernel = a.tile_codes.data != nullptr ? attention_sm80_kernel<Tr, kCausal, true>
+                                             : attention_sm80_kernel<Tr, kCausal, false>;
   // Above 48 KB of dynamic shared memory a kernel must opt in; the attribute is per function and
   // per device, and setting it again is cheap, so it is set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);

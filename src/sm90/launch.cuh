@@ -1,4 +1,5 @@
-// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes}.
+// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes} x masks {none, block
+// codes only, block codes and element mask}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -10,7 +11,9 @@ namespace sageattn::sm90 {
 
 template <typename T, bool kCausal>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  auto kernel = attention_sm90_kernel<T, kCausal>;
+  auto kernel = a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, false>
+                : a.mask.data == nullptr      ? attention_sm90_kernel<T, kCausal, true, false>
+                                              : attention_sm90_kernel<T, kCausal, true, true>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;

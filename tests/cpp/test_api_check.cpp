@@ -104,6 +104,53 @@ TEST(ApiDefaults, DefaultParams) {
   EXPECT_EQ(p.is_causal, 0);
   EXPECT_EQ(p.lse, nullptr);
   EXPECT_EQ(p.q.data, nullptr);
+  EXPECT_EQ(p.mask_type, SAGEATTN_MASK_NONE);
+  EXPECT_EQ(p.mask.data, nullptr);
+  EXPECT_EQ(p.block_mask.data, nullptr);
+}
+
+TEST(ApiCheck, Masks) {
+  const void* kMaskData = reinterpret_cast<const void*>(0x60000000u);
+  auto with_mask = [kMaskData](int type, uintptr_t offset = 0) {
+    return [kMaskData, type, offset](sageattn_params& p) {
+      p.mask_type = type;
+      p.mask.data = static_cast<const char*>(kMaskData) + offset;
+      p.mask.stride_row = p.seqlen_kv;
+      p.mask.stride_column = 1;
+    };
+  };
+  const sageattn_status ok = SAGEATTN_STATUS_OK;
+  expect_status(with_mask(SAGEATTN_MASK_BOOL, 1), ok, "bool mask, any address");
+  expect_status(with_mask(SAGEATTN_MASK_ADDITIVE, 2), ok, "additive mask, 2-byte aligned");
+  expect_status(with_mask(SAGEATTN_MASK_ADDITIVE_FP32, 4), ok, "fp32 mask, 4-byte aligned");
+  expect_status(with_mask(SAGEATTN_MASK_ADDITIVE, 1), kInvalid, "additive mask, odd address");
+  expect_status(with_mask(SAGEATTN_MASK_ADDITIVE_FP32, 2), kInvalid, "fp32 mask, 2-byte aligned");
+  expect_status(with_mask(4), kInvalid, "mask type 4");
+  expect_status(with_mask(-1), kInvalid, "mask type -1");
+  expect_status(with_mask(SAGEATTN_MASK_NONE), kInvalid, "data without a type: never ignored");
+  expect_status([](sageattn_params& p) { p.mask_type = SAGEATTN_MASK_BOOL; }, kInvalid, "type without data");
+  expect_status(
+      [&](sageattn_params& p) {
+        with_mask(SAGEATTN_MASK_BOOL)(p);
+        p.mask.stride_head = -1;
+      },
+      kInvalid, "negative mask stride");
+  expect_status([kMaskData](sageattn_params& p) { p.block_mask.data = kMaskData; }, ok, "block mask alone");
+  expect_status(
+      [kMaskData](sageattn_params& p) {
+        p.block_mask.data = kMaskData;
+        p.block_mask.stride_column = -1;
+      },
+      kInvalid, "negative block mask stride");
+  // The mask pass runs one CTA per 128 x 128 tile: 65535 heads x 2^13 x 2^13 tiles exceed 2^31 - 1.
+  expect_status(
+      [&](sageattn_params& p) {
+        with_mask(SAGEATTN_MASK_BOOL)(p);
+        p.heads_q = 65535;
+        p.heads_kv = 1;
+        p.seqlen_q = p.seqlen_kv = 1 << 20;
+      },
+      kUnsupported, "mask pass grid");
 }
 
 TEST(ApiCheck, ValidParamsPassWithEmptyReason) {

@@ -66,6 +66,17 @@ def subprocess_env():
     return env
 
 
+@pytest.fixture(params=["sm80_mma", "sm90_wgmma"])
+def kernel(request, library):
+    """Each kernel the device can run: sm80_mma everywhere, sm90_wgmma on compute capability 9.0
+    with a build that has 90a (skipped elsewhere). For the GPU tests."""
+    from gpu_helpers import sm90_available
+
+    if request.param == "sm90_wgmma" and not sm90_available(library):
+        pytest.skip("sm90_wgmma needs a compute capability 9.0 GPU and a build with 90a")
+    return request.param
+
+
 @pytest.fixture
 def fake_cuda_mode():
     """A FakeTensorMode in which CUDA tensors can be made without a GPU (metadata only); skips on

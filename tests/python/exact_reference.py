@@ -46,21 +46,33 @@ def varlen_attention(q, k, v, cu_q, cu_k, is_causal=False, sm_scale=None):
     return torch.einsum("hij,hjd->hid", p, vd).transpose(0, 1)
 
 
-def dense_nhd(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, **_):
-    """Stands in for core.sageattn (float64, any device): same layouts, causal convention, LSE."""
+def dense_nhd(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
+              attn_mask=None, **_):
+    """Stands in for core.sageattn (float64, any device): same layouts, causal convention, LSE,
+    attn_mask (an already combined element mask)."""
     out, lse = torch_reference.attention(q, k, v, sm_scale=sm_scale, is_causal=bool(is_causal),
-                                         layout=tensor_layout.upper())
+                                         layout=tensor_layout.upper(), attn_mask=attn_mask)
     out = out.transpose(1, 2) if tensor_layout.upper() == "NHD" else out
     return (out, lse) if return_lse else out
 
 
 def exact_sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
-                   smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, dropout_p=0.0, kernel="auto"):
-    """A CPU stand-in for `sageattn` with its signature and argument checks (masks and dropout are
-    refused as sageattn refuses them) but exact attention, rounded to q's dtype."""
-    _validate.check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
-                            attn_mask, dropout_p, kernel)
-    result = dense_nhd(q, k, v, tensor_layout, is_causal, sm_scale, return_lse)
+                   smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None,
+                   dropout_p=0.0, kernel="auto"):
+    """A CPU stand-in for `sageattn` with its signature and scalar checks (dropout is refused as
+    sageattn refuses it) but exact attention, rounded to q's dtype; masks as sageattn defines them."""
+    layout = _validate.check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k,
+                                     qk_quant_gran, attn_mask, dropout_p, kernel)[0]
+    if block_mask is not None:
+        nq, nkv = _validate._dims(q, layout)[2], _validate._dims(k, layout)[2]
+        dense = torch_reference.expand_block_mask(block_mask, nq, nkv)
+        if attn_mask is None:
+            attn_mask = dense
+        elif attn_mask.dtype == torch.bool:
+            attn_mask = attn_mask & dense
+        else:
+            attn_mask = attn_mask.masked_fill(~dense, float("-inf"))
+    result = dense_nhd(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, attn_mask=attn_mask)
     out, lse = result if return_lse else (result, None)
     out = out.to(q.dtype)
     return (out, lse.float()) if return_lse else out

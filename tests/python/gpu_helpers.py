@@ -88,6 +88,8 @@ def emulated(q, k, v, layout="HND", kernel="sm80_mma", **kw):
         kw = dict(kw, dtype="e4m3", smooth_v=True)
     else:
         kw = dict(kw, dtype="bfloat16" if q.dtype == torch.bfloat16 else "float16")
+    if isinstance(kw.get("mask"), torch.Tensor):  # an additive float mask [B, Hq, Nq, Nkv] (broadcastable)
+        kw["mask"] = kw["mask"].float().cpu().numpy()
     qn, kn, vn = (hnd(t, layout).float().cpu().contiguous().numpy() for t in (q, k, v))
     out, lse = reference.attention_emulated(qn, kn, vn, **kw)
     return torch.from_numpy(out).cuda(), torch.from_numpy(lse).cuda()

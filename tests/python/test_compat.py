@@ -173,12 +173,13 @@ def test_smooth_v_runs_the_smoothing_wrapper(monkeypatch, qkv, name):
     assert len(seen) == 1
 
 
-def test_attn_mask_tensor_is_refused_by_the_real_path(fake_cuda_mode):
+def test_attn_mask_reaches_the_real_path(fake_cuda_mode):
     with fake_cuda_mode:
         q = torch.empty(1, 2, 8, 64, dtype=torch.float16, device="cuda")
         mask = torch.ones(8, 8, dtype=torch.bool, device="cuda")
-        with pytest.raises(NotImplementedError, match="attn_mask"):
-            compat.sageattn_qk_int8_pv_fp16_triton(q, q, q, attn_mask=mask)
+        assert compat.sageattn_qk_int8_pv_fp16_triton(q, q, q, attn_mask=mask).shape == q.shape
+        with pytest.raises(ValueError, match="attn_mask of shape"):
+            compat.sageattn_qk_int8_pv_fp16_triton(q, q, q, attn_mask=torch.ones(8, 7, dtype=torch.bool, device="cuda"))
         with pytest.raises(NotImplementedError, match="dropout"):
             compat.sageattn_qk_int8_pv_fp8_cuda(q, q, q, dropout_p=0.1)
 

@@ -11,7 +11,7 @@ import torch
 from sageattention import sageattn
 
 from gpu_helpers import (FP8_ATOL_FRAC, assert_lse_oracle, assert_oracle, emulated, exact, hnd, make_inputs,
-                         poison_allocator, rel_l1, sm90_available)
+                         poison_allocator, rel_l1)
 
 pytestmark = pytest.mark.gpu
 
@@ -22,13 +22,8 @@ def _no_grad(library):
         yield
 
 
-# Every test runs on each kernel the device can run (sm80_mma everywhere, sm90_wgmma on Hopper
-# builds with 90a), whatever "auto" would pick.
-@pytest.fixture(params=["sm80_mma", "sm90_wgmma"])
-def kernel(request, library):
-    if request.param == "sm90_wgmma" and not sm90_available(library):
-        pytest.skip("sm90_wgmma needs a compute capability 9.0 GPU and a build with 90a")
-    return request.param
+# `kernel` (conftest.py): every test runs on each kernel the device can run (sm80_mma everywhere,
+# sm90_wgmma on Hopper builds with 90a), whatever "auto" would pick.
 
 
 def check_call(q, k, v, kernel, layout="HND", is_causal=False, sm_scale=None, qk_quant_gran="per_thread",

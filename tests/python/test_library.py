@@ -45,10 +45,13 @@ def test_abi_version_and_defaults(library):
 
 def test_struct_layout_matches_header():
     # Hand-computed from sageattn.h for LP64 (8-byte pointers, 4-byte enums): 8 x 4-byte fields,
-    # 4 tensors of 32 bytes, the lse pointer, then float + 6 x 4-byte fields = 196, padded to 200.
+    # 4 tensors of 32 bytes, the lse pointer, then float + 7 x 4-byte fields = 200, then two masks
+    # of 40 bytes (pointer + 4 strides).
     assert ctypes.sizeof(SageattnTensor) == 32
-    assert ctypes.sizeof(SageattnParams) == 200
-    assert SageattnParams.smooth_v.offset == 192
+    assert ctypes.sizeof(_abi.SageattnMask) == 40
+    assert ctypes.sizeof(SageattnParams) == 280
+    assert SageattnParams.smooth_v.offset == 192 and SageattnParams.mask_type.offset == 196
+    assert SageattnParams.mask.offset == 200 and SageattnParams.block_mask.offset == 240
     assert SageattnParams.q.offset == 32 and SageattnParams.out.offset == 128
     assert SageattnParams.lse.offset == 160 and SageattnParams.sm_arch.offset == 188
     assert ctypes.sizeof(SageattnReferenceProblem) == 40
@@ -61,6 +64,7 @@ def test_params_packer_writes_named_fields():
     for base in (1000, 2000, 3000, 4000):  # q, k, v, out: data, stride_batch, stride_head, stride_token
         values += [base * 16, base + 1, base + 2, base + 3]
     values += [77 * 16, 0.125, 1, 0, int(_abi.QKGranularity.PER_WARP), int(_abi.Kernel.SM80_MMA), 90, 0]
+    values += [int(_abi.MaskType.ADDITIVE), 5000 * 16, 5001, 5002, 5003, 5004, 6000 * 16, 6001, 6002, 6003, 6004]
     _library.PARAMS_PACKER.pack_into(params, 0, *values)
     assert (params.batch, params.heads_q, params.heads_kv) == (2, 8, 2)
     assert (params.seqlen_q, params.seqlen_kv, params.head_dim, params.dtype) == (100, 300, 64, 1)
@@ -68,6 +72,9 @@ def test_params_packer_writes_named_fields():
     assert params.out.stride_head == 4002 and params.lse == 77 * 16
     assert params.sm_scale == 0.125 and params.is_causal == 1 and params.smooth_k == 0
     assert params.qk_granularity == 1 and params.kernel == 1 and params.sm_arch == 90 and params.smooth_v == 0
+    assert params.mask_type == 2 and params.mask.data == 5000 * 16 and params.mask.stride_column == 5004
+    assert params.block_mask.data == 6000 * 16 and params.block_mask.stride_batch == 6001
+    assert params.block_mask.stride_row == 6003
 
 
 def _valid_params(library, **overrides):

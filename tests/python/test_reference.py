@@ -250,3 +250,28 @@ def test_emulated_e4m3_accuracy_and_arguments(library):
     assert rel_l1(smooth, exact_b) < 5e-3 and rel_l1(smooth, exact_b) < rel_l1(raw, exact_b)
     with pytest.raises(ValueError, match="smooth_v"):
         reference.attention_emulated(q, k, v, dtype="float16", smooth_v=True)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "e4m3"])
+def test_emulated_mask_is_what_it_means(library, dtype):
+    """A tril mask of 0 / -inf is is_causal, a zero mask is no mask, and a row the mask empties is
+    zeros with LSE -inf (bit for bit: the masked scores get weight 0 in the same sums)."""
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((1, 2, n, 32)).astype(np.float32) for n in (150, 150, 150))
+    kw = {"dtype": dtype, "smooth_v": dtype == "e4m3"}
+    causal = reference.attention_emulated(q, k, v, is_causal=True, **kw)
+    tril = np.where(np.tril(np.ones((150, 150), dtype=bool)), 0.0, -np.inf).astype(np.float32)
+    masked = reference.attention_emulated(q, k, v, mask=tril, **kw)
+    assert np.array_equal(causal[0], masked[0]) and np.array_equal(causal[1], masked[1])
+    plain = reference.attention_emulated(q, k, v, **kw)
+    zero = reference.attention_emulated(q, k, v, mask=np.zeros((150, 150), dtype=np.float32), **kw)
+    assert np.array_equal(plain[0], zero[0]) and np.array_equal(plain[1], zero[1])
+    tril[3] = -np.inf
+    out, lse = reference.attention_emulated(q, k, v, mask=tril, **kw)
+    assert np.all(out[:, :, 3] == 0) and np.all(np.isneginf(lse[:, :, 3]))
+    bias = rng.standard_normal((1, 2, 150, 150)).astype(np.float32)
+    out, lse = reference.attention_emulated(q, k, v, mask=bias, **kw)
+    exact, exact_lse = torch_reference.attention(torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v),
+                                                 attn_mask=torch.from_numpy(bias))
+    assert torch_reference.rel_l1(torch.from_numpy(out), exact) < (2e-2 if dtype == "float16" else 6e-2)
+    assert np.abs(lse - exact_lse.numpy()).max() < 5e-2

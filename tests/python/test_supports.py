@@ -49,7 +49,8 @@ _VALID_KWARGS = {
     "return_lse": [False, True],
     "smooth_k": [True, False],
     "qk_quant_gran": ["per_thread", "per_warp"],
-    "attn_mask": [None],
+    "attn_mask": [None, "bool", "additive", "float32", "bool_row"],
+    "block_mask": [None, "block"],
     "dropout_p": [0.0, 0],
     "kernel": ["auto", "sm80_mma"],
 }
@@ -59,7 +60,8 @@ _INVALID_KWARGS = {
     "sm_scale": [0.0, -1.0, math.inf, math.nan, "0.1", True],
     "smooth_k": [None],
     "qk_quant_gran": ["per_block"],
-    "attn_mask": ["mask"],
+    "attn_mask": ["mask", "uint8", "float64", "bad_shape", "cpu", "5d"],
+    "block_mask": ["element_sized", "uint8", "mask"],
     "dropout_p": [0.1, None],
     "kernel": ["fa3"],
     "scale": [0.1],  # not a sageattn parameter: TypeError
@@ -90,6 +92,29 @@ def _random_case(rng):
     return shapes, layout, dtypes, devices, kwargs, requires_grad, grad_mode
 
 
+def _mask(spec, shapes, dtype):
+    """The mask a placeholder of the grid stands for, sized from the HND shapes of q and k."""
+    if not isinstance(spec, str) or spec == "mask":
+        return spec  # None, or a non-tensor that must be refused
+    b, hq, nq = shapes[0][:3] if len(shapes[0]) == 4 else (1, 1, 1)
+    nk = shapes[1][2] if len(shapes[1]) == 4 else 1
+    blocks = ((nq + 127) // 128, (nk + 127) // 128)
+    make = {
+        "bool": lambda: torch.ones(nq, nk, dtype=torch.bool, device="cuda"),
+        "bool_row": lambda: torch.ones(b, 1, 1, nk, dtype=torch.bool, device="cuda"),
+        "additive": lambda: torch.zeros(b, hq, nq, nk, dtype=dtype, device="cuda"),
+        "float32": lambda: torch.zeros(1, hq, nq, nk, dtype=torch.float32, device="cuda"),
+        "uint8": lambda: torch.ones(nq, nk, dtype=torch.uint8, device="cuda"),
+        "float64": lambda: torch.zeros(nq, nk, dtype=torch.float64, device="cuda"),
+        "bad_shape": lambda: torch.ones(nq + 1, nk, dtype=torch.bool, device="cuda"),
+        "cpu": lambda: torch.ones(nq, nk, dtype=torch.bool, device="cpu"),
+        "5d": lambda: torch.ones(1, b, hq, nq, nk, dtype=torch.bool, device="cuda"),
+        "block": lambda: torch.ones(hq, *blocks, dtype=torch.bool, device="cuda"),
+        "element_sized": lambda: torch.ones(nq + 128, nk, dtype=torch.bool, device="cuda"),
+    }
+    return make[spec]()
+
+
 def _make(shape, layout, dtype, device, requires_grad):
     if layout == "NHD" and len(shape) == 4:
         shape = (shape[0], shape[2], shape[1], shape[3])
@@ -106,8 +131,9 @@ def test_supports_agrees_with_sageattn_on_a_random_grid(fake_cuda_mode, seed):
         with fake_cuda_mode, torch.set_grad_enabled(grad_mode):
             q, k, v = (_make(s, layout, d, dev, requires_grad and i == 0)
                        for i, (s, d, dev) in enumerate(zip(shapes, dtypes, devices)))
-            if kwargs.get("attn_mask") == "mask":
-                kwargs["attn_mask"] = torch.ones(1, device="cuda", dtype=torch.bool)
+            for name in ("attn_mask", "block_mask"):
+                if name in kwargs:
+                    kwargs[name] = _mask(kwargs[name], shapes, dtypes[0])
             expected = _sageattn_outcome(q, k, v, kwargs)
             answer = supports(q, k, v, **kwargs)
         accepted += expected[0]

@@ -120,10 +120,13 @@ def test_head_dim_too_large():
         sageattn(q, q, q)
 
 
-def test_attn_mask_is_never_ignored(qkv):
-    mask = torch.ones(16, 24, dtype=torch.bool)
-    with pytest.raises(NotImplementedError, match="attn_mask"):
-        sageattn(*qkv, attn_mask=mask)
+def test_a_bad_attn_mask_is_named_even_on_cpu_tensors(qkv):
+    with pytest.raises(ValueError, match="attn_mask of shape"):
+        sageattn(*qkv, attn_mask=torch.ones(16, 23, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attn_mask has dtype torch.uint8"):
+        sageattn(*qkv, attn_mask=torch.ones(16, 24, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="q is on cpu"):  # a good mask: the device check comes last
+        sageattn(*qkv, attn_mask=torch.ones(16, 24, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("p", [0.1, 1])

@@ -10,8 +10,19 @@ import math
 import torch
 
 
-def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_elements=1 << 26):
-    """Returns (out, lse) in float64, out in HND [B, Hq, Nq, D], lse [B, Hq, Nq]."""
+def expand_block_mask(block_mask, seqlen_q, seqlen_kv, tile=128):
+    """A [.., ceil(Nq / tile), ceil(Nkv / tile)] block mask as the element mask it means."""
+    dense = block_mask.repeat_interleave(tile, dim=-2).repeat_interleave(tile, dim=-1)
+    return dense[..., :seqlen_q, :seqlen_kv]
+
+
+def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_elements=1 << 26,
+              attn_mask=None):
+    """Returns (out, lse) in float64, out in HND [B, Hq, Nq, D], lse [B, Hq, Nq].
+
+    attn_mask (SDPA's, broadcastable to [B, Hq, Nq, Nkv]): bool (True = attend) or float added to
+    the scaled scores, NaN as -inf and values above 1e30 as 1e30 (sageattn's documented rule);
+    it combines with is_causal."""
     if layout == "NHD":
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     q, k, v = q.double(), k.double(), v.double()
@@ -21,6 +32,8 @@ def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_e
     v = v.repeat_interleave(hq // hkv, dim=1)
     scale = 1.0 / math.sqrt(d) if sm_scale is None else sm_scale
     rows = max(1, max_chunk_elements // (b * hq * nkv))
+    if attn_mask is not None:
+        attn_mask = attn_mask.expand(b, hq, nq, nkv)
     outs, lses = [], []
     for start in range(0, nq, rows):
         stop = min(nq, start + rows)
@@ -29,6 +42,13 @@ def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_e
             i = torch.arange(start, stop, device=q.device).view(-1, 1)
             j = torch.arange(nkv, device=q.device).view(1, -1)
             s = s.masked_fill(j > i + (nkv - nq), float("-inf"))
+        if attn_mask is not None:
+            m = attn_mask[:, :, start:stop]
+            if m.dtype == torch.bool:
+                s = s.masked_fill(~m, float("-inf"))
+            else:
+                m = m.double()
+                s = s + torch.nan_to_num(m, nan=float("-inf"), posinf=1e30, neginf=float("-inf")).clamp(max=1e30)
         lse = torch.logsumexp(s, dim=-1)
         safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
         p = torch.exp(s - safe.unsqueeze(-1))

@@ -1,0 +1,76 @@
+"""Speed of masked calls (docs/design/masks.md): a random 50 % block mask, an all-True block mask, a
+boolean causal mask, a key-padding mask and an all-True mask against the dense call, per kernel, with torch SDPA on the
+same masks for reference. CUDA-event medians (sageattention._timing); one table per sequence length.
+
+    python scripts/bench_masks.py [--seqlens 4096 8192 16384] [--batch 2] [--heads 16]
+"""
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import sageattention
+from sageattention import _timing
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seqlens", type=int, nargs="+", default=[4096, 8192, 16384])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--kernels", nargs="+", default=["auto", "sm80_mma"])
+    parser.add_argument("--no-sdpa", action="store_true")
+    args = parser.parse_args()
+    print(torch.cuda.get_device_name(), "torch", torch.__version__)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    b, h, d = args.batch, args.heads, args.head_dim
+    for n in args.seqlens:
+        q, k, v = (torch.randn(b, h, n, d, device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
+        blocks = (n + 127) // 128
+        block_mask = torch.rand(b, h, blocks, blocks, device="cuda", generator=gen) < 0.5
+        kept = block_mask.float().mean().item()
+        tril = torch.ones(n, n, dtype=torch.bool, device="cuda").tril()
+        padding = torch.zeros(b, 1, 1, n, dtype=torch.float16, device="cuda")
+        padding[..., n - n // 8:] = float("-inf")
+        all_true = torch.ones(n, n, dtype=torch.bool, device="cuda")
+        cases = [
+            ("dense", {}),
+            (f"block mask {kept:.0%} kept", {"block_mask": block_mask}),
+            ("all-True block mask", {"block_mask": torch.ones_like(block_mask)}),
+            ("is_causal", {"is_causal": True}),
+            ("bool causal mask", {"attn_mask": tril}),
+            ("padding mask 1/8", {"attn_mask": padding}),
+            ("all-True bool mask", {"attn_mask": all_true}),
+        ]
+        flops = 4.0 * b * h * n * n * d
+        print(f"\nB={b} H={h} N={n} D={d} fp16")
+        print(f"{'method':<12} {'case':<24} {'ms':>9} {'vs dense':>9} {'dense-eq TOPS':>14}")
+        for kernel in args.kernels:
+            dense_ms = None
+            for name, kw in cases:
+                fn = lambda kw=kw: sageattention.sageattn(q, k, v, kernel=kernel, **kw)  # noqa: E731
+                ms = _timing.time_cuda(fn)["median_ms"]
+                dense_ms = dense_ms or ms
+                print(f"{kernel:<12} {name:<24} {ms:9.3f} {dense_ms / ms:8.2f}x {flops / ms / 1e9:14.1f}")
+        if args.no_sdpa:
+            continue
+        sdpa_cases = [("dense", {}), ("is_causal", {"is_causal": True}), ("bool causal mask", {"attn_mask": tril})]
+        dense_blocks = None
+        if b * h * n * n <= 1 << 31:  # the block mask as a dense bool mask: 2 GB at most
+            dense_blocks = block_mask.repeat_interleave(128, -2).repeat_interleave(128, -1)[..., :n, :n]
+            sdpa_cases.insert(1, ("block mask as bool", {"attn_mask": dense_blocks}))
+        dense_ms = None
+        for name, kw in sdpa_cases:
+            fn = lambda kw=kw: F.scaled_dot_product_attention(q, k, v, **kw)  # noqa: E731
+            ms = _timing.time_cuda(fn)["median_ms"]
+            dense_ms = dense_ms or ms
+            print(f"{'sdpa':<12} {name:<24} {ms:9.3f} {dense_ms / ms:8.2f}x {flops / ms / 1e9:14.1f}")
+        del dense_blocks
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
