@@ -102,7 +102,7 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
     Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
     contiguous, strides multiples of 8 elements, 16-byte aligned pointers, out shaped like q;
     attn_mask a [B, Hq, Nq, Nkv] view (bool, float32 or q's dtype) and block_mask a
-    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] uint8 view, or None.
+    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] bool view, or None.
     """
     lib = _library.load()
     device_index = q.device.index

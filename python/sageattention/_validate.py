@@ -155,7 +155,8 @@ def _check_mask_tensor(name, mask, q):
 def check_masks(q, k, layout, attn_mask, block_mask):
     """Validates the masks against q and k (already checked) and returns them as the kernels read
     them: attn_mask expanded to [B, Hq, Nq, Nkv] (a view), block_mask expanded to
-    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] and viewed as uint8; None stays None.
+    [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] (a view; a bool is the byte the C ABI reads); None
+    stays None. Idempotent: the operator checks the expanded masks again.
 
     attn_mask follows SDPA: bool (True = attend) or additive float (float32 or q's dtype, added to
     the scaled scores; -inf masks), broadcastable to [B, Hq, Nq, Nkv] whatever tensor_layout is.
@@ -188,7 +189,7 @@ def check_masks(q, k, layout, attn_mask, block_mask):
         _check_broadcast("block_mask", block_mask, blocks,
                          f"[batch, heads_q, ceil(seqlen_q / {tile}), ceil(seqlen_kv / {tile})]")
         _check_mask_tensor("block_mask", block_mask, q)
-        block_mask = block_mask.expand(*blocks).view(torch.uint8)
+        block_mask = block_mask.expand(*blocks)
     return attn_mask, block_mask
 
 

@@ -10,6 +10,7 @@
 #include "api/plan.h"
 #include "api/workspace.h"
 #include "common/kernel_args.h"
+#include "common/tile_codes.h"
 #include "common/tiling.h"
 #include "mask/classify_tiles.h"
 #include "quant/quantize_qk.h"
@@ -152,6 +153,7 @@ MaskTileArgs make_mask_tile_args(const sageattn_params& p, const Plan& plan, con
   a.code_batch = plan.code_batch;
   a.code_heads = plan.code_heads;
   a.codes = region<uint8_t>(workspace, layout.tile_codes);
+  a.bits = plan.mask_bits ? region<uint32_t>(workspace, layout.mask_bits) : nullptr;
   return a;
 }
 
@@ -164,6 +166,11 @@ void set_mask_args(const sageattn_params& p, const Plan& plan, const MaskTileArg
                     plan.code_heads == 1 ? 0 : per_head, plan.mask_kv_blocks, 1};
     a.mask = view_of(p.mask);
     a.mask_type = p.mask_type;
+    if (plan.mask_bits) {  // one 16-byte entry per (row, tile)
+      const int64_t rows = static_cast<int64_t>(plan.q_blocks) * kMaskBlock * plan.mask_kv_blocks;
+      a.mask_bits = {codes.bits, plan.code_batch == 1 ? 0 : plan.code_heads * rows, plan.code_heads == 1 ? 0 : rows,
+                     plan.mask_kv_blocks, 1};
+    }
   } else if (p.block_mask.data != nullptr) {
     a.tile_codes = view_of(p.block_mask);
   }

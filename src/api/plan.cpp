@@ -48,6 +48,9 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     const bool block = p.block_mask.data != nullptr;
     plan.code_batch = p.mask.stride_batch == 0 && (!block || p.block_mask.stride_batch == 0) ? 1 : p.batch;
     plan.code_heads = p.mask.stride_head == 0 && (!block || p.block_mask.stride_head == 0) ? 1 : p.heads_q;
+    // The sm90 kernel reads a boolean mask as 128-bit rows per tile (two loads per thread and tile
+    // instead of 64 byte loads, docs/design/masks.md); the sm80 kernel reads the bytes.
+    plan.mask_bits = p.mask_type == SAGEATTN_MASK_BOOL && kernel == SAGEATTN_KERNEL_SM90_WGMMA;
   }
   return SAGEATTN_STATUS_OK;
 }

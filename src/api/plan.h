@@ -19,6 +19,7 @@ struct Plan {
   // code per (code_batch, code_heads, q_blocks, mask_kv_blocks); a dimension both masks broadcast
   // over has extent 1.
   bool mask_pass = false;
+  bool mask_bits = false;     // the pass also writes a boolean mask as bit rows (sm90 kernel)
   int mask_kv_blocks = 0;     // 128-key blocks
   int code_batch = 0, code_heads = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "common/tile_codes.h"
 #include "common/tiling.h"
 
 namespace sageattn {
@@ -52,8 +53,10 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
   if (plan.mask_pass) {
-    layout.tile_codes = regions.take(static_cast<size_t>(plan.code_batch) * plan.code_heads * q_blocks *
-                                     static_cast<size_t>(plan.mask_kv_blocks));
+    const size_t codes = static_cast<size_t>(plan.code_batch) * plan.code_heads * q_blocks * plan.mask_kv_blocks;
+    layout.tile_codes = regions.take(codes);
+    constexpr size_t kBitRowBytes = kMaskBlock / 8;  // 128 keep bits per row and tile
+    if (plan.mask_bits) layout.mask_bits = regions.take(codes * kMaskBlock * kBitRowBytes);
   }
   layout.total_bytes = regions.end();
   return layout;

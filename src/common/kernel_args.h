@@ -79,6 +79,9 @@ struct AttentionArgs {
   // kTileElementMask; absent without one.
   MaskView mask;
   int mask_type;
+  // A boolean mask as rows of 128 keep bits per tile (MaskTileArgs::bits; strides in 16-byte
+  // entries), read instead of `mask` by kernels that use it; absent otherwise.
+  MaskView mask_bits;
 };
 
 // The pass that classifies the tiles of an element mask (and folds in a block mask), writing the
@@ -91,6 +94,9 @@ struct MaskTileArgs {
   int q_blocks, kv_blocks;     // 128-row / 128-key blocks
   int code_batch, code_heads;  // 1 where both masks broadcast, else batch / heads_q
   uint8_t* codes;              // [code_batch, code_heads, q_blocks, kv_blocks]
+  // Boolean masks for the sm90 kernel (else NULL): bit k of word k / 32 = keep of key k of the
+  // tile, per row: [code_batch, code_heads, q_blocks * 128 rows, kv_blocks, 4 words].
+  uint32_t* bits;
 };
 
 }  // namespace sageattn

@@ -93,6 +93,13 @@ __device__ __forceinline__ float mask_term_log2(const AttentionArgs& a, const ch
   return fminf(value, kMaxMaskValue) * static_cast<float>(kLog2e);
 }
 
+// The 128 keep bits of row `row` in tile `tile` (MaskTileArgs::bits).
+__device__ __forceinline__ uint4 mask_bits_of(const AttentionArgs& a, int batch, int head, int row, int tile) {
+  const MaskView& m = a.mask_bits;
+  return static_cast<const uint4*>(m.data)[batch * m.stride_batch + head * m.stride_head + row * m.stride_row +
+                                           tile * m.stride_column];
+}
+
 // Start of mask row `row` of (batch, head), in bytes.
 template <typename T>
 __device__ __forceinline__ const char* mask_row(const AttentionArgs& a, int batch, int head, int row) {

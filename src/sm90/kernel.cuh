@@ -274,11 +274,19 @@ __device__ __forceinline__ bool softmax_to_fp8_raw(const int32_t (&acc)[kAccRegs
 }
 #endif
 
+// How an element mask reaches the softmax of a kTileElementMask tile.
+enum ElementMask : int {
+  kNoElementMask = 0,  // none (no mask, or a block mask alone)
+  kElementBits = 1,    // a boolean mask as 128 keep bits per row and tile (two 16-byte loads)
+  kElementValues = 2,  // an additive mask: one load per score
+};
+
 // kMasks: the call has tile codes (a block mask or an element mask); without, every mask test
-// compiles away and the instantiation is the plain kernel. kElementMask: it also has an element
-// mask (attn_mask). A block mask alone runs without the element path: its mere presence in the
-// softmax measured 14 % slower per visited tile (H200, 16K), so skipping-only calls do not pay it.
-template <typename T, bool kCausal, bool kMasks, bool kElementMask>
+// compiles away and the instantiation is the plain kernel. kElement: how the element mask is
+// applied. Each is its own instantiation because an element path in the softmax costs even where
+// it does not run: those instantiations run plain tiles 16-20 % slower than the skip-only one
+// (H200, 16K; docs/design/masks.md), which a block mask alone therefore does not pay.
+template <typename T, bool kCausal, bool kMasks, int kElement>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
@@ -415,18 +423,38 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
         softmax_to_fp8(t, st, p, rescale);
       } else {
         const char* mask_rows[2] = {nullptr, nullptr};
-        if (kElementMask && element) {
+        // kElementBits: the keep bits of rows g and g + 8, shifted to this lane's keys; all ones on
+        // tiles without an element mask, so that the loop below has no branch per score.
+        uint4 keep[2] = {make_uint4(~0u, ~0u, ~0u, ~0u), make_uint4(~0u, ~0u, ~0u, ~0u)};
+        if (kElement != kNoElementMask && element) {
 #pragma unroll
-          for (int r = 0; r < 2; ++r) mask_rows[r] = mask_row<T>(a, batch, head, q_start + row_in_block + 8 * r);
+          for (int r = 0; r < 2; ++r) {
+            const int row = q_start + row_in_block + 8 * r;
+            if (kElement == kElementValues) {
+              mask_rows[r] = mask_row<T>(a, batch, head, row);
+            } else {
+              keep[r] = row < a.seqlen_q ? mask_bits_of(a, batch, head, row, tile) : make_uint4(0, 0, 0, 0);
+              const int shift = 2 * (lane % 4);
+              keep[r] = make_uint4(keep[r].x >> shift, keep[r].y >> shift, keep[r].z >> shift, keep[r].w >> shift);
+            }
+          }
         }
 #pragma unroll
         for (int i = 0; i < kAccRegs; ++i) {
           const int row = q_start + row_in_block + 8 * ((i / 2) % 2);
           const int key = tile * kKeyTile + 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-          const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+          bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+          if (kElement == kElementBits) {
+            // Key 8 (i / 4) + 2 (lane % 4) + i % 2 of the tile: word i / 16, bit 8 ((i / 4) % 4) + i % 2
+            // after the lane's shift.
+            const uint4& k4 = keep[(i / 2) % 2];
+            const uint32_t word = i / 16 == 0 ? k4.x : i / 16 == 1 ? k4.y : i / 16 == 2 ? k4.z : k4.w;
+            allowed = allowed && ((word >> (8 * ((i / 4) % 4) + i % 2)) & 1u);
+          }
           // Scaled here, masked after scaling: a padding K group has scale 0, and -inf * 0 = NaN.
           float x = allowed ? t.s[i] * t.scale(i) : -INFINITY;
-          if (kElementMask && element && allowed && row < a.seqlen_q) x += mask_term_log2<T>(a, mask_rows[(i / 2) % 2], key);
+          if (kElement == kElementValues && element && allowed && row < a.seqlen_q)
+            x += mask_term_log2<T>(a, mask_rows[(i / 2) % 2], key);
           t.s[i] = x;
         }
         t.c[0] = t.c[1] = 1.f;
@@ -485,14 +513,14 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       TileCodeWindow window{codes, keys.tiles, lane};
       int tile = window.next_visited(0);
       if (tile < keys.tiles) {
-        const bool element = kElementMask && window.element(tile);
+        const bool element = kElement != kNoElementMask && window.element(tile);
         const int next = window.next_visited(tile + 1);
         first_turn(tile, next, element);
         tile = next;
         visited = 1;
       }
       for (; tile < keys.tiles; ++visited) {
-        const bool element = kElementMask && window.element(tile);
+        const bool element = kElement != kNoElementMask && window.element(tile);
         const int next = window.next_visited(tile + 1);
         turn(visited, tile, next, element);
         tile = next;

@@ -1,5 +1,5 @@
 // Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes} x masks {none, block
-// codes only, block codes and element mask}.
+// codes only, codes and a boolean mask as bits, codes and an additive mask}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,9 +11,10 @@ namespace sageattn::sm90 {
 
 template <typename T, bool kCausal>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  auto kernel = a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, false>
-                : a.mask.data == nullptr      ? attention_sm90_kernel<T, kCausal, true, false>
-                                              : attention_sm90_kernel<T, kCausal, true, true>;
+  auto kernel = a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask>
+                : a.mask.data == nullptr      ? attention_sm90_kernel<T, kCausal, true, kNoElementMask>
+                : a.mask_bits.data != nullptr ? attention_sm90_kernel<T, kCausal, true, kElementBits>
+                                              : attention_sm90_kernel<T, kCausal, true, kElementValues>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;

@@ -105,6 +105,18 @@ def test_block_mask_is_the_dense_mask_it_stands_for(kernel, dtype):
     check_against_reference(q, k, v, kernel, "HND", "block mask", block_mask=blocks)
 
 
+def test_operator_path_takes_the_masks(kernel):
+    """Under the profiler sageattn goes through the torch operator (which checks the masks again)
+    instead of the eager path: the same result."""
+    q, k, v = make_inputs("k_bias", (1, 2, 300, 128), (1, 2, 300, 128), seed=2)
+    mask = torch.rand(300, 300, device="cuda") < 0.8
+    blocks = torch.tensor([[True, False, True], [True, True, False], [False, True, True]], device="cuda")
+    eager = sageattn(q, k, v, attn_mask=mask, block_mask=blocks, kernel=kernel)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        operator = sageattn(q, k, v, attn_mask=mask, block_mask=blocks, kernel=kernel)
+    assert torch.equal(eager, operator)
+
+
 def test_all_true_block_mask_is_no_mask(kernel):
     q, k, v = make_inputs("k_bias", (1, 4, 1500, 128), (1, 4, 1500, 128), seed=8)
     for is_causal in (False, True):

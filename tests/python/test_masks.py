@@ -35,8 +35,12 @@ def test_masks_reach_the_kernel_as_broadcast_views(fake, layout):
     blocks = torch.ones(2, 1, 2, 3, dtype=torch.bool, device="cuda")
     checked = core.validate_call(q, k, v, layout, attn_mask=mask, block_mask=blocks)
     assert checked.attn_mask.shape == (2, 4, 200, 300) and checked.attn_mask.stride() == (0, 300, 0, 1)
-    assert checked.block_mask.shape == (2, 4, 2, 3) and checked.block_mask.dtype == torch.uint8
+    assert checked.block_mask.shape == (2, 4, 2, 3) and checked.block_mask.dtype == torch.bool
     assert checked.block_mask.stride() == (6, 0, 3, 1)
+    # The operator checks what sageattn hands it again (profiler, torch.compile, ...): idempotent.
+    again = _validate.check_masks(q, k, _validate.LAYOUT_CODES[layout], checked.attn_mask, checked.block_mask)
+    assert again[0] is not None and again[0].stride() == checked.attn_mask.stride()
+    assert again[1].stride() == checked.block_mask.stride()
     assert _launch.mask_type(checked.attn_mask) == _abi.MaskType.ADDITIVE_FP32
     assert _launch.mask_type(torch.empty(1, dtype=torch.bool)) == _abi.MaskType.BOOL
     assert _launch.mask_type(torch.empty(1, dtype=torch.bfloat16)) == _abi.MaskType.ADDITIVE
@@ -156,6 +160,14 @@ def test_c_check_accepts_masks_and_the_workspace_holds_their_codes(library):
     assert (shared - plain, per_head - plain, per_batch_and_head - plain) == (1024, 4 * 1024, 8 * 1024)
     # A block mask with its own head stride makes the codes per head even for a shared mask.
     assert workspace(**bool_mask, **{"block_mask.data": FAKE_DEVICE_PTR, "block_mask.stride_head": 1024}) == per_head
+    # The additive mask needs only the codes; on the sm90 kernel a boolean mask also gets its keep
+    # bits (16 bytes per row and tile: 1024 tiles x 128 rows).
+    assert workspace(mask_type=2, **{"mask.data": FAKE_DEVICE_PTR}) == shared
+    if "90a" in library.compiled_archs:
+        sm90 = {"kernel": int(_abi.Kernel.SM90_WGMMA), "head_dim": 128}
+        plain_sm90 = workspace(**sm90)
+        assert workspace(**sm90, **bool_mask) - plain_sm90 == 1024 + 1024 * 128 * 16
+        assert workspace(**sm90, mask_type=2, **{"mask.data": FAKE_DEVICE_PTR}) - plain_sm90 == 1024
 
 
 # --- the tests' reference -----------------------------------------------------------------------
