@@ -90,9 +90,10 @@ def mask_type(attn_mask):
     return int(MaskType.ADDITIVE_FP32 if attn_mask.dtype == torch.float32 else MaskType.ADDITIVE)
 
 
-def _broadcast_key(m):
-    # The workspace of a masked call depends on which of batch / head the masks broadcast over.
-    return None if m is None else (m.stride(0) == 0, m.stride(1) == 0)
+def _mask_key(m, code):
+    # The workspace of a masked call depends on the mask type (the sm90 kernel gets a boolean mask
+    # as bits) and on which of batch / head the masks broadcast over.
+    return None if m is None else (code, m.stride(0) == 0, m.stride(1) == 0)
 
 
 def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
@@ -113,6 +114,7 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         batch, seqlen_q, heads_q, head_dim = q.shape
         _, seqlen_kv, heads_kv, _ = k.shape
     params, workspace_bytes, reason = _thread_state()
+    attn_mask_type = mask_type(attn_mask)
     _library.PARAMS_PACKER.pack_into(
         params, 0,
         ABI_VERSION, batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, _DTYPE_CODES[q.dtype],
@@ -123,11 +125,11 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         0 if lse is None else lse.data_ptr(),
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
         int(smooth_v),
-        mask_type(attn_mask), *_mask_view(attn_mask), *_mask_view(block_mask),
+        attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
     )
     key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
-           qk_granularity, kernel, device_index, bool(smooth_v), _broadcast_key(attn_mask),
-           _broadcast_key(block_mask))
+           qk_granularity, kernel, device_index, bool(smooth_v), _mask_key(attn_mask, attn_mask_type),
+           _mask_key(block_mask, 0))
     nbytes = _workspace_bytes_by_key.get(key)
     if nbytes is None:
         status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,

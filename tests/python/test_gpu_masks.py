@@ -117,6 +117,18 @@ def test_operator_path_takes_the_masks(kernel):
     assert torch.equal(eager, operator)
 
 
+def test_mask_types_of_one_shape_get_their_own_workspace(kernel):
+    """The workspace size is cached per problem; a boolean mask needs more of it on sm90 (its bits)
+    than an additive mask of the same shape, so the two must not share a cache entry."""
+    q, k, v = make_inputs("gaussian", (1, 2, 640, 128), (1, 2, 640, 128), seed=6)
+    keep = torch.rand(640, 640, device="cuda") < 0.7
+    additive = as_additive(keep).half()
+    a = sageattn(q, k, v, attn_mask=additive, kernel=kernel)
+    b = sageattn(q, k, v, attn_mask=keep, kernel=kernel)
+    c = sageattn(q, k, v, attn_mask=additive, kernel=kernel)
+    assert torch.equal(a, c) and rel_l1(a, b) < 1e-2
+
+
 def test_all_true_block_mask_is_no_mask(kernel):
     q, k, v = make_inputs("k_bias", (1, 4, 1500, 128), (1, 4, 1500, 128), seed=8)
     for is_causal in (False, True):
