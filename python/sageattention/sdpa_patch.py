@@ -28,7 +28,7 @@ def is_sdpa_patched():
     return torch.nn.functional.scaled_dot_product_attention is sdpa_route.scaled_dot_product_attention
 
 
-def patch_sdpa(*, min_seq_len=0, predicate=None):
+def patch_sdpa(*, min_seq_len=0, predicate=None, route_masks=False):
     """Makes ``torch.nn.functional.scaled_dot_product_attention`` route through ``sageattn``.
 
     Args:
@@ -37,13 +37,16 @@ def patch_sdpa(*, min_seq_len=0, predicate=None):
         predicate: optional ``predicate(query, key, value, *, attn_mask, dropout_p, is_causal,
             scale, enable_gqa) -> bool``, asked last for calls that could be routed; False keeps
             the call on SDPA.
+        route_masks: also route calls with an ``attn_mask`` (bool or additive). Off by default:
+            query rows whose keys are all masked then give zeros, where SDPA's CUDA kernels give
+            the mean of V or NaN (sdpa_route's docstring).
 
     Returns the ``SdpaStats`` the routing records into from now on (fresh counters). Patching again
     only replaces the filters and counters; the original SDPA stays the fallback.
     """
     current = torch.nn.functional.scaled_dot_product_attention
     fallback = sdpa_route.current_state().fallback if is_sdpa_patched() else current
-    state = sdpa_route.RoutingState(fallback, min_seq_len=min_seq_len, predicate=predicate)
+    state = sdpa_route.RoutingState(fallback, min_seq_len=min_seq_len, predicate=predicate, route_masks=route_masks)
     sdpa_route.configure(state)
     torch.nn.functional.scaled_dot_product_attention = sdpa_route.scaled_dot_product_attention
     return state.stats
@@ -60,12 +63,12 @@ def unpatch_sdpa():
 
 
 @contextlib.contextmanager
-def sdpa_patched(*, min_seq_len=0, predicate=None):
+def sdpa_patched(*, min_seq_len=0, predicate=None, route_masks=False):
     """``patch_sdpa`` for the duration of a ``with`` block, which yields the block's own counters;
     afterwards SDPA, the filters and the counters are exactly as before (nesting works)."""
     previous_function = torch.nn.functional.scaled_dot_product_attention
     previous_state = sdpa_route.current_state()
-    stats = patch_sdpa(min_seq_len=min_seq_len, predicate=predicate)
+    stats = patch_sdpa(min_seq_len=min_seq_len, predicate=predicate, route_masks=route_masks)
     try:
         yield stats
     finally:

@@ -7,7 +7,7 @@ patch chained onto another one), with the reason counted:
 
 | reason              | why the call stays on SDPA                                                   |
 |---------------------|------------------------------------------------------------------------------|
-| ``attn_mask``       | any mask (not routed yet: call ``sageattn(..., attn_mask=...)`` directly)     |
+| ``attn_mask``       | a mask, unless ``route_masks=True``; a mask with ``is_causal`` always (SDPA refuses the pair) |
 | ``dropout``         | ``dropout_p != 0`` (inference kernels)                                       |
 | ``tensor_subclass`` | inputs with ``__torch_function__`` (DTensor, ...): their own SDPA rules apply |
 | ``not_4d``          | SDPA also takes 3-D and 5-D+ inputs; ours are [B, H, N, D] only              |
@@ -16,6 +16,12 @@ patch chained onto another one), with the reason counted:
 | ``min_seq_len``     | the user's filter: Nq or Nkv below ``min_seq_len``                           |
 | ``device``, ``dtype``, ``requires_grad``, ``unsupported`` | ``supports()`` said no (CPU tensors; fp32/fp64; autograd inputs with grad mode on; anything else, e.g. head dim > 128) |
 | ``predicate``       | the user's predicate returned False                                          |
+
+Masks are routed only when asked (``patch_sdpa(route_masks=True)``): ``sageattn`` takes SDPA's
+``attn_mask`` (bool or additive, broadcastable to [B, H, Nq, Nkv]), with one difference on purpose:
+a query row whose keys are all masked gives zeros there, where SDPA's CUDA kernels give the mean of
+V (measured, torch 2.11) or NaN. Such rows are usually padding whose outputs nobody reads, but the
+patch promises SDPA's meaning by default (docs/design/masks.md).
 
 ``is_causal`` with Nq < Nkv is routed exactly: in SDPA's top-left alignment query i sees keys
 j <= i, so keys from Nq on are never seen and the call equals a bottom-right causal call on the
@@ -69,13 +75,16 @@ class RoutingState:
     which counters it records into. Replaced as a whole (never mutated) so a nested patch can put
     the previous one back."""
 
-    def __init__(self, fallback, min_seq_len=0, predicate=None, stats=None):
+    def __init__(self, fallback, min_seq_len=0, predicate=None, stats=None, route_masks=False):
         if isinstance(min_seq_len, bool) or not isinstance(min_seq_len, int):
             raise TypeError(f"min_seq_len must be an int, got {type(min_seq_len).__name__}")
         if min_seq_len < 0:
             raise ValueError(f"min_seq_len must be >= 0, got {min_seq_len}")
         if predicate is not None and not callable(predicate):
             raise TypeError(f"predicate must be callable or None, got {type(predicate).__name__}")
+        if not isinstance(route_masks, bool):
+            raise TypeError(f"route_masks must be a bool, got {type(route_masks).__name__}")
+        self.route_masks = route_masks
         self.fallback = fallback
         self.min_seq_len = min_seq_len
         self.predicate = predicate
@@ -124,8 +133,10 @@ def _causal_keys(query, key, value, is_causal):
 def _fallback_reason(state, query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa):
     """None when sageattn computes this call exactly as SDPA defines it, else (reason, detail).
     The checks run in the order of the table in the module docstring."""
-    if attn_mask is not None:
-        return "attn_mask", "an attention mask was given"
+    if attn_mask is not None and is_causal:
+        return "attn_mask", "an attention mask together with is_causal (SDPA refuses the pair)"
+    if attn_mask is not None and not state.route_masks:
+        return "attn_mask", "an attention mask (patch_sdpa(route_masks=True) computes masked calls with sageattn)"
     if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or dropout_p != 0:
         return "dropout", f"dropout_p={dropout_p}"
     if torch.overrides.has_torch_function((query, key, value)):
@@ -141,7 +152,7 @@ def _fallback_reason(state, query, key, value, attn_mask, dropout_p, is_causal, 
     if seqlen_q < state.min_seq_len or seqlen_kv < state.min_seq_len:
         return "min_seq_len", f"{seqlen_q} queries, {seqlen_kv} keys, min_seq_len={state.min_seq_len}"
     key, value = _causal_keys(query, key, value, is_causal)
-    ok, why = supports(query, key, value, "HND", is_causal, scale)
+    ok, why = supports(query, key, value, "HND", is_causal, scale, attn_mask=attn_mask)
     if not ok:
         return _supports_failure_reason((query, key, value)), why
     if state.predicate is not None and not state.predicate(
@@ -177,7 +188,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if refusal is None:
         record_call(None, "")
         key, value = _causal_keys(query, key, value, is_causal)
-        return core.sageattn(query, key, value, "HND", is_causal, scale)
+        if attn_mask is None:  # the call as before masks existed (tests record its exact arguments)
+            return core.sageattn(query, key, value, "HND", is_causal, scale)
+        return core.sageattn(query, key, value, "HND", is_causal, scale, attn_mask=attn_mask)
     record_call(*refusal)
     if enable_gqa:
         return state.fallback(query, key, value, attn_mask, dropout_p, is_causal, scale=scale,

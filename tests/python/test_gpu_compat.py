@@ -194,6 +194,21 @@ def test_patched_sdpa_keeps_sdpa_semantics(q_len, kv_len, is_causal, routed, lib
         assert torch.equal(out, expected_sdpa) and stats.fallbacks == {"causal_top_left": 1}
 
 
+def test_patched_sdpa_routes_masks_when_asked(library):
+    q, k, v = make_inputs("k_bias", (2, 4, 300, 128), (2, 4, 300, 128), seed=9)
+    keep = torch.rand(2, 1, 300, 300, device="cuda") < 0.6
+    keep[0, 0, 7] = False  # a row that sees no key: zeros (SDPA's kernels give something else)
+    bias = torch.where(keep, torch.randn(2, 1, 300, 300, device="cuda"), float("-inf")).half()
+    with sageattention.sdpa_patched(route_masks=True) as stats:
+        routed_bool = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        routed_bias = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert stats.as_dict() == {"routed": 2, "fallbacks": {}, "total": 2}
+    bound = REL_L1_BIASED[kernel_used("auto", library, q.shape[-1])]
+    for out, mask in ((routed_bool, keep), (routed_bias, bias)):
+        assert rel_l1(out, exact(q, k, v, attn_mask=mask)[0]) < bound
+        assert torch.all(out[0, :, 7] == 0)
+
+
 def test_patched_sdpa_gqa_and_fallbacks_on_the_gpu(library):
     q, k, v = make_inputs("k_bias", (1, 8, 256, 128), (1, 2, 256, 128), seed=4)
     mask = torch.rand(256, 256, device="cuda") > 0.5

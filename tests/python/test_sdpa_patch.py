@@ -163,6 +163,27 @@ def test_calls_sdpa_defines_differently_fall_back(fake_cuda_mode, recorders, cas
     assert sageattention.sdpa_stats().fallbacks == {reason: 1}
 
 
+def test_masks_are_routed_only_when_asked(fake_cuda_mode, recorders):
+    kernel, fallback = recorders
+    q = fake(fake_cuda_mode, 2, 4, 8, 64)
+    with fake_cuda_mode:
+        masks = [torch.empty(8, 8, dtype=torch.bool, device="cuda"),
+                 torch.empty(2, 1, 1, 8, dtype=torch.float16, device="cuda"),
+                 torch.empty(2, 4, 8, 8, dtype=torch.float32, device="cuda")]
+        bad = torch.empty(8, 8, dtype=torch.uint8, device="cuda")
+    F.scaled_dot_product_attention(q, q, q, attn_mask=masks[0])  # default: SDPA
+    assert not kernel.calls and sageattention.sdpa_stats().fallbacks == {"attn_mask": 1}
+    stats = sageattention.patch_sdpa(route_masks=True)
+    for mask in masks:
+        F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+    F.scaled_dot_product_attention(q, q, q, attn_mask=masks[0], is_causal=True)  # SDPA refuses the pair
+    F.scaled_dot_product_attention(q, q, q, attn_mask=bad)  # a dtype sageattn does not take
+    assert len(kernel.calls) == 3 and all(kw["attn_mask"] is m for (_, kw), m in zip(kernel.calls, masks))
+    assert stats.routed == 3 and stats.fallbacks == {"attn_mask": 1, "unsupported": 1}
+    with pytest.raises(TypeError, match="route_masks must be a bool"):
+        sageattention.patch_sdpa(route_masks="yes")
+
+
 def test_gqa_is_routed_only_with_enable_gqa(fake_cuda_mode, recorders):
     kernel, fallback = recorders
     q, kv = fake(fake_cuda_mode, 1, 6, 8, 64), fake(fake_cuda_mode, 1, 2, 8, 64)
