@@ -25,7 +25,7 @@ class Checked(NamedTuple):
     granularity: int        # sageattn_qk_granularity code
     kernel: int             # sageattn_kernel code
     attn_mask: object       # None or the mask expanded to [B, Hq, Nq, Nkv]
-    block_mask: object      # None or the block mask expanded and viewed as uint8
+    block_mask: object      # None or the bool block mask expanded to [B, Hq, ceil(Nq/128), ceil(Nkv/128)]
 
 
 def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,

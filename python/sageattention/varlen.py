@@ -1,8 +1,9 @@
 """``sageattn_varlen``: attention over a batch of sequences of different lengths packed along the
 token axis (the flash-attn varlen convention), with upstream sageattention 2.x's signature.
 
-Interim implementation: the kernels have no varlen path yet, so the call reads the cumulative
-lengths on the host (one device-to-host copy when they are CUDA tensors) and runs one dense
+Interim implementation (docs/design/varlen.md has the plan for the kernel path): the kernels have
+no varlen path yet, so the call reads the cumulative lengths on the host (one device-to-host copy
+when they are CUDA tensors) and runs one dense
 ``sageattn`` call per sequence. It is exact (each sequence is its own attention problem, with its
 own K smoothing and bottom-right causal mask), but it launches per sequence and therefore:
 
