@@ -83,6 +83,11 @@ def test_opcheck():
         for return_lse in (True, False):
             opcheck(ops.attention_forward, (*args, layout, True, 0.125, return_lse, True, 0, 0),
                     test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+    # With both masks (the op re-checks and expands them; they must not be mutated or aliased).
+    mask = torch.rand(1, 4, 100, 120, device="cuda") < 0.7
+    blocks = torch.ones(1, 1, 1, 1, dtype=torch.bool, device="cuda")
+    opcheck(ops.attention_forward, (q, k, v, 0, False, 0.125, True, True, 0, 0, True, mask, blocks),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
 def test_fake_matches_real_strides():

@@ -155,3 +155,24 @@ def test_compile_accepts_changing_sm_scale(fake_cuda_mode):
         pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
     assert graphs and all(
         any(n.target is ops.attention_forward for n in g.graph.nodes) for g in graphs)
+
+
+def test_compile_fullgraph_with_masks(fake_cuda_mode):
+    """attn_mask and block_mask trace into the one operator call, as expanded views."""
+    def attention(q, k, v, mask, blocks):
+        return sageattn(q, k, v, attn_mask=mask, block_mask=blocks) * 2
+
+    with fake_cuda_mode:
+        q, k = empty(2, 4, 200, 64), empty(2, 2, 300, 64)
+        mask = torch.empty(200, 300, dtype=torch.bool, device="cuda")
+        blocks = torch.empty(2, 1, 2, 3, dtype=torch.bool, device="cuda")
+    try:
+        with fake_cuda_mode:
+            graphs = _trace(attention, q, k, k, mask, blocks)
+    except torch._dynamo.exc.Unsupported:
+        raise  # a real graph break
+    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
+        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+    assert len(graphs) == 1
+    calls = [n for n in graphs[0].graph.nodes if n.target is ops.attention_forward]
+    assert len(calls) == 1 and len(calls[0].args) + len(calls[0].kwargs) >= 13
