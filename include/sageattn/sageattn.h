@@ -89,7 +89,8 @@ typedef enum sageattn_mask_type {
   /* One byte per element, nonzero = the query may attend to the key (torch.bool, True = keep). */
   SAGEATTN_MASK_BOOL = 1,
   /* The dtype of q (fp16 or bf16), added to the scaled score sm_scale * q.k; -infinity masks the
-     key. NaN counts as -infinity and values above 1e30 as 1e30, so no mask value makes a NaN. */
+     key. NaN and values <= -1e30 count as -infinity, values above 1e30 as 1e30, so no mask value
+     makes a NaN (and finfo(dtype).min masks, as Hugging Face models use it). */
   SAGEATTN_MASK_ADDITIVE = 2,
   /* The same in float32 (SDPA accepts float32 masks with 16-bit inputs). */
   SAGEATTN_MASK_ADDITIVE_FP32 = 3
@@ -236,7 +237,7 @@ SAGEATTN_API sageattn_status sageattn_reference_emulated_v2(const sageattn_refer
 /* sageattn_reference_emulated_v2 with an element mask, as the kernels apply SAGEATTN_MASK_ADDITIVE:
    `mask` is float32 [batch, heads_q, seqlen_q, seqlen_kv] contiguous (host memory), added to each
    base-2 score as float(mask * log2(e)); -infinity masks the key (give boolean masks as 0 / -inf;
-   map NaN to -infinity and cap values at 1e30 first, as the kernels do). NULL = no mask; is_causal
+   map NaN and values <= -1e30 to -infinity and cap values at 1e30 first, as the kernels do). NULL = no mask; is_causal
    still applies. A row left with no key outputs 0 and LSE -infinity. */
 SAGEATTN_API sageattn_status sageattn_reference_emulated_masked(const sageattn_reference_problem* problem,
                                                                 int32_t granularity /* sageattn_qk_granularity */,

@@ -70,7 +70,8 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         qk_quant_gran: "per_thread" (finer INT8 scales, default) or "per_warp".
         attn_mask: SDPA's mask, broadcastable to [B, Hq, Nq, Nkv] (that order for both layouts):
             torch.bool (True = attend) or float (torch.float32 or q's dtype) added to the scaled
-            scores (-inf masks; NaN counts as -inf and values above 1e30 as 1e30). Combines with
+            scores (-inf masks; NaN and values <= -1e30 count as -inf, values above 1e30 as 1e30).
+            Combines with
             is_causal (both apply; SDPA refuses the pair). Query rows left with no key output zeros
             and an LSE of -inf (SDPA gives NaN there). 128 x 128 tiles the mask removes entirely
             are skipped; the mask costs one extra pass over it (docs/design/masks.md).

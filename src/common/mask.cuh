@@ -81,15 +81,19 @@ __device__ __forceinline__ float additive_mask_value(int type, const char* base,
                                              : static_cast<float>(reinterpret_cast<const T*>(base)[index]);
 }
 
+// Whether an additive mask value leaves its key attended: false for NaN, -inf and values <= -1e30.
+__host__ __device__ __forceinline__ bool additive_keeps(float value) { return value > -kMaxMaskValue; }
+
 // The additive term of an element-mask value in base-2 score units: 0 (keep) or -inf for a boolean
-// mask; for an additive mask its value * log2(e), NaN as -inf and capped at 1e30 (before scaling),
-// so that no mask value can produce a NaN or an infinite row maximum.
+// mask; for an additive mask its value * log2(e), with NaN and values <= -1e30 as -inf and values
+// capped at 1e30 (kMaxMaskValue), so that no mask value can produce a NaN or an infinite row maximum,
+// and the mask pass (additive_keeps) agrees on which keys are masked.
 template <typename T>
 __device__ __forceinline__ float mask_term_log2(const AttentionArgs& a, const char* row_base, int key) {
   const int64_t index = key * a.mask.stride_column;
   if (a.mask_type == SAGEATTN_MASK_BOOL) return row_base[index] != 0 ? 0.f : -INFINITY;
   const float value = additive_mask_value<T>(a.mask_type, row_base, index);
-  if (value != value) return -INFINITY;
+  if (!additive_keeps(value)) return -INFINITY;
   return fminf(value, kMaxMaskValue) * static_cast<float>(kLog2e);
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/mask.cuh"
 #include "common/tile_codes.h"
 #include "mask/classify_tiles.h"
 
@@ -18,13 +19,13 @@ namespace {
 constexpr int kThreads = 2 * kMaskBlock;
 constexpr int kKeysPerThread = kMaskBlock / 2;
 
-// (keep, plain) of one mask value: plain = keep with nothing added. NaN and -inf mask the key
-// (mask_term_log2 agrees).
+// (keep, plain) of one mask value: plain = keep with nothing added. The kernels' rule decides what
+// an additive value masks (additive_keeps: NaN, -inf and values <= -1e30).
 __device__ __forceinline__ void classify(int mask_type, float value, bool& keep, bool& plain) {
   if (mask_type == SAGEATTN_MASK_BOOL) {
     keep = plain = value != 0.f;
   } else {
-    keep = value == value && value != -INFINITY;
+    keep = additive_keeps(value);
     plain = value == 0.f;
   }
 }

@@ -47,10 +47,11 @@ def tril(nq, nk):
 
 def as_additive(mask):
     """A mask as the additive float32 mask the kernels apply: bool -> 0 / -inf, NaN -> -inf,
-    values capped at 1e30."""
+    values <= -1e30 -> -inf, values capped at 1e30."""
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))
-    return torch.nan_to_num(mask.float(), nan=float("-inf"), posinf=1e30, neginf=float("-inf")).clamp(max=1e30)
+    m = torch.nan_to_num(mask.float(), nan=float("-inf"), posinf=1e30, neginf=float("-inf")).clamp(max=1e30)
+    return m.masked_fill(m <= -1e30, float("-inf"))
 
 
 def check_against_reference(q, k, v, kernel, layout, what, **mask_kw):
@@ -180,6 +181,21 @@ def test_additive_mask_nan_and_inf_never_make_nan(kernel):
     assert torch.isinf(lse[:, :, 5]).all() and torch.isinf(lse[:, :, 8]).all()
     assert rel_l1(out[0, :, 7], v[0, :, 3]) < (2e-2 if kernel == "sm80_mma" else 6e-2)  # FP8 V on sm90
     assert abs(lse[0, 0, 7].item() / 1e30 - 1) < 1e-6
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.bfloat16, torch.float32])
+def test_finfo_min_masks_like_minus_infinity(kernel, mask_dtype):
+    """Hugging Face builds causal and padding masks with finfo(dtype).min: below -1e30, so it
+    masks (the rule the mask pass and the kernels share): the same result as the boolean mask."""
+    q, k, v = make_inputs("k_bias", (1, 4, 700, 128), (1, 4, 700, 128), dtype=torch.bfloat16, seed=13)
+    keep = tril(700, 700)
+    keep[:, 650:] = False  # and key padding
+    keep[:, 0] = True  # every row keeps one key
+    additive = torch.zeros(700, 700, device="cuda", dtype=mask_dtype).masked_fill(~keep, torch.finfo(mask_dtype).min)
+    out, lse = run(q, k, v, kernel, attn_mask=additive)
+    reference, reference_lse = run(q, k, v, kernel, attn_mask=keep)
+    assert rel_l1(out, reference) < 1e-6 and torch.equal(torch.isinf(lse), torch.isinf(reference_lse))
+    check_against_reference(q, k, v, kernel, "HND", f"finfo({mask_dtype}).min", attn_mask=additive)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 640), (2, 1, 1, 640), (1, 4, 500, 1), (500, 640)])

@@ -190,6 +190,16 @@ def test_reference_masks_match_torch_sdpa(kind):
     assert torch.allclose(lse, torch.logsumexp(scores, dim=-1), atol=1e-12)
 
 
+def test_reference_counts_values_at_or_below_minus_1e30_as_masked():
+    q = torch.randn(1, 2, 9, 8, dtype=torch.float64)
+    keep = torch.rand(9, 9) < 0.6
+    keep[:, 0] = True
+    as_inf = torch.zeros(9, 9, dtype=torch.float64).masked_fill(~keep, float("-inf"))
+    as_min = torch.zeros(9, 9, dtype=torch.float32).masked_fill(~keep, torch.finfo(torch.float32).min)
+    assert torch.equal(torch_reference.attention(q, q, q, attn_mask=as_inf)[0],
+                       torch_reference.attention(q, q, q, attn_mask=as_min)[0])
+
+
 def test_reference_gives_fully_masked_rows_zeros_and_counts_nan_as_masked():
     q = torch.randn(1, 1, 4, 8, dtype=torch.float64)
     mask = torch.zeros(4, 4, dtype=torch.float64)

@@ -21,7 +21,8 @@ def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_e
     """Returns (out, lse) in float64, out in HND [B, Hq, Nq, D], lse [B, Hq, Nq].
 
     attn_mask (SDPA's, broadcastable to [B, Hq, Nq, Nkv]): bool (True = attend) or float added to
-    the scaled scores, NaN as -inf and values above 1e30 as 1e30 (sageattn's documented rule);
+    the scaled scores, NaN and values <= -1e30 as -inf, values above 1e30 as 1e30 (sageattn's
+    documented rule);
     it combines with is_causal."""
     if layout == "NHD":
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -48,7 +49,8 @@ def attention(q, k, v, sm_scale=None, is_causal=False, layout="HND", max_chunk_e
                 s = s.masked_fill(~m, float("-inf"))
             else:
                 m = m.double()
-                s = s + torch.nan_to_num(m, nan=float("-inf"), posinf=1e30, neginf=float("-inf")).clamp(max=1e30)
+                m = torch.nan_to_num(m, nan=float("-inf"), posinf=1e30, neginf=float("-inf")).clamp(max=1e30)
+                s = s + m.masked_fill(m <= -1e30, float("-inf"))
         lse = torch.logsumexp(s, dim=-1)
         safe = torch.where(torch.isinf(lse), torch.zeros_like(lse), lse)
         p = torch.exp(s - safe.unsqueeze(-1))
