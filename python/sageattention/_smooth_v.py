@@ -29,7 +29,7 @@ def attention(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, *, smooth
     """``sageattn`` with V smoothing; same arguments, same return values."""
     layout = core.validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
-        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel).layout
+        qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, dropout_p=dropout_p, kernel=kernel)[1]
     token_dim, head_dim = (2, 1) if layout == LAYOUT_HND else (1, 2)
     v_mean = v.mean(dim=token_dim, keepdim=True, dtype=torch.float32)
     v_smooth = (v - v_mean).to(v.dtype)

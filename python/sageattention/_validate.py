@@ -161,6 +161,8 @@ def check_masks(q, k, layout, attn_mask, block_mask):
     attn_mask follows SDPA: bool (True = attend) or additive float (float32 or q's dtype, added to
     the scaled scores; -inf masks), broadcastable to [B, Hq, Nq, Nkv] whatever tensor_layout is.
     """
+    if attn_mask is None and block_mask is None:  # every unmasked call: nothing to compute
+        return None, None
     b, hq, nq, _ = _dims(q, layout)
     nkv = _dims(k, layout)[2]
     if attn_mask is not None:

@@ -118,12 +118,15 @@ def _only_default_device_modes():
     return _DeviceContext is not None and all(isinstance(m, _DeviceContext) for m in _function_mode_stack())
 
 
-def eager_fast_path_ok(*tensors):
-    """True when `call_eager` may replace the operator call for these inputs (q, k, v and the
-    masks, None where absent; checked by sageattn)."""
+def eager_fast_path_ok(q, k, v, attn_mask=None, block_mask=None):
+    """True when `call_eager` may replace the operator call for these inputs (the masks None where
+    absent; checked by sageattn). Explicit type tests, no generator: this runs on every call."""
     if not EAGER_FAST_PATH or _is_compiling():
         return False
-    if any(type(t) is not torch.Tensor for t in tensors if t is not None):
+    if type(q) is not torch.Tensor or type(k) is not torch.Tensor or type(v) is not torch.Tensor:
+        return False
+    if (attn_mask is not None and type(attn_mask) is not torch.Tensor) or (
+            block_mask is not None and type(block_mask) is not torch.Tensor):
         return False
     if any(probe() for probe in _mode_probes):
         return False

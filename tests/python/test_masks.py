@@ -33,15 +33,15 @@ def test_masks_reach_the_kernel_as_broadcast_views(fake, layout):
     q, k, v = fake_qkv(layout=layout)
     mask = torch.zeros(4, 1, 300, dtype=torch.float32, device="cuda")  # [Hq, 1, Nk]: broadcast over batch, rows
     blocks = torch.ones(2, 1, 2, 3, dtype=torch.bool, device="cuda")
-    checked = core.validate_call(q, k, v, layout, attn_mask=mask, block_mask=blocks)
-    assert checked.attn_mask.shape == (2, 4, 200, 300) and checked.attn_mask.stride() == (0, 300, 0, 1)
-    assert checked.block_mask.shape == (2, 4, 2, 3) and checked.block_mask.dtype == torch.bool
-    assert checked.block_mask.stride() == (6, 0, 3, 1)
+    *_, attn_mask, block_mask = core.validate_call(q, k, v, layout, attn_mask=mask, block_mask=blocks)
+    assert attn_mask.shape == (2, 4, 200, 300) and attn_mask.stride() == (0, 300, 0, 1)
+    assert block_mask.shape == (2, 4, 2, 3) and block_mask.dtype == torch.bool
+    assert block_mask.stride() == (6, 0, 3, 1)
     # The operator checks what sageattn hands it again (profiler, torch.compile, ...): idempotent.
-    again = _validate.check_masks(q, k, _validate.LAYOUT_CODES[layout], checked.attn_mask, checked.block_mask)
-    assert again[0] is not None and again[0].stride() == checked.attn_mask.stride()
-    assert again[1].stride() == checked.block_mask.stride()
-    assert _launch.mask_type(checked.attn_mask) == _abi.MaskType.ADDITIVE_FP32
+    again = _validate.check_masks(q, k, _validate.LAYOUT_CODES[layout], attn_mask, block_mask)
+    assert again[0] is not None and again[0].stride() == attn_mask.stride()
+    assert again[1].stride() == block_mask.stride()
+    assert _launch.mask_type(attn_mask) == _abi.MaskType.ADDITIVE_FP32
     assert _launch.mask_type(torch.empty(1, dtype=torch.bool)) == _abi.MaskType.BOOL
     assert _launch.mask_type(torch.empty(1, dtype=torch.bfloat16)) == _abi.MaskType.ADDITIVE
     assert _launch.mask_type(None) == _abi.MaskType.NONE
