@@ -12,14 +12,9 @@ from sageattention import sageattn
 
 from gpu_helpers import (FP8_ATOL_FRAC, assert_lse_oracle, assert_oracle, emulated, exact, hnd, make_inputs,
                          poison_allocator, rel_l1)
+from gpu_common import no_grad_with_library  # noqa: F401 (autouse fixture: the library, no grad)
 
 pytestmark = pytest.mark.gpu
-
-
-@pytest.fixture(autouse=True)
-def _no_grad(library):
-    with torch.no_grad():
-        yield
 
 
 # `kernel` (conftest.py): every test runs on each kernel the device can run (sm80_mma everywhere,

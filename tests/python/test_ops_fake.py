@@ -115,6 +115,18 @@ def _trace(fn, *args):
     return graphs
 
 
+def _trace_fake(mode, fn, *args):
+    """_trace under a fake CUDA mode; a graph break fails, a Dynamo that cannot take fake inputs
+    at all skips."""
+    try:
+        with mode:
+            return _trace(fn, *args)
+    except torch._dynamo.exc.Unsupported:
+        raise  # a real graph break
+    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
+        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+
+
 @pytest.mark.parametrize("layout, head_dim", [("HND", 64), ("NHD", 128), ("HND", 36)])
 def test_compile_fullgraph_has_no_graph_break(fake_cuda_mode, layout, head_dim):
     def attention(q, k, v):
@@ -124,13 +136,7 @@ def test_compile_fullgraph_has_no_graph_break(fake_cuda_mode, layout, head_dim):
     with fake_cuda_mode:
         q = empty(2, 4, 64, head_dim) if layout == "HND" else empty(2, 64, 4, head_dim)
         k = empty(2, 2, 80, head_dim) if layout == "HND" else empty(2, 80, 2, head_dim)
-    try:
-        with fake_cuda_mode:
-            graphs = _trace(attention, q, k, k)
-    except torch._dynamo.exc.Unsupported:
-        raise  # a real graph break
-    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
-        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+    graphs = _trace_fake(fake_cuda_mode, attention, q, k, k)
     assert len(graphs) == 1
     calls = [n for n in graphs[0].graph.nodes if n.target is ops.attention_forward]
     assert len(calls) == 1
@@ -166,13 +172,7 @@ def test_compile_fullgraph_with_masks(fake_cuda_mode):
         q, k = empty(2, 4, 200, 64), empty(2, 2, 300, 64)
         mask = torch.empty(200, 300, dtype=torch.bool, device="cuda")
         blocks = torch.empty(2, 1, 2, 3, dtype=torch.bool, device="cuda")
-    try:
-        with fake_cuda_mode:
-            graphs = _trace(attention, q, k, k, mask, blocks)
-    except torch._dynamo.exc.Unsupported:
-        raise  # a real graph break
-    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
-        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+    graphs = _trace_fake(fake_cuda_mode, attention, q, k, k, mask, blocks)
     assert len(graphs) == 1
     calls = [n for n in graphs[0].graph.nodes if n.target is ops.attention_forward]
     assert len(calls) == 1 and len(calls[0].args) + len(calls[0].kwargs) >= 13
