@@ -2,12 +2,13 @@
 against per-sequence dense calls (output agreement) and against one dense call with the same
 attention work (throughput), hd128 fp16.
 
-    python scripts/bench_varlen.py [--heads 16] [--seed 0] [--causal]
+    python scripts/bench_varlen.py [--heads 16] [--seed 0] [--causal] [--kernel auto]
 
 Work of a varlen call: sum of L_i^2 (halved when causal); the dense call of the same work is one
 sequence of N = sqrt(sum L_i^2) tokens. Throughput is reported in TOPS of that work, so "vs dense"
-is the ratio of the two TOPS. The lengths are passed as CPU tensors (the interim implementation
-reads them on the host), and once more as CUDA tensors (one synchronizing copy per call).
+is the ratio of the two TOPS. Timed: the kernel path with the lengths on the GPU (the main number),
+with CPU lengths (adds a host-to-device copy per call), and the loop of one dense call per
+sequence (varlen.attend_packed, the interim implementation before the kernel path).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import math
 import torch
 
 import sageattention
-from sageattention import _timing
+from sageattention import _profile, _timing
 
 
 def main():
@@ -24,6 +25,8 @@ def main():
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--causal", action="store_true")
+    parser.add_argument("--kernel", default="auto", choices=["auto", "sm80_mma", "sm90_wgmma"])
+    parser.add_argument("--profile", action="store_true", help="also print the pre-pass / attention split (us)")
     args = parser.parse_args()
     gen = torch.Generator().manual_seed(args.seed)
     lengths = torch.randint(1, 8193, (8,), generator=gen).tolist()
@@ -34,15 +37,17 @@ def main():
     q, k, v = (torch.randn(total, h, d, device="cuda", dtype=torch.float16, generator=cuda_gen) for _ in range(3))
 
     cu_device = cu.cuda()
+    bounds = cu.tolist()
 
-    def varlen(lengths_on=cu):
+    def varlen(lengths_on=cu_device):
         return sageattention.sageattn_varlen(q, k, v, lengths_on, lengths_on, max(lengths), max(lengths),
-                                             is_causal=args.causal)
+                                             is_causal=args.causal, kernel=args.kernel)
+
+    def per_sequence():
+        return sageattention.varlen.attend_packed(q, k, v, bounds, bounds, args.causal, kernel=args.kernel)
 
     out = varlen()
-    pieces = [sageattention.sageattn(q[a:b].unsqueeze(0), k[a:b].unsqueeze(0), v[a:b].unsqueeze(0), "NHD",
-                                     args.causal).squeeze(0) for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())]
-    dense_pieces = torch.cat(pieces)
+    dense_pieces = per_sequence()
     agreement = ((out.double() - dense_pieces.double()).abs().sum() / dense_pieces.double().abs().sum()).item()
 
     work = sum(length * length for length in lengths) * 4.0 * h * d / (2 if args.causal else 1)
@@ -50,15 +55,24 @@ def main():
     qd, kd, vd = (torch.randn(1, h, n, d, device="cuda", dtype=torch.float16, generator=cuda_gen) for _ in range(3))
     dense_work = 4.0 * h * n * n * d / (2 if args.causal else 1)
     varlen_ms = _timing.time_cuda(varlen)["median_ms"]
-    device_lengths_ms = _timing.time_cuda(lambda: varlen(cu_device))["median_ms"]
-    dense_ms = _timing.time_cuda(lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal))["median_ms"]
+    host_lengths_ms = _timing.time_cuda(lambda: varlen(cu))["median_ms"]
+    loop_ms = _timing.time_cuda(per_sequence)["median_ms"]
+    dense_ms = _timing.time_cuda(
+        lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal, kernel=args.kernel))["median_ms"]
     varlen_tops, dense_tops = work / varlen_ms / 1e9, dense_work / dense_ms / 1e9
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
-    print(f"lengths {lengths} (total {total}), H={h} D={d} fp16 causal={args.causal}")
+    print(f"lengths {lengths} (total {total}), H={h} D={d} fp16 causal={args.causal} kernel={args.kernel}")
     print(f"varlen vs per-sequence dense calls: relative L1 {agreement:.2e}")
     print(f"varlen {varlen_ms:.3f} ms = {varlen_tops:.1f} TOPS; dense N={n} {dense_ms:.3f} ms = {dense_tops:.1f} TOPS;"
           f" varlen / dense = {varlen_tops / dense_tops:.2f}")
-    print(f"with the lengths on the GPU (one synchronizing copy per call): {device_lengths_ms:.3f} ms")
+    if args.profile:
+        for name, fn in (("varlen", varlen), ("dense", lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal,
+                                                                                     kernel=args.kernel))):
+            split = _profile.split_prepass(_profile.kernel_times(fn))
+            print(f"  {name}: attention {split['attention_us']:.0f} us, pre-pass {split['prepass_us']:.0f} us "
+                  f"({split['prepass_share']:.0%}), {split['launches']:.0f} launches")
+    print(f"with CPU lengths (copied per call): {host_lengths_ms:.3f} ms; one dense call per sequence: "
+          f"{loop_ms:.3f} ms ({work / loop_ms / 1e9 / dense_tops:.2f} of dense)")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever sageattn_params changes layout; sageattn_params.abi_version must equal it. */
-#define SAGEATTN_ABI_VERSION 3
+#define SAGEATTN_ABI_VERSION 4
 
 /* Rows and keys covered by one entry of sageattn_params.block_mask. */
 #define SAGEATTN_BLOCK_MASK_TILE 128
@@ -155,6 +155,24 @@ typedef struct sageattn_params {
      masked (skipped, never computed), nonzero = computed (the other masks still apply inside it).
      data == NULL: no block mask. Needs no extra launch when it is the only mask. */
   sageattn_mask block_mask;
+  /* Packed sequences (varlen, flash-attn's layout); cu_seqlens_q == NULL: dense batches, and then
+     cu_seqlens_kv must be NULL and total_q, total_kv 0. Otherwise `batch` sequences are packed
+     along the token axis of q and out ([total_q, heads_q, head_dim]) and of k and v
+     ([total_kv, heads_kv, head_dim]), every stride_batch is 0, and sequence b is rows
+     cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1 of q against rows cu_seqlens_kv[b] ..
+     cu_seqlens_kv[b + 1] - 1 of k and v: its own attention problem (its own K and V smoothing and
+     scales, causal bottom-right within it). Both arrays are device int32 [batch + 1] (0 first,
+     non-decreasing, last = total), read only by the kernels: no host synchronization.
+     seqlen_q and seqlen_kv are upper bounds of the lengths, given by the caller (grids and the
+     workspace are sized from them and from the totals). Invalid arrays give wrong output, never
+     an out-of-bounds access: boundaries are clamped to [0, total], a sequence longer than its
+     bound is cut to it (its later rows are not written). Sequences may be empty; queries with no
+     key get zeros and LSE -infinity. lse, when wanted, is [heads_q, total_q] contiguous. Masks
+     are not supported with packed sequences. */
+  const int32_t* cu_seqlens_q;
+  const int32_t* cu_seqlens_kv;
+  int32_t total_q;
+  int32_t total_kv;
 } sageattn_params;
 
 /* SAGEATTN_ABI_VERSION of the library. Foreign-function callers check it before anything that

@@ -10,7 +10,7 @@ garbage.
 import ctypes
 import enum
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 BLOCK_MASK_TILE = 128  # SAGEATTN_BLOCK_MASK_TILE
 
 
@@ -97,6 +97,10 @@ class SageattnParams(ctypes.Structure):
         ("mask_type", _c_enum),
         ("mask", SageattnMask),
         ("block_mask", SageattnMask),
+        ("cu_seqlens_q", ctypes.c_void_p),  # const int32_t*, device memory
+        ("cu_seqlens_kv", ctypes.c_void_p),
+        ("total_q", ctypes.c_int32),
+        ("total_kv", ctypes.c_int32),
     ]
 
 

@@ -71,6 +71,7 @@ def _token_head_strides(t, layout):
 
 
 _NO_MASK = (0, 0, 0, 0, 0)
+_NOT_PACKED = (0, 0, 0, 0)  # cu_seqlens_q, cu_seqlens_kv, total_q, total_kv
 
 
 def _mask_view(m):
@@ -96,40 +97,59 @@ def _mask_key(m, code):
     return None if m is None else (code, m.stride(0) == 0, m.stride(1) == 0)
 
 
+def _packed_strides(t):
+    # A packed [total, heads, head_dim] tensor as sageattn_tensor: no batch dimension (stride 0).
+    s = t.stride()
+    return t.data_ptr(), 0, s[1], s[0]
+
+
 def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-            smooth_v=True, attn_mask=None, block_mask=None):
+            smooth_v=True, attn_mask=None, block_mask=None, packed=None):
     """Launches attention on the current stream of q's device; `lse` may be None.
 
     Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
     contiguous, strides multiples of 8 elements, 16-byte aligned pointers, out shaped like q;
     attn_mask a [B, Hq, Nq, Nkv] view (bool, float32 or q's dtype) and block_mask a
     [B, Hq, ceil(Nq / 128), ceil(Nkv / 128)] bool view, or None.
+    `packed`: None, or (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k) for packed
+    sequences: q, out [total_q, Hq, D] and k, v [total_k, Hkv, D] (`layout` unused), the cu_seqlens
+    contiguous int32 [batch + 1] on q's device, lse [Hq, total_q]; no masks.
     """
     lib = _library.load()
     device_index = q.device.index
-    if layout == LAYOUT_HND:
-        batch, heads_q, seqlen_q, head_dim = q.shape
-        _, heads_kv, seqlen_kv, _ = k.shape
+    if packed is not None:
+        cu_q, cu_k, seqlen_q, seqlen_kv = packed
+        batch = cu_q.shape[0] - 1
+        total_q, heads_q, head_dim = q.shape
+        total_kv, heads_kv, _ = k.shape
+        views = (_packed_strides(q), _packed_strides(k), _packed_strides(v), _packed_strides(out))
+        packing = (cu_q.data_ptr(), cu_k.data_ptr(), total_q, total_kv)
     else:
-        batch, seqlen_q, heads_q, head_dim = q.shape
-        _, seqlen_kv, heads_kv, _ = k.shape
+        if layout == LAYOUT_HND:
+            batch, heads_q, seqlen_q, head_dim = q.shape
+            _, heads_kv, seqlen_kv, _ = k.shape
+        else:
+            batch, seqlen_q, heads_q, head_dim = q.shape
+            _, seqlen_kv, heads_kv, _ = k.shape
+        views = (_token_head_strides(q, layout), _token_head_strides(k, layout), _token_head_strides(v, layout),
+                 _token_head_strides(out, layout))
+        packing = _NOT_PACKED
     params, workspace_bytes, reason = _thread_state()
     attn_mask_type = mask_type(attn_mask)
     _library.PARAMS_PACKER.pack_into(
         params, 0,
         ABI_VERSION, batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, _DTYPE_CODES[q.dtype],
-        *_token_head_strides(q, layout),
-        *_token_head_strides(k, layout),
-        *_token_head_strides(v, layout),
-        *_token_head_strides(out, layout),
+        *views[0], *views[1], *views[2], *views[3],
         0 if lse is None else lse.data_ptr(),
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
         int(smooth_v),
         attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
+        *packing,
     )
+    # The workspace of packed sequences also depends on the totals (packing[2:]).
     key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
            qk_granularity, kernel, device_index, bool(smooth_v), _mask_key(attn_mask, attn_mask_type),
-           _mask_key(block_mask, 0))
+           _mask_key(block_mask, 0), packing[2:])
     nbytes = _workspace_bytes_by_key.get(key)
     if nbytes is None:
         status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,

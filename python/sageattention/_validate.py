@@ -72,8 +72,9 @@ def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_q
     return layout, sm_scale, int(GRANULARITY_CODES[qk_quant_gran]), int(KERNEL_CODES[kernel])
 
 
-def check_tensor_shapes(q, k, v, layout):
-    """The structural checks of q, k, v (types, shapes, dtypes, sizes). Returns the head_dim."""
+def check_tensor_shapes(q, k, v, layout, allow_empty_tokens=False):
+    """The structural checks of q, k, v (types, shapes, dtypes, sizes). Returns the head_dim.
+    `allow_empty_tokens`: packed sequences (sageattn_varlen) may have no tokens at all."""
     names = ("q", "k", "v")
     tensors = (q, k, v)
     layout_name = "[batch, heads, tokens, head_dim]" if layout == LAYOUT_HND else "[batch, tokens, heads, head_dim]"
@@ -93,7 +94,7 @@ def check_tensor_shapes(q, k, v, layout):
         raise ValueError(f"q and k must have the same head_dim, got {dq} and {dk}")
     for name, size in (("batch", bq), ("heads of q", hq), ("heads of k/v", hk),
                        ("seqlen of q", nq), ("seqlen of k/v", nk), ("head_dim", dq)):
-        if size == 0:
+        if size == 0 and not (allow_empty_tokens and name.startswith("seqlen")):
             raise ValueError(f"{name} is 0: sageattn needs non-empty inputs")
     if dv != dq:
         raise NotImplementedError(f"v head_dim ({dv}) different from q/k head_dim ({dq}) is not supported yet")
@@ -219,6 +220,8 @@ def strides_ready(t):
     neither data_ptr nor storage_offset can be read while torch.compile traces this code.
     """
     s = t.stride()
+    if len(s) != 4:  # packed [tokens, heads, head_dim] tensors (sageattn_varlen)
+        return s[-1] == 1 and all(x % ALIGN_ELEMENTS == 0 for x in s[:-1])
     return (s[3] == 1 and s[0] % ALIGN_ELEMENTS == 0 and s[1] % ALIGN_ELEMENTS == 0
             and s[2] % ALIGN_ELEMENTS == 0)
 

@@ -23,6 +23,10 @@ Schema::
   (see ``sageattn``). Checked again here (``check_masks``).
 
 ``attention_forward`` (module attribute) is the OpOverload to call.
+
+``sageattention::varlen_forward`` (``varlen_forward``) is the same call on packed sequences
+(``sageattn_varlen``): q [total_q, Hq, D], k/v [total_k, Hkv, D], int32 cu_seqlens on q's device,
+host-int maxima; lse [Hq, total_q] (flash-attn's varlen layout).
 """
 
 import torch
@@ -39,7 +43,9 @@ _SCHEMA_ARGS = (
 )
 
 
-def _lse_shape(q, layout):
+def _lse_shape(q, layout, packed=False):
+    if packed:  # [total_q, Hq, D] -> flash-attn's varlen [Hq, total_q]
+        return (q.shape[1], q.shape[0])
     if layout == LAYOUT_HND:
         return (q.shape[0], q.shape[1], q.shape[2])
     return (q.shape[0], q.shape[2], q.shape[1])
@@ -53,10 +59,11 @@ def _aligned(t):
 
 
 def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True,
-         attn_mask=None, block_mask=None, empty_lse=True):
+         attn_mask=None, block_mask=None, empty_lse=True, packed=None):
     """The op's real implementation on already-checked tensors: outputs, workspace and the launch.
     Without return_lse the second result is an empty tensor (the operator's schema), or None when
-    `empty_lse` is False (eager callers that drop it save an allocation)."""
+    `empty_lse` is False (eager callers that drop it save an allocation). `packed`: packed
+    sequences, as _launch.forward takes them."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
     q = _aligned(q)
@@ -65,9 +72,9 @@ def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granular
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = None
     if return_lse:
-        lse = torch.empty(_lse_shape(q, layout), dtype=torch.float32, device=q.device)
+        lse = torch.empty(_lse_shape(q, layout, packed is not None), dtype=torch.float32, device=q.device)
     _launch.forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-                    smooth_v, attn_mask, block_mask)
+                    smooth_v, attn_mask, block_mask, packed)
     if lse is None and empty_lse:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
     return out, lse
@@ -148,6 +155,65 @@ def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, sm
     return out, q.new_empty(lse_shape, dtype=torch.float32)
 
 
+# --- packed sequences (varlen) -------------------------------------------------------------------
+
+VARLEN_OP_NAME = "varlen_forward"
+_VARLEN_SCHEMA_ARGS = (
+    "(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, "
+    "int max_seqlen_k, bool is_causal, float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, "
+    "int kernel, bool smooth_v=True) -> (Tensor, Tensor)"
+)
+
+
+def check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, name=None):
+    """The tensor rules of packed calls (the op is public, so it checks them itself): q [Tq, Hq, D],
+    k and v [Tk, Hkv, D] as one NHD batch of one (dtype, device, heads, head dim, strides), the
+    cu_seqlens int32 [batch + 1] with equal lengths on q's device, the maxima >= 1."""
+    where = f"{name}: " if name else ""
+    for label, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 3:
+            raise ValueError(f"{where}{label} must be 3-D [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
+    check_tensors(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), LAYOUT_NHD)
+    for label, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
+        if cu.dtype != torch.int32 or cu.dim() != 1 or cu.shape[0] < 2:
+            raise ValueError(f"{where}{label} must be int32 [batch + 1] with batch >= 1, got {cu.dtype} "
+                             f"{tuple(cu.shape)}")
+        if cu.device != q.device:
+            raise ValueError(f"{where}{label} is on {cu.device}, q on {q.device}: they must be on one device")
+    if cu_seqlens_q.shape != cu_seqlens_k.shape:
+        raise ValueError(f"{where}cu_seqlens_q and cu_seqlens_k must have the same length, got "
+                         f"{cu_seqlens_q.shape[0]} and {cu_seqlens_k.shape[0]}")
+    if max_seqlen_q < 1 or max_seqlen_k < 1:
+        raise ValueError(f"{where}max_seqlen_q and max_seqlen_k must be >= 1 here, got {max_seqlen_q}, {max_seqlen_k}")
+
+
+def _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale, return_lse,
+                smooth_k, qk_granularity, kernel, smooth_v=True, empty_lse=True):
+    packed = (cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(), max_seqlen_q, max_seqlen_k)
+    return _run(q, k, v, LAYOUT_NHD, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v,
+                empty_lse=empty_lse, packed=packed)
+
+
+def _varlen_forward_cuda(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
+                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+    check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
+    return _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
+                       return_lse, smooth_k, qk_granularity, kernel, smooth_v)
+
+
+def call_varlen_eager(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
+                      return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+    """varlen_forward without the dispatch, for checked plain tensors (see eager_fast_path_ok)."""
+    return _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
+                       return_lse, smooth_k, qk_granularity, kernel, smooth_v, empty_lse=False)
+
+
+def _varlen_forward_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
+                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+    lse_shape = _lse_shape(q, LAYOUT_NHD, packed=True) if return_lse else (0,)
+    return q.new_empty(q.shape), q.new_empty(lse_shape, dtype=torch.float32)
+
+
 _keepalive = []  # torch.library.Library objects unregister their ops when garbage-collected
 
 # Which registration `attention_forward` uses on torch >= 2.4. Both give the same operator to
@@ -158,6 +224,25 @@ _keepalive = []  # torch.library.Library objects unregister their ops when garba
 PREFER_CUSTOM_OP = True
 
 
+def _define(namespace, name, schema, impl, fake, use_custom_op):
+    qualname = f"{namespace}::{name}"
+    if use_custom_op and hasattr(torch.library, "custom_op"):
+        op = torch.library.custom_op(qualname, impl, mutates_args=(), device_types="cuda", schema=schema)
+        op.register_fake(fake)
+        _keepalive.append(op)
+    else:
+        lib = torch.library.Library(namespace, "FRAGMENT")
+        lib.define(name + schema)
+        lib.impl(name, impl, "CUDA")
+        register_fake = getattr(torch.library, "register_fake", None)
+        if register_fake is not None:
+            register_fake(qualname, fake, lib=lib)
+        else:
+            torch.library.impl_abstract(qualname, fake, lib=lib)
+        _keepalive.append(lib)
+    return getattr(getattr(torch.ops, namespace), name).default
+
+
 def register(namespace=NAMESPACE, use_custom_op=PREFER_CUSTOM_OP):
     """Defines ``<namespace>::attention_forward`` and returns its OpOverload.
 
@@ -166,23 +251,15 @@ def register(namespace=NAMESPACE, use_custom_op=PREFER_CUSTOM_OP):
     torch.compile and FakeTensor treat the same way. `use_custom_op=False` forces that path (tests
     exercise it under another namespace).
     """
-    qualname = f"{namespace}::{OP_NAME}"
-    if use_custom_op and hasattr(torch.library, "custom_op"):
-        op = torch.library.custom_op(qualname, _attention_forward_cuda, mutates_args=(),
-                                     device_types="cuda", schema=_SCHEMA_ARGS)
-        op.register_fake(_attention_forward_fake)
-        _keepalive.append(op)
-    else:
-        lib = torch.library.Library(namespace, "FRAGMENT")
-        lib.define(OP_NAME + _SCHEMA_ARGS)
-        lib.impl(OP_NAME, _attention_forward_cuda, "CUDA")
-        register_fake = getattr(torch.library, "register_fake", None)
-        if register_fake is not None:
-            register_fake(qualname, _attention_forward_fake, lib=lib)
-        else:
-            torch.library.impl_abstract(qualname, _attention_forward_fake, lib=lib)
-        _keepalive.append(lib)
-    return getattr(getattr(torch.ops, namespace), OP_NAME).default
+    return _define(namespace, OP_NAME, _SCHEMA_ARGS, _attention_forward_cuda, _attention_forward_fake,
+                   use_custom_op)
+
+
+def register_varlen(namespace=NAMESPACE, use_custom_op=PREFER_CUSTOM_OP):
+    """Defines ``<namespace>::varlen_forward`` (packed sequences) the same way."""
+    return _define(namespace, VARLEN_OP_NAME, _VARLEN_SCHEMA_ARGS, _varlen_forward_cuda, _varlen_forward_fake,
+                   use_custom_op)
 
 
 attention_forward = register()
+varlen_forward = register_varlen()

@@ -1,27 +1,24 @@
 """``sageattn_varlen``: attention over a batch of sequences of different lengths packed along the
 token axis (the flash-attn varlen convention), with upstream sageattention 2.x's signature.
 
-Interim implementation (docs/design/varlen.md has the plan for the kernel path): the kernels have
-no varlen path yet, so the call reads the cumulative lengths on the host (one device-to-host copy
-when they are CUDA tensors) and runs one dense
-``sageattn`` call per sequence. It is exact (each sequence is its own attention problem, with its
-own K smoothing and bottom-right causal mask), but it launches per sequence and therefore:
+The kernels run the packed batch in one call (docs/design/varlen.md): every kernel reads the
+sequence boundaries from the device ``cu_seqlens``, and each sequence is its own attention
+problem (its own K and V smoothing and quantization scales, causal bottom-right within it), so one
+sequence never changes another's result. Nothing is read back to the host: with CUDA
+``cu_seqlens`` the call is capturable in a CUDA graph and traces into one operator
+(``sageattention::varlen_forward``) under torch.compile.
 
-- cannot run during CUDA graph capture (raises RuntimeError; lengths read on the host would be
-  frozen into the graph);
-- graph-breaks under torch.compile at the host copy; ``attend_packed`` (the loop over host
-  lengths) traces without breaks, specialized to the lengths it sees.
-
-A kernel path with device-side lengths will replace ``attend_packed`` behind the same signature.
+``attend_packed`` (one dense ``sageattn`` per sequence, from host boundaries) is the reference the
+tests and ``scripts/bench_varlen.py`` compare the kernel path with.
 """
 
 import operator
 
 import torch
 
-from . import _compat_kwargs, _validate, core
+from . import _compat_kwargs, _validate, core, ops
 
-__all__ = ["sageattn_varlen", "attend_packed", "host_boundaries"]
+__all__ = ["sageattn_varlen", "attend_packed"]
 
 _NAME = "sageattn_varlen"
 
@@ -33,8 +30,12 @@ def _check_packed(q, k, v):
         if t.dim() != 3:
             raise ValueError(
                 f"{_NAME}: {name} must be 3-D [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
-    # The packed tensors are one NHD batch of one: the dense checks cover dtype, device, heads, dims.
-    core.validate_call(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), "NHD")
+    # The packed tensors are one NHD batch of one: the dense checks cover dtype, device, heads, dims
+    # (but packed calls may have no tokens at all).
+    head_dim = _validate.check_tensor_shapes(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), _validate.LAYOUT_NHD,
+                                             allow_empty_tokens=True)
+    _validate.check_tensor_devices(q, k, v)
+    return head_dim
 
 
 def _check_cu_seqlens(name, cu, device):
@@ -53,9 +54,12 @@ def _check_max_seqlen(name, value):
     if isinstance(value, (bool, torch.Tensor)):
         raise TypeError(f"{_NAME}: {name} must be a Python int, got {type(value).__name__}")
     try:
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
         raise TypeError(f"{_NAME}: {name} must be a Python int, got {type(value).__name__}") from None
+    if value < 0:
+        raise ValueError(f"{_NAME}: {name} must be >= 0, got {value}")
+    return value
 
 
 def _check_boundaries(name, bounds, total, max_name, max_seqlen):
@@ -70,24 +74,21 @@ def _check_boundaries(name, bounds, total, max_name, max_seqlen):
         raise ValueError(f"{_NAME}: {max_name} ({max_seqlen}) is below the longest sequence ({max(lengths)})")
 
 
-def host_boundaries(cu_seqlens_q, cu_seqlens_k):
-    """The cumulative lengths as Python lists: one device-to-host copy for CUDA tensors (a
-    synchronization), none for CPU tensors. Refuses to run while a CUDA graph is being captured."""
-    on_cuda = cu_seqlens_q.device.type == "cuda" or cu_seqlens_k.device.type == "cuda"
+def _on_device(name, cu, device):
+    """CPU boundaries (checked on the host already) copied to q's device. A copy from host memory
+    cannot be part of a CUDA graph, so it is refused while one is being captured."""
+    if cu.device.type != "cpu":
+        return cu
     if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
-        raise RuntimeError(
-            f"{_NAME} cannot be captured in a CUDA graph: the interim implementation reads the "
-            "sequence lengths on the host and launches one kernel per sequence, so a captured graph "
-            "would replay the lengths of the capture. Capture sageattn on padded batches instead.")
-    if on_cuda and cu_seqlens_q.shape == cu_seqlens_k.shape:
-        both = torch.stack((cu_seqlens_q, cu_seqlens_k.to(cu_seqlens_q.device))).tolist()
-        return both[0], both[1]
-    return cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+        raise RuntimeError(f"{_NAME}: {name} is a CPU tensor, which cannot be copied to the GPU inside CUDA "
+                           "graph capture; pass it on q's device")
+    return cu.to(device)
 
 
-def attend_packed(q, k, v, bounds_q, bounds_k, is_causal=False, sm_scale=None, smooth_k=True):
-    """The dense loop behind ``sageattn_varlen`` for host boundaries (lists of ints). Sequences
-    with no queries are skipped; queries with no keys output zeros (as rows that see no key do)."""
+def attend_packed(q, k, v, bounds_q, bounds_k, is_causal=False, sm_scale=None, smooth_k=True, kernel="auto"):
+    """One dense ``sageattn`` per sequence, for host boundaries (lists of ints): the reference of
+    the kernel path. Sequences with no queries are skipped; queries with no keys output zeros (as
+    rows that see no key do)."""
     pieces = []
     for i in range(len(bounds_q) - 1):
         q0, q1, k0, k1 = bounds_q[i], bounds_q[i + 1], bounds_k[i], bounds_k[i + 1]
@@ -98,31 +99,37 @@ def attend_packed(q, k, v, bounds_q, bounds_k, is_causal=False, sm_scale=None, s
             continue
         out = core.sageattn(q.narrow(0, q0, q1 - q0).unsqueeze(0), k.narrow(0, k0, k1 - k0).unsqueeze(0),
                             v.narrow(0, k0, k1 - k0).unsqueeze(0), "NHD", is_causal, sm_scale,
-                            smooth_k=smooth_k)
+                            smooth_k=smooth_k, kernel=kernel)
         pieces.append(out.squeeze(0))
     return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal=False,
-                    sm_scale=None, smooth_k=True, **kwargs):
-    """Attention over packed variable-length sequences.
+                    sm_scale=None, smooth_k=True, *, return_lse=False, kernel="auto", **kwargs):
+    """Attention over packed variable-length sequences, in one call of the kernels.
 
     Args:
         q: [total_q, Hq, D]; k, v: [total_k, Hkv, D]; fp16/bf16 CUDA, Hq % Hkv == 0 (GQA/MQA).
         cu_seqlens_q, cu_seqlens_k: int32 [batch + 1], 0 first, non-decreasing, last = total_q /
             total_k; sequence i is q[cu_q[i]:cu_q[i+1]] against k, v[cu_k[i]:cu_k[i+1]]. Zero-length
-            sequences are allowed (no queries: nothing; no keys: zero output rows). On q's device or
-            on the CPU (CPU tensors avoid the synchronizing copy).
-        max_seqlen_q, max_seqlen_k: Python ints, upper bounds of the lengths (checked).
+            sequences are allowed (no queries: nothing; no keys: zero output rows, LSE -inf).
+            On q's device (nothing is read back: no synchronization, capturable in CUDA graphs; the
+            contents are trusted as in flash-attn, and wrong ones give wrong output, never an
+            out-of-bounds access) or on the CPU (checked, then copied to the device).
+        max_seqlen_q, max_seqlen_k: Python ints, upper bounds of the lengths (checked against CPU
+            boundaries; CUDA ones are trusted: a longer sequence is cut to the bound).
         is_causal: bottom-right aligned per sequence (query i of a sequence sees its keys
             j <= i + len_k - len_q).
         sm_scale: softmax scale, default 1/sqrt(D). smooth_k: K smoothing per sequence (exact).
+        return_lse: also return the LSE, float32 [Hq, total_q] (flash-attn's varlen layout), with
+            sageattn's convention (natural log, smoothing undone, -inf for rows that see no key).
+        kernel: as in sageattn ("auto", "sm80_mma", "sm90_wgmma").
         **kwargs: ``tensor_layout="NHD"`` (the packed layout; callers pass it) and the keywords of
             _compat_kwargs (attn_mask=None only, dropout_p=0, flash-attn's softmax_scale / causal, ...);
             anything else raises TypeError.
 
-    Returns [total_q, Hq, D] in q's dtype. Upstream smooths K with one mean over the whole packed
-    batch; per sequence is equally exact for the output.
+    Returns [total_q, Hq, D] in q's dtype, or (out, lse) when return_lse. Upstream smooths K with
+    one mean over the whole packed batch; per sequence is equally exact for the output.
     """
     extra = dict(kwargs)
     layout = extra.pop("tensor_layout", "NHD")
@@ -132,9 +139,9 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
     if attn_mask is not None:
         raise NotImplementedError(f"{_NAME} does not support attn_mask yet (it is never ignored silently); "
                                   "use is_causal, or sageattn on padded batches with attn_mask")
-    _validate.check_scalars("NHD", is_causal, sm_scale, False, smooth_k, "per_thread", attn_mask,
-                            dropout_p, "auto")
-    _check_packed(q, k, v)
+    _, sm_scale_checked, granularity, kernel_code = _validate.check_scalars(
+        "NHD", is_causal, sm_scale, return_lse, smooth_k, "per_thread", attn_mask, dropout_p, kernel)
+    head_dim = _check_packed(q, k, v)
     _check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, q.device)
     _check_cu_seqlens("cu_seqlens_k", cu_seqlens_k, q.device)
     if cu_seqlens_q.shape != cu_seqlens_k.shape:
@@ -142,7 +149,31 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
                          f"{cu_seqlens_q.shape[0]} and {cu_seqlens_k.shape[0]}")
     max_q = _check_max_seqlen("max_seqlen_q", max_seqlen_q)
     max_k = _check_max_seqlen("max_seqlen_k", max_seqlen_k)
-    bounds_q, bounds_k = host_boundaries(cu_seqlens_q, cu_seqlens_k)
-    _check_boundaries("cu_seqlens_q", bounds_q, q.shape[0], "max_seqlen_q", max_q)
-    _check_boundaries("cu_seqlens_k", bounds_k, k.shape[0], "max_seqlen_k", max_k)
-    return attend_packed(q, k, v, bounds_q, bounds_k, is_causal, sm_scale, smooth_k)
+    if cu_seqlens_q.device.type == "cpu":
+        _check_boundaries("cu_seqlens_q", cu_seqlens_q.tolist(), q.shape[0], "max_seqlen_q", max_q)
+    if cu_seqlens_k.device.type == "cpu":
+        _check_boundaries("cu_seqlens_k", cu_seqlens_k.tolist(), k.shape[0], "max_seqlen_k", max_k)
+    if q.shape[0] > 0 and max_q == 0:
+        raise ValueError(f"{_NAME}: max_seqlen_q is 0 but q has {q.shape[0]} tokens")
+    if sm_scale_checked is None:
+        sm_scale_checked = head_dim ** -0.5
+
+    if q.shape[0] == 0 or k.shape[0] == 0 or max_k == 0:
+        # Nothing to compute: no queries, or no query sees a key (zeros, LSE -inf).
+        out = q.new_zeros(q.shape[:2] + (v.shape[2],))
+        lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), dtype=torch.float32, device=q.device)
+        return (out, lse) if return_lse else out
+
+    align = _validate.ALIGN_ELEMENTS
+    padded_head_dim = (head_dim + align - 1) // align * align
+    q_in, k_in, v_in = (_validate.canonicalize(t.unsqueeze(0), padded_head_dim).squeeze(0) for t in (q, k, v))
+    cu_q = _on_device("cu_seqlens_q", cu_seqlens_q, q.device)
+    cu_k = _on_device("cu_seqlens_k", cu_seqlens_k, q.device)
+    eager = (ops.eager_fast_path_ok(q_in, k_in, v_in) and type(cu_q) is torch.Tensor
+             and type(cu_k) is torch.Tensor)
+    run = ops.call_varlen_eager if eager else ops.varlen_forward
+    out, lse = run(q_in, k_in, v_in, cu_q, cu_k, max_q, max_k, bool(is_causal), float(sm_scale_checked),
+                   bool(return_lse), bool(smooth_k), granularity, kernel_code, True)
+    if padded_head_dim != head_dim:
+        out = out.narrow(2, 0, head_dim).clone(memory_format=torch.contiguous_format)
+    return (out, lse) if return_lse else out

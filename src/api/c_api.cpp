@@ -72,6 +72,12 @@ sageattn_status validate(const sageattn_params* params, Plan& plan, std::string&
   return status;
 }
 
+Packing packing_of(const sageattn_params& p) {
+  if (p.cu_seqlens_q == nullptr) return Packing{};
+  return {p.cu_seqlens_q, p.cu_seqlens_kv, p.total_q, p.total_kv,
+          static_cast<int>(packed_slots(p.total_q, p.batch)), static_cast<int>(packed_slots(p.total_kv, p.batch))};
+}
+
 template <typename T>
 T* region(void* workspace, size_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(workspace) + offset);
@@ -110,6 +116,7 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
   a.k_column_sums = layout.has_k_column_sums ? region<float>(workspace, layout.k_column_sums) : nullptr;
   a.lse_correction =
       layout.has_lse_correction ? region<float>(workspace, layout.lse_correction) : nullptr;
+  a.packing = packing_of(p);
   return a;
 }
 
@@ -133,6 +140,7 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
   a.v_fp8 = region<uint8_t>(workspace, layout.v_fp8);
   a.v_scale = region<float>(workspace, layout.v_scale);
   a.v_mean = region<float>(workspace, layout.v_mean);
+  a.packing = packing_of(p);
   return a;
 }
 
@@ -202,6 +210,7 @@ AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& 
   a.k_blocks = quant.k_blocks;
   a.sm_scale = p.sm_scale;
   a.sm_scale_log2 = static_cast<float>(static_cast<double>(p.sm_scale) * kLog2e);
+  a.packing = quant.packing;
   return a;
 }
 

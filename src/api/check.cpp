@@ -83,6 +83,31 @@ void check_masks(Checker& c, const sageattn_params& p) {
   if (p.block_mask.data != nullptr) check_mask_strides(c, "block_mask", p.block_mask);
 }
 
+// Packed sequences (varlen): the boundaries live in device memory, so only their presence, the
+// totals and the layout can be checked here; the kernels clamp what they read (sequences.cuh).
+void check_packing(Checker& c, const sageattn_params& p) {
+  const bool packed = p.cu_seqlens_q != nullptr;
+  if (!packed) {
+    c.require(p.cu_seqlens_kv == nullptr && p.total_q == 0 && p.total_kv == 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
+              "cu_seqlens_kv, total_q and total_kv are set but cu_seqlens_q is NULL (packed sequences need both "
+              "cu_seqlens arrays; dense calls leave all four 0)");
+    return;
+  }
+  c.require(p.cu_seqlens_kv != nullptr, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "cu_seqlens_q is set but cu_seqlens_kv is NULL (packed sequences need both)");
+  c.require(reinterpret_cast<uintptr_t>(p.cu_seqlens_q) % alignof(int32_t) == 0 &&
+                reinterpret_cast<uintptr_t>(p.cu_seqlens_kv) % alignof(int32_t) == 0,
+            SAGEATTN_STATUS_INVALID_ARGUMENT, "cu_seqlens_q and cu_seqlens_kv must be 4-byte aligned");
+  c.require(p.total_q >= 0 && p.total_kv >= 0, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "total_q and total_kv must be >= 0 (got ", p.total_q, ", ", p.total_kv, ")");
+  c.require(p.q.stride_batch == 0 && p.k.stride_batch == 0 && p.v.stride_batch == 0 && p.out.stride_batch == 0,
+            SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "packed sequences have no batch dimension: every stride_batch must be 0 (got q ", p.q.stride_batch,
+            ", k ", p.k.stride_batch, ", v ", p.v.stride_batch, ", out ", p.out.stride_batch, ")");
+  c.require(p.mask_type == SAGEATTN_MASK_NONE && p.block_mask.data == nullptr, SAGEATTN_STATUS_UNSUPPORTED,
+            "masks are not supported with packed sequences (use is_causal, or dense batches with a mask)");
+}
+
 }  // namespace
 
 sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string& reason) {
@@ -135,6 +160,7 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
   c.require(std::isfinite(p.sm_scale) && p.sm_scale > 0.0f, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "sm_scale must be finite and > 0 (got ", p.sm_scale, ")");
   check_masks(c, p);
+  check_packing(c, p);
   check_tensor(c, "q", p.q);
   check_tensor(c, "k", p.k);
   check_tensor(c, "v", p.v);

@@ -29,31 +29,33 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
   const size_t head_dim = static_cast<size_t>(plan.padded_head_dim);
   const size_t q_heads = static_cast<size_t>(p.batch) * p.heads_q;
   const size_t kv_heads = static_cast<size_t>(p.batch) * p.heads_kv;
-  const size_t q_blocks = static_cast<size_t>(plan.q_blocks);
-  const size_t k_blocks = static_cast<size_t>(plan.k_blocks);
   const size_t chunks = static_cast<size_t>(column_sum_chunks(p.seqlen_kv).count);
+  // Rows of the per-token buffers: dense [B, H, blocks], packed sequences [H, slots] (tiling.h).
+  const bool packed = p.cu_seqlens_q != nullptr;
+  const size_t q_rows = packed ? static_cast<size_t>(p.heads_q) * packed_slots(p.total_q, p.batch) * kPackedSlotRows
+                               : q_heads * plan.q_blocks * kQBlockRows;
+  const size_t k_rows = packed ? static_cast<size_t>(p.heads_kv) * packed_slots(p.total_kv, p.batch) * kPackedSlotRows
+                               : kv_heads * plan.k_blocks * kKBlockTokens;
 
   WorkspaceLayout layout;
   RegionAllocator regions;
-  layout.q_int8 = regions.take(q_heads * q_blocks * kQBlockRows * head_dim);
-  layout.k_int8 = regions.take(kv_heads * k_blocks * kKBlockTokens * head_dim);
-  layout.q_scale = regions.take(q_heads * q_blocks * kQGroupsPerBlock * sizeof(float));
-  layout.k_scale = regions.take(kv_heads * k_blocks * kKGroupsPerBlock * sizeof(float));
+  layout.q_int8 = regions.take(q_rows * head_dim);
+  layout.k_int8 = regions.take(k_rows * head_dim);
+  layout.q_scale = regions.take(q_rows / kQBlockRows * kQGroupsPerBlock * sizeof(float));
+  layout.k_scale = regions.take(k_rows / kKBlockTokens * kKGroupsPerBlock * sizeof(float));
   layout.has_k_column_sums = p.smooth_k != 0;
   if (layout.has_k_column_sums) layout.k_column_sums = regions.take(kv_heads * chunks * head_dim * sizeof(float));
   layout.has_lse_correction = p.smooth_k != 0 && p.lse != nullptr;
-  if (layout.has_lse_correction) {
-    layout.lse_correction = regions.take(q_heads * static_cast<size_t>(p.seqlen_q) * sizeof(float));
-  }
+  if (layout.has_lse_correction) layout.lse_correction = regions.take(q_rows * sizeof(float));
   if (plan.fp8_v) {
     constexpr size_t kStats = 3;  // sum, max, min per channel and chunk
     layout.v_stats = regions.take(kv_heads * chunks * kStats * kFp8VTileChannels * sizeof(float));
-    layout.v_fp8 = regions.take(kv_heads * static_cast<size_t>(plan.v_tiles) * kFp8VTileBytes);
+    layout.v_fp8 = regions.take(k_rows / kSm90KeyTileTokens * kFp8VTileBytes);
     layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
   if (plan.mask_pass) {
-    const size_t codes = static_cast<size_t>(plan.code_batch) * plan.code_heads * q_blocks * plan.mask_kv_blocks;
+    const size_t codes = static_cast<size_t>(plan.code_batch) * plan.code_heads * plan.q_blocks * plan.mask_kv_blocks;
     layout.tile_codes = regions.take(codes);
     constexpr size_t kBitRowBytes = kMaskBlock / 8;  // 128 keep bits per row and tile
     if (plan.mask_bits) layout.mask_bits = regions.take(codes * kMaskBlock * kBitRowBytes);

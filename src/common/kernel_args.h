@@ -11,6 +11,18 @@ struct MaskView {
   int64_t stride_batch, stride_head, stride_row, stride_column;
 };
 
+// Packed sequences (varlen, docs/design/varlen.md): sequence b is packed rows cu[b] .. cu[b + 1] - 1
+// (common/sequences.cuh reads them). cu_q == NULL: dense batches, the other fields unused.
+struct Packing {
+  const int* cu_q;
+  const int* cu_kv;
+  int total_q, total_kv;  // packed rows of q / of k and v
+  // Per-token workspace buffers hold each head's sequences in slots of 128 rows: sequence b starts
+  // at slot cu[b] / 128 + b, which leaves room for ceil(length / 128) slots without a prefix sum
+  // over the lengths (packed_slots() per head in all).
+  int slots_q, slots_kv;
+};
+
 struct QuantizeArgs {
   const void* q;
   int64_t q_stride_batch, q_stride_head, q_stride_token;
@@ -33,7 +45,8 @@ struct QuantizeArgs {
   float* q_scale;        // [B, Hq, q_blocks, kQGroupsPerBlock]
   float* k_scale;        // [B, Hkv, k_blocks, kKGroupsPerBlock]
   float* k_column_sums;  // [B, Hkv, column_sum_chunks, padded_head_dim]; used when smooth_k
-  float* lse_correction; // [B, Hq, seqlen_q] = dot(q, mean(K)); NULL when not needed
+  float* lse_correction; // [B, Hq, q_blocks * 128] = dot(q, mean(K)); NULL when not needed
+  Packing packing;
 };
 
 // FP8 V for the sm90 kernel (docs/design/quantization.md, "FP8 P.V"): per-channel statistics over
@@ -51,6 +64,7 @@ struct QuantizeVArgs {
   uint8_t* v_fp8;    // [B, Hkv, tiles, 128 * 128]
   float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
   float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
+  Packing packing;
 };
 
 struct AttentionArgs {
@@ -82,6 +96,7 @@ struct AttentionArgs {
   // A boolean mask as rows of 128 keep bits per tile (MaskTileArgs::bits; strides in 16-byte
   // entries), read instead of `mask` by kernels that use it; absent otherwise.
   MaskView mask_bits;
+  Packing packing;
 };
 
 // The pass that classifies the tiles of an element mask (and folds in a block mask), writing the

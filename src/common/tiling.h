@@ -37,6 +37,16 @@ inline constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 
 
 inline constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Packed sequences (varlen): the per-token workspace buffers give each sequence of each head slots
+// of kPackedSlotRows rows, starting at slot cu[b] / kPackedSlotRows + b. A sequence of length n
+// needs max(1, ceil(n / 128)) slots (one even when empty: its V tile 0 carries the V scales), and
+// floor(c / 128) + max(1, ceil(n / 128)) <= floor((c + n) / 128) + 1, so sequence b ends where
+// sequence b + 1 may start and the last one ends by total / 128 + batch: no prefix sum needed.
+constexpr int kPackedSlotRows = 128;
+inline constexpr int64_t packed_slots(int64_t total_tokens, int64_t batch) {
+  return total_tokens / kPackedSlotRows + batch;
+}
+
 // Token chunking of the K column-sum pre-pass.
 struct ColumnSumChunks {
   int count;

@@ -5,6 +5,7 @@
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
+#include "common/sequences.cuh"
 
 namespace sageattn {
 
@@ -16,11 +17,13 @@ __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int c
   constexpr int kRowsPerPass = kThreads / kLanesPerRow;
   const int col = (threadIdx.x % kLanesPerRow) * 8;
   const int row_lane = threadIdx.x / kLanesPerRow;
+  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   const char* base = static_cast<const char*>(a.k) +
-                     (static_cast<int64_t>(batch) * a.k_stride_batch +
-                      static_cast<int64_t>(head) * a.k_stride_head + col) * sizeof(T);
+                     (token0_offset(side, batch, head, a.k_stride_batch, a.k_stride_head, a.k_stride_token) + col) *
+                         sizeof(T);
+  // Chunks are cut from the bound; those past a packed sequence's end sum nothing (and write 0).
   const int first = chunk * a.column_sum_chunk_tokens;
-  const int last = min(first + a.column_sum_chunk_tokens, a.seqlen_kv);
+  const int last = min(first + a.column_sum_chunk_tokens, side.length);
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   if (col < a.head_dim) {

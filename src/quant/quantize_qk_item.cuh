@@ -8,6 +8,7 @@
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
+#include "common/sequences.cuh"
 #include "common/tiling.h"
 
 namespace sageattn {
@@ -85,35 +86,32 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   const int64_t q_items = static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
   const int k_items_per_head = (a.k_blocks + 1) / 2;
   const bool is_q = item < q_items;
-  int batch, head, block, seqlen, padded_rows;
-  const char* src;
-  int64_t stride_token;
-  int8_t* dst;
-  if (is_q) {
-    block = static_cast<int>(item % a.q_blocks);
-    const int bh = static_cast<int>(item / a.q_blocks);
-    batch = bh / a.heads_q;
-    head = bh % a.heads_q;
-    seqlen = a.seqlen_q;
-    padded_rows = a.q_blocks * kQBlockRows;
-    src = static_cast<const char*>(a.q) +
-          (batch * a.q_stride_batch + head * a.q_stride_head) * static_cast<int64_t>(sizeof(T));
-    stride_token = a.q_stride_token;
-    dst = a.q_int8 + static_cast<int64_t>(bh) * padded_rows * kHeadDim;
-  } else {
-    const int64_t k_item = item - q_items;
-    block = static_cast<int>(k_item % k_items_per_head);
-    const int bh = static_cast<int>(k_item / k_items_per_head);
-    batch = bh / a.heads_kv;
-    head = bh % a.heads_kv;
-    seqlen = a.seqlen_kv;
-    padded_rows = a.k_blocks * kKBlockTokens;
-    src = static_cast<const char*>(a.k) +
-          (batch * a.k_stride_batch + head * a.k_stride_head) * static_cast<int64_t>(sizeof(T));
-    stride_token = a.k_stride_token;
-    dst = a.k_int8 + static_cast<int64_t>(bh) * padded_rows * kHeadDim;
-  }
+  const int64_t local = is_q ? item : item - q_items;
+  const int items_per_head = is_q ? a.q_blocks : k_items_per_head;
+  const int heads = is_q ? a.heads_q : a.heads_kv;
+  const int block = static_cast<int>(local % items_per_head);
+  const int batch = static_cast<int>(local / items_per_head / heads);
+  const int head = static_cast<int>(local / items_per_head % heads);
+  const SequenceSide side = is_q ? query_side(a.packing, batch, a.seqlen_q) : key_side(a.packing, batch, a.seqlen_kv);
   const int row0 = block * kRowsPerQuantizeItem;
+  // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
+  // taken for dense batches, whose grid ends with their last block. Uniform over the CTA.
+  if (row0 >= side.length) return;
+  const int seqlen = side.length;
+  const int64_t stride_token = is_q ? a.q_stride_token : a.k_stride_token;
+  const char* src = static_cast<const char*>(is_q ? a.q : a.k) +
+                    token0_offset(side, batch, head, is_q ? a.q_stride_batch : a.k_stride_batch,
+                                  is_q ? a.q_stride_head : a.k_stride_head, stride_token) *
+                        static_cast<int64_t>(sizeof(T));
+  const int* cu = is_q ? a.packing.cu_q : a.packing.cu_kv;
+  const int64_t dense_rows = is_q ? static_cast<int64_t>(a.q_blocks) * kQBlockRows
+                                  : static_cast<int64_t>(a.k_blocks) * kKBlockTokens;
+  // Rows written, zero past the sequence: whole attention tiles (a packed sequence's slots).
+  const int padded_rows = cu == nullptr ? static_cast<int>(dense_rows)
+                                        : static_cast<int>(ceil_div(seqlen, kPackedSlotRows)) * kPackedSlotRows;
+  const int64_t ws_row0 = workspace_row0(cu, side, batch, head, heads, is_q ? a.packing.slots_q : a.packing.slots_kv,
+                                         dense_rows);
+  int8_t* dst = (is_q ? a.q_int8 : a.k_int8) + ws_row0 * kHeadDim;
   const int kv_head = is_q ? head / (a.heads_q / a.heads_kv) : head;
   const bool subtract_mean = !is_q && a.smooth_k;
   const bool lse_correction = is_q && a.lse_correction != nullptr;
@@ -121,10 +119,11 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   if (subtract_mean || lse_correction) {
     const float* sums = a.k_column_sums +
                         (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
+    const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
     for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
       float s = 0.f;
       for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
-      mean[c] = s / static_cast<float>(a.seqlen_kv);
+      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
     }
   }
   __syncthreads();
@@ -175,16 +174,14 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     const float scale = quantizable ? amax / 127.f : 0.f;
     if (is_q) {
       if (row % kWarpRows < kQGroupsPerWarp) {
-        const int64_t slot = (static_cast<int64_t>(batch) * a.heads_q + head) * a.q_blocks + block;
-        a.q_scale[slot * kQGroupsPerBlock + row / kWarpRows * kQGroupsPerWarp + row % kWarpRows] = scale;
+        const int64_t q_block = ws_row0 / kQBlockRows + block;
+        a.q_scale[q_block * kQGroupsPerBlock + row / kWarpRows * kQGroupsPerWarp + row % kWarpRows] = scale;
       }
     } else {
       const int k_block = block * 2 + row / kKBlockTokens;
       const int in_block = row % kKBlockTokens;
-      if (k_block < a.k_blocks && in_block < 8 && in_block % 2 == 0) {
-        const int64_t slot = (static_cast<int64_t>(batch) * a.heads_kv + head) * a.k_blocks + k_block;
-        a.k_scale[slot * kKGroupsPerBlock + in_block / 2] = scale;
-      }
+      if (k_block < padded_rows / kKBlockTokens && in_block < 8 && in_block % 2 == 0)
+        a.k_scale[(ws_row0 / kKBlockTokens + k_block) * kKGroupsPerBlock + in_block / 2] = scale;
     }
   }
   __syncthreads();
@@ -214,7 +211,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
       for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
       dot = row_sum<kLanesPerRow>(dot);
       if (lane % kLanesPerRow == 0 && row < seqlen)
-        a.lse_correction[(static_cast<int64_t>(batch) * a.heads_q + head) * a.seqlen_q + row] = dot;
+        a.lse_correction[ws_row0 + row] = dot;
     }
   }
 }

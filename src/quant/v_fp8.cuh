@@ -15,6 +15,7 @@
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
+#include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
 
@@ -33,11 +34,12 @@ __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk,
   auto at = [&](int stat, int row, int c) -> float& { return partial[(stat * kRowsPerPass + row) * kVChannels + c]; };
   const int col = (threadIdx.x % kLanesPerRow) * 8;
   const int row_lane = threadIdx.x / kLanesPerRow;
+  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   const char* base = static_cast<const char*>(a.v) +
-                     (static_cast<int64_t>(batch) * a.v_stride_batch +
-                      static_cast<int64_t>(head) * a.v_stride_head + col) * sizeof(T);
+                     (token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token) + col) *
+                         sizeof(T);
   const int first = chunk * a.stat_chunk_tokens;
-  const int last = min(first + a.stat_chunk_tokens, a.seqlen_kv);
+  const int last = min(first + a.stat_chunk_tokens, side.length);
 
   float sum[8], mx[8], mn[8];
 #pragma unroll
@@ -97,6 +99,11 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
                                                 VTileShared& sh) {
   static_assert(kVTileThreads == kVChannels, "one thread per channel reduces the statistics");
   const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
+  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
+  // Tiles past a packed sequence's end hold nothing; tile 0 always runs, even for an empty
+  // sequence, because it writes the V scale and mean the attention epilogue reads. Never taken for
+  // dense batches. Uniform over the CTA.
+  if (tile_index > 0 && tile_index * kVTileTokens >= side.length) return;
 
   // Each thread converts a pair of adjacent tokens (adjacent slots too) for 64 channels. All 16
   // loads are issued before the statistics are reduced, so they overlap that (L2-resident) read.
@@ -106,8 +113,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
   const int c0 = threadIdx.x / kPairs * (kVectors * 8);
   const int t0 = 2 * pair;
   const char* base = static_cast<const char*>(a.v) +
-                     (static_cast<int64_t>(batch) * a.v_stride_batch +
-                      static_cast<int64_t>(head) * a.v_stride_head) * sizeof(T);
+                     token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token) * sizeof(T);
   uint4 raw[kVectors][2];
 #pragma unroll
   for (int vec = 0; vec < kVectors; ++vec)
@@ -116,7 +122,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
       const int token = tile_index * kVTileTokens + t0 + k;
       const int c = c0 + vec * 8;
       raw[vec][k] = make_uint4(0u, 0u, 0u, 0u);
-      if (token < a.seqlen_kv && c < a.head_dim)
+      if (token < side.length && c < a.head_dim)
         raw[vec][k] = *reinterpret_cast<const uint4*>(base + (static_cast<int64_t>(token) * a.v_stride_token + c) * sizeof(T));
     }
 
@@ -129,7 +135,8 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
       mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
       mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
     }
-    const float vbar = (a.smooth_v && c < a.head_dim) ? sum / static_cast<float>(a.seqlen_kv) : 0.f;
+    const float vbar =
+        (a.smooth_v && c < a.head_dim && side.length > 0) ? sum / static_cast<float>(side.length) : 0.f;
     const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
     const bool quantizable = amax >= kMinQuantizableAmax;
     sh.mean[c] = vbar;
@@ -148,7 +155,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
     float x[2][8];
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
-      const bool valid = tile_index * kVTileTokens + t0 + k < a.seqlen_kv && c < a.head_dim;
+      const bool valid = tile_index * kVTileTokens + t0 + k < side.length && c < a.head_dim;
       unpack8<T>(raw[vec][k], x[k]);
 #pragma unroll
       for (int e = 0; e < 8; ++e)  // padding tokens stay exactly 0 (not -vbar * inv)
@@ -160,7 +167,9 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
   }
   __syncthreads();
 
-  uint8_t* dst = a.v_fp8 + (head_index * a.tiles + tile_index) * kFp8VTileBytes;
+  const int64_t tile0 = workspace_row0(a.packing.cu_kv, side, batch, head, a.heads_kv, a.packing.slots_kv,
+                                       static_cast<int64_t>(a.tiles) * kVTileTokens) / kVTileTokens;
+  uint8_t* dst = a.v_fp8 + (tile0 + tile_index) * kFp8VTileBytes;
   constexpr int kChunksPerRow = kVTileTokens / 16;
   for (int i = threadIdx.x; i < kVChannels * kChunksPerRow; i += kVTileThreads) {
     const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;

@@ -1,4 +1,4 @@
-// The sm80 attention kernel: one CTA per (128-row Q block, query head, batch).
+// The sm80 attention kernel: one CTA per (128-row Q block, query head, batch or packed sequence).
 //
 // Mainloop per 64-token K/V tile (2-stage cp.async pipeline, K(j+1) and V(j+1) in flight while
 // tile j is computed):  S = Q.K^T (int8)  ->  x = s * (q_scale * k_scale * tau * log2e)  ->
@@ -12,6 +12,7 @@
 #include "common/key_range.cuh"
 #include "common/kernel_args.h"
 #include "common/mask.cuh"
+#include "common/sequences.cuh"
 #include "ptx/cp_async.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "sm80/online_softmax.cuh"
@@ -22,10 +23,14 @@
 namespace sageattn::sm80 {
 
 // kMasks: the call has tile codes (a block mask or an element mask); without, every mask test
-// compiles away and the instantiation is the plain kernel.
-template <class Tr, bool kCausal, bool kMasks>
+// compiles away and the instantiation is the plain kernel. kPacked: packed sequences (varlen), whose
+// offsets and lengths come from device memory; a separate instantiation because the per-sequence
+// values held in registers made the plain kernel spill (228-252 bytes at head dim 128), while a
+// dense call folds them to constants (docs/design/varlen.md).
+template <class Tr, bool kCausal, bool kMasks, bool kPacked>
 __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     attention_sm80_kernel(const AttentionArgs a) {
+  static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   using T = typename Tr::T;
   extern __shared__ __align__(128) unsigned char shared[];
   const uint32_t smem = ptx::shared_address(shared);
@@ -38,20 +43,31 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int q_start = q_block * kQBlockRows;
 
-  const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
-  const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
-  const int8_t* q_rows = a.q_int8 + (q_head_index * a.q_blocks + q_block) * kQBlockRows * Tr::kHeadDim;
-  const int8_t* k_head = a.k_int8 + kv_head_index * a.k_blocks * kKBlockTokens * Tr::kHeadDim;
-  const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
-  const T* v_head = static_cast<const T*>(a.v) + batch * a.v_stride_batch + kv_head * a.v_stride_head;
+  // Packed sequences shorter than the bound leave the grid's last blocks empty (dense: never).
+  const Packing packing = kPacked ? a.packing : Packing{};  // dense: everything below folds to constants
+  const SequenceSide queries = query_side(packing, batch, a.seqlen_q);
+  if (q_start >= queries.length) return;
+  const SequenceSide keys_side = key_side(packing, batch, a.seqlen_kv);
+  const int seqlen_q = queries.length, seqlen_kv = keys_side.length;
+
+  const int64_t q_row0 = workspace_row0(packing.cu_q, queries, batch, head, a.heads_q, packing.slots_q,
+                                        static_cast<int64_t>(a.q_blocks) * kQBlockRows);
+  const int8_t* q_rows = a.q_int8 + (q_row0 + q_start) * Tr::kHeadDim;
+  const int64_t k_row0 = workspace_row0(packing.cu_kv, keys_side, batch, kv_head, a.heads_kv, packing.slots_kv,
+                                        static_cast<int64_t>(a.k_blocks) * kKBlockTokens);
+  const int8_t* k_head = a.k_int8 + k_row0 * Tr::kHeadDim;
+  const float* k_scales = a.k_scale + k_row0 / kKBlockTokens * kKGroupsPerBlock;
+  const T* v_head = static_cast<const T*>(a.v) +
+                    token0_offset(keys_side, batch, kv_head, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
 
   // Every score this lane holds has Q group (warp, lane / 4) and K group lane % 4: one Q factor
   // per CTA and one K scale per tile (docs/design/quantization.md).
   const float q_factor =
-      a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + warp * kQGroupsPerWarp + lane / 4] *
+      a.q_scale[(q_row0 / kQBlockRows + q_block) * kQGroupsPerBlock + warp * kQGroupsPerWarp + lane / 4] *
       a.sm_scale_log2;
 
-  const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(a.seqlen_q, a.seqlen_kv, a.k_blocks, q_start);
+  const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(
+      seqlen_q, seqlen_kv, static_cast<int>(ceil_div(seqlen_kv, kKBlockTokens)), q_start);
   using Loader = TileLoader<Tr>;
   auto smem_k = [&](int slot) { return smem + Tr::kKOffset + (slot % Tr::kStages) * Tr::kKTileBytes; };
   auto smem_v = [&](int slot) { return smem + Tr::kVOffset + (slot % Tr::kStages) * Tr::kVTileBytes; };
@@ -65,7 +81,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   auto load_tile = [&](int slot, int tile) {
     if (tile < keys.tiles) {
       Loader::load_k(smem_k(slot), k_head, tile);
-      Loader::load_v(smem_v(slot), v_head, a.v_stride_token, tile, a.seqlen_kv, a.head_dim);
+      Loader::load_v(smem_v(slot), v_head, a.v_stride_token, tile, seqlen_kv, a.head_dim);
     }
     ptx::cp_async_commit();
   };
@@ -83,7 +99,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   OnlineSoftmax<Tr> softmax;
   softmax.init();
 
-  const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
+  const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
   // One K/V tile. kMasked is a compile-time tag so that the unmasked path, where nearly all the
   // time goes, carries no masking code; `element` (masked path only) applies the element mask.
   auto process_tile = [&](int slot, int tile, int next, auto masked_tag, bool element) {
@@ -109,9 +125,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
           for (int i = 0; i < 4; ++i) {
             const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
-            const bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+            const bool allowed = key < seqlen_kv && (!kCausal || key <= row + diagonal_shift);
             float x = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
-            if (kMasks && element && allowed && row < a.seqlen_q) x += mask_term_log2<T>(a, mask_row<T>(a, batch, head, row), key);
+            if (kMasks && element && allowed && row < seqlen_q) x += mask_term_log2<T>(a, mask_row<T>(a, batch, head, row), key);
             p[mt][nt][i] = x;
           }
       softmax.update(p, rescale);
@@ -151,7 +167,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   ptx::cp_async_wait<0>();
 
   // Epilogue: normalize, convert, store the valid rows and channels; LSE in natural log.
-  T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
+  T* out_head = static_cast<T*>(a.out) +
+                token0_offset(queries, batch, head, a.out_stride_batch, a.out_stride_head, a.out_stride_token);
+  const int64_t lse_row = lse_row0(packing, queries, batch, head, a.heads_q, a.seqlen_q);
 #pragma unroll
   for (int mt = 0; mt < Tr::kMTiles; ++mt)
 #pragma unroll
@@ -160,7 +178,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
       const float sum = quad_sum(softmax.row_sum[r]);
       const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // no allowed key: output zeros
       const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * half;
-      if (row >= a.seqlen_q) continue;
+      if (row >= seqlen_q) continue;
       T* out_row = out_head + row * a.out_stride_token;
 #pragma unroll
       for (int dt = 0; dt < Tr::kDTiles; ++dt) {
@@ -174,9 +192,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
         if (sum > 0.f) {
           lse = (softmax.row_max[r] + log2f(sum)) * static_cast<float>(kLn2);
           if (a.lse_correction != nullptr)
-            lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
+            lse += a.sm_scale * a.lse_correction[q_row0 + row];
         }
-        a.lse[q_head_index * a.seqlen_q + row] = lse;
+        a.lse[lse_row + row] = lse;
       }
     }
 }

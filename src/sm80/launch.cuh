@@ -1,5 +1,5 @@
 // Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128} x causal {no, yes} x
-// masks {no, yes}.
+// {plain, masks, packed sequences}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -13,8 +13,9 @@ namespace sageattn::sm80 {
 template <int kHeadDim, typename T, bool kCausal>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   using Tr = Traits<kHeadDim, T>;
-  auto kernel = a.tile_codes.data != nullptr ? attention_sm80_kernel<Tr, kCausal, true>
-                                             : attention_sm80_kernel<Tr, kCausal, false>;
+  auto kernel = a.tile_codes.data != nullptr ? attention_sm80_kernel<Tr, kCausal, true, false>
+                : a.packing.cu_q != nullptr  ? attention_sm80_kernel<Tr, kCausal, false, true>
+                                             : attention_sm80_kernel<Tr, kCausal, false, false>;
   // Above 48 KB of dynamic shared memory a kernel must opt in; the attribute is per function and
   // per device, and setting it again is cheap, so it is set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);

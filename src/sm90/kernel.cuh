@@ -22,6 +22,7 @@
 #include "common/mask.cuh"
 #include "common/key_range.cuh"
 #include "common/quad_reduce.cuh"
+#include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
 #include "ptx/ldmatrix.cuh"
@@ -71,29 +72,55 @@ __device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
   return static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
 }
 
+// Where one item's rows are: its sequence's lengths (packed sequences shorter than the bound
+// leave the grid's last Q blocks empty; dense batches never), the key tiles it visits, and the
+// workspace rows of its Q head and of its K/V head (tiles are 128 rows of 128 bytes).
+struct ItemRows {
+  bool empty;
+  SequenceSide queries, keys_side;
+  KeyRange keys;
+  int64_t q_row0, k_row0;
+};
+template <bool kCausal, bool kPacked>
+__device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const WorkItem& w) {
+  const Packing packing = kPacked ? a.packing : Packing{};  // dense: everything below folds to constants
+  ItemRows r;
+  r.queries = query_side(packing, w.batch, a.seqlen_q);
+  r.keys_side = key_side(packing, w.batch, a.seqlen_kv);
+  const int q_start = w.q_block * kQRows;
+  r.empty = kPacked && q_start >= r.queries.length;  // dense grids end with their last Q block
+  const int all_tiles = kPacked ? static_cast<int>(ceil_div(r.keys_side.length, kKeyTile)) : a.k_blocks / 2;
+  r.keys = key_range<kCausal, kQRows, kKeyTile>(r.queries.length, r.keys_side.length, all_tiles, q_start);
+  const int kv_head = w.head / (a.heads_q / a.heads_kv);
+  r.q_row0 = workspace_row0(packing.cu_q, r.queries, w.batch, w.head, a.heads_q, packing.slots_q,
+                            static_cast<int64_t>(a.q_blocks) * kQRows);
+  r.k_row0 = workspace_row0(packing.cu_kv, r.keys_side, w.batch, kv_head, a.heads_kv, packing.slots_kv,
+                            static_cast<int64_t>(a.k_blocks / 2) * kKeyTile);
+  return r;
+}
+
 // Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
 // previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). The K
 // thread also loads each item's Q tile once the consumers have released the previous one.
-template <bool kCausal, bool kMasks>
+template <bool kCausal, bool kMasks, bool kPacked>
 __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout& sh, bool is_v) {
   uint32_t tile_counter = 0;
-  uint32_t local_item = 0;
-  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x, ++local_item) {
+  uint32_t local_item = 0;  // items this CTA ran (not skipped): their parity is the Q barrier phase
+  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x) {
     const WorkItem w = work_item<kCausal>(a, index);
-    const int kv_head = w.head / (a.heads_q / a.heads_kv);
-    const int64_t q_head_index = static_cast<int64_t>(w.batch) * a.heads_q + w.head;
-    const int64_t kv_head_index = static_cast<int64_t>(w.batch) * a.heads_kv + kv_head;
-    const int tiles =
-        key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, w.q_block * kQRows).tiles;
+    const ItemRows rows = item_rows<kCausal, kPacked>(a, w);
+    if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
     if (!is_v) {
       ptx::mbarrier_wait(sh.q_empty(), (local_item & 1u) ^ 1u);
       ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
-      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (q_head_index * a.q_blocks + w.q_block) * kTileBytes,
+      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (rows.q_row0 + w.q_block * kQRows) * kHeadDim,
                                       kTileBytes, sh.q_full());
     }
+    ++local_item;
+    const int tiles = rows.keys.tiles;
     const char* src = is_v ? reinterpret_cast<const char*>(a.v_fp8) : reinterpret_cast<const char*>(a.k_int8);
-    src += kv_head_index * (a.k_blocks / 2) * kTileBytes;
+    src += rows.k_row0 * kHeadDim;  // K rows and V tiles: 128 bytes per token either way
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
          tile = codes.next_visited<kKeyTile>(tile + 1, tiles), ++tile_counter) {
@@ -285,9 +312,12 @@ enum ElementMask : int {
 // compiles away and the instantiation is the plain kernel. kElement: how the element mask is
 // applied. Each is its own instantiation because an element path in the softmax costs even where
 // it does not run: those instantiations run plain tiles 16-20 % slower than the skip-only one
-// (H200, 16K; docs/design/masks.md), which a block mask alone therefore does not pay.
-template <typename T, bool kCausal, bool kMasks, int kElement>
+// (H200, 16K; docs/design/masks.md), which a block mask alone therefore does not pay. kPacked:
+// packed sequences (varlen), whose offsets and lengths come from device memory; apart because the
+// per-item values held in registers cost the dense causal kernel 1-2.5 % (H200, 4K and 16K).
+template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
+  static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
   // launch reserves the extra kAlignSlack bytes).
@@ -313,7 +343,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal, kMasks>(a, sh, threadIdx.x == 32);
+    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal, kMasks, kPacked>(a, sh, threadIdx.x == 32);
     return;
   }
   ptx::warpgroup_claim_registers<kConsumerRegisters>();
@@ -322,7 +352,6 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
   const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
-  const int64_t diagonal_shift = static_cast<int64_t>(a.seqlen_kv) - a.seqlen_q;
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;
   constexpr int kTurnThreads = 256;
   uint32_t first_tile = 0;  // the CTA-wide number of this item's tile 0 (see stage_of)
@@ -330,20 +359,22 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's Q and first K/V tiles while this one finishes its last P.V and its epilogue.
-  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x, ++local_item) {
+  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x) {
     const WorkItem w = work_item<kCausal>(a, index);
+    const ItemRows rows = item_rows<kCausal, kPacked>(a, w);
+    if (rows.empty) continue;  // the producer skips the same items
     const int q_block = w.q_block, head = w.head, batch = w.batch;
     const int kv_head = head / (a.heads_q / a.heads_kv);
     const int q_start = q_block * kQRows;
-    const int64_t q_head_index = static_cast<int64_t>(batch) * a.heads_q + head;
-    const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
-    const KeyRange keys = key_range<kCausal, kQRows, kKeyTile>(a.seqlen_q, a.seqlen_kv, a.k_blocks / 2, q_start);
+    const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
+    const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
+    const KeyRange keys = rows.keys;
     // Per-thread Q groups: rows with equal row % 8 in each 32-row slice; this thread's two rows share one.
     const float q_factor =
-        a.q_scale[(q_head_index * a.q_blocks + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
+        a.q_scale[(rows.q_row0 / kQRows + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
                   row_in_block % kQGroupsPerWarp] *
         a.sm_scale_log2;
-    const float* k_scales = a.k_scale + kv_head_index * a.k_blocks * kKGroupsPerBlock;
+    const float* k_scales = a.k_scale + rows.k_row0 / kKBlockTokens * kKGroupsPerBlock;
     const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};
 
     float o[kAccRegs];
@@ -433,7 +464,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
             if (kElement == kElementValues) {
               mask_rows[r] = mask_row<T>(a, batch, head, row);
             } else {
-              keep[r] = row < a.seqlen_q ? mask_bits_of(a, batch, head, row, tile) : make_uint4(0, 0, 0, 0);
+              keep[r] = row < seqlen_q ? mask_bits_of(a, batch, head, row, tile) : make_uint4(0, 0, 0, 0);
               const int shift = 2 * (lane % 4);
               keep[r] = make_uint4(keep[r].x >> shift, keep[r].y >> shift, keep[r].z >> shift, keep[r].w >> shift);
             }
@@ -443,7 +474,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
         for (int i = 0; i < kAccRegs; ++i) {
           const int row = q_start + row_in_block + 8 * ((i / 2) % 2);
           const int key = tile * kKeyTile + 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-          bool allowed = key < a.seqlen_kv && (!kCausal || key <= row + diagonal_shift);
+          bool allowed = key < seqlen_kv && (!kCausal || key <= row + diagonal_shift);
           if (kElement == kElementBits) {
             // Key 8 (i / 4) + 2 (lane % 4) + i % 2 of the tile: word i / 16, bit 8 ((i / 4) % 4) + i % 2
             // after the lane's shift.
@@ -453,7 +484,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
           }
           // Scaled here, masked after scaling: a padding K group has scale 0, and -inf * 0 = NaN.
           float x = allowed ? t.s[i] * t.scale(i) : -INFINITY;
-          if (kElement == kElementValues && element && allowed && row < a.seqlen_q)
+          if (kElement == kElementValues && element && allowed && row < seqlen_q)
             x += mask_term_log2<T>(a, mask_rows[(i / 2) % 2], key);
           t.s[i] = x;
         }
@@ -538,16 +569,19 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
     }
 
     // Epilogue: out = O / l * delta_v + vbar; rows without any allowed key give 0 and LSE -inf.
-    T* out_head = static_cast<T*>(a.out) + batch * a.out_stride_batch + head * a.out_stride_head;
+    T* out_head = static_cast<T*>(a.out) +
+                  token0_offset(rows.queries, batch, head, a.out_stride_batch, a.out_stride_head, a.out_stride_token);
+    const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
     const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
     const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
+    const int64_t lse_row = lse_row0(kPacked ? a.packing : Packing{}, rows.queries, batch, head, a.heads_q, a.seqlen_q);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float sum = quad_sum(st.sum[r]);
       const bool any = sum > 0.f;
       const float inv_sum = any ? 1.f / sum : 0.f;
       const int row = q_start + row_in_block + 8 * r;
-      if (row >= a.seqlen_q) continue;
+      if (row >= seqlen_q) continue;
       T* out_row = out_head + row * a.out_stride_token;
 #pragma unroll
       for (int j = 0; j < kAccRegs / 4; ++j) {
@@ -562,12 +596,13 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
         float lse = -INFINITY;
         if (any) {
           lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);
-          if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[q_head_index * a.seqlen_q + row];
+          if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[rows.q_row0 + row];
         }
-        a.lse[q_head_index * a.seqlen_q + row] = lse;
+        a.lse[lse_row + row] = lse;
       }
     }
     first_tile += static_cast<uint32_t>(visited);
+    ++local_item;
   }  // work items
 }
 

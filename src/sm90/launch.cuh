@@ -1,5 +1,5 @@
-// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes} x masks {none, block
-// codes only, codes and a boolean mask as bits, codes and an additive mask}.
+// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes} x {no masks, block
+// codes only, codes and a boolean mask as bits, codes and an additive mask, packed sequences}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -11,10 +11,11 @@ namespace sageattn::sm90 {
 
 template <typename T, bool kCausal>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  auto kernel = a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask>
-                : a.mask.data == nullptr      ? attention_sm90_kernel<T, kCausal, true, kNoElementMask>
-                : a.mask_bits.data != nullptr ? attention_sm90_kernel<T, kCausal, true, kElementBits>
-                                              : attention_sm90_kernel<T, kCausal, true, kElementValues>;
+  auto kernel = a.packing.cu_q != nullptr    ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, true>
+                : a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, false>
+                : a.mask.data == nullptr       ? attention_sm90_kernel<T, kCausal, true, kNoElementMask, false>
+                : a.mask_bits.data != nullptr  ? attention_sm90_kernel<T, kCausal, true, kElementBits, false>
+                                               : attention_sm90_kernel<T, kCausal, true, kElementValues, false>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;

@@ -460,3 +460,74 @@ TEST(ApiWorkspace, NullBytesPointerIsRefused) {
 }
 
 }  // namespace
+
+// Packed sequences (varlen): valid params of 2 sequences packed into 250 query and 330 key rows.
+void make_packed(sageattn_params& p) {
+  p.cu_seqlens_q = reinterpret_cast<const int32_t*>(uintptr_t{0x50000000u});
+  p.cu_seqlens_kv = reinterpret_cast<const int32_t*>(uintptr_t{0x50001000u});
+  p.total_q = 250;
+  p.total_kv = 330;
+  for (const TensorField& f : kTensors) (p.*f.member).stride_batch = 0;
+}
+
+TEST(ApiPacked, ValidPackedCallPasses) {
+  expect_status(make_packed, SAGEATTN_STATUS_OK, "packed");
+  expect_status([](sageattn_params& p) { make_packed(p); p.total_q = 0; p.total_kv = 0; }, SAGEATTN_STATUS_OK,
+                "packed, no tokens");
+}
+
+TEST(ApiPacked, FieldsMustComeTogether) {
+  expect_status([](sageattn_params& p) { make_packed(p); p.cu_seqlens_kv = nullptr; }, kInvalid, "kv NULL");
+  expect_status([](sageattn_params& p) { p.cu_seqlens_kv = reinterpret_cast<const int32_t*>(uintptr_t{0x1000}); },
+                kInvalid, "kv without q");
+  expect_status([](sageattn_params& p) { p.total_q = 10; }, kInvalid, "total without boundaries");
+  expect_status([](sageattn_params& p) { make_packed(p); p.total_kv = -1; }, kInvalid, "negative total");
+  expect_status([](sageattn_params& p) { make_packed(p); p.cu_seqlens_q = reinterpret_cast<const int32_t*>(uintptr_t{0x50000002u}); },
+                kInvalid, "misaligned boundaries");
+}
+
+TEST(ApiPacked, TensorsHaveNoBatchDimension) {
+  for (const TensorField& f : kTensors) {
+    sageattn_params p = valid_params();
+    make_packed(p);
+    (p.*f.member).stride_batch = 8;
+    const CheckResult r = check(p);
+    EXPECT_EQ(r.status, kInvalid) << f.name;
+    EXPECT_NE(r.reason.find("stride_batch"), std::string::npos) << r.reason;
+  }
+}
+
+TEST(ApiPacked, MasksAreRefused) {
+  static const uint8_t mask_storage[16] = {};
+  expect_status([](sageattn_params& p) { make_packed(p); p.block_mask.data = mask_storage; }, kUnsupported,
+                "block mask");
+  expect_status(
+      [](sageattn_params& p) {
+        make_packed(p);
+        p.mask_type = SAGEATTN_MASK_BOOL;
+        p.mask.data = mask_storage;
+      },
+      kUnsupported, "bool mask");
+}
+
+// The workspace of packed sequences grows with the packed tokens (slots of 128 rows per sequence),
+// not with batch x the longest sequence, for either kernel.
+TEST(ApiPacked, WorkspaceFollowsTheTotals) {
+  for (int arch : {80, 90}) {
+    if (arch == 90 && !built_with_sm90()) continue;
+    sageattn_params p = valid_params(4096, 4096, 128, arch);
+    p.batch = 64;  // one long sequence and 63 short ones: dense would size 64 x 4096 rows
+    make_packed(p);
+    p.total_q = p.total_kv = 4096 + 63 * 10;
+    const size_t packed = workspace_bytes(p);
+    sageattn_params dense = valid_params(4096, 4096, 128, arch);
+    dense.batch = 64;
+    const size_t dense_bytes = workspace_bytes(dense);
+    EXPECT_LT(packed * 8, dense_bytes) << "arch " << arch;
+    // INT8 Q and K rows of (total / 128 + batch) slots of 128 rows per head at least.
+    const size_t slots = 4726 / 128 + 64;
+    EXPECT_GE(packed, slots * 128 * 128 * static_cast<size_t>(p.heads_q + p.heads_kv)) << "arch " << arch;
+    p.total_q = p.total_kv = 2 * 4726;
+    EXPECT_GT(workspace_bytes(p), packed) << "arch " << arch;
+  }
+}

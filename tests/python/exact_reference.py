@@ -76,3 +76,13 @@ def exact_sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None,
     out, lse = result if return_lse else (result, None)
     out = out.to(q.dtype)
     return (out, lse.float()) if return_lse else out
+
+
+def exact_sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal=False,
+                          sm_scale=None, smooth_k=True, **kwargs):
+    """A CPU stand-in for `sageattn_varlen`: exact attention per sequence (varlen_attention), rounded
+    to q's dtype; max_seqlen_* are checked as bounds."""
+    bounds_q, bounds_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+    assert max(b - a for a, b in zip(bounds_q, bounds_q[1:])) <= max_seqlen_q
+    assert max(b - a for a, b in zip(bounds_k, bounds_k[1:])) <= max_seqlen_k
+    return varlen_attention(q, k, v, bounds_q, bounds_k, is_causal, sm_scale).to(q.dtype)

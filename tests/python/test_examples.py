@@ -53,6 +53,7 @@ def test_framework_calls_with_an_exact_kernel(monkeypatch):
     monkeypatch.setattr(framework_calls, "DEVICE", "cpu")
     monkeypatch.setattr(core, "sageattn", exact_reference.exact_sageattn)
     monkeypatch.setattr(framework_calls, "sageattn", exact_reference.exact_sageattn)
+    monkeypatch.setattr(framework_calls, "sageattn_varlen", exact_reference.exact_sageattn_varlen)
     monkeypatch.setattr(core, "validate_call", lambda *a, **kw: (None, 1, None, 0, 0, None, None))  # layout NHD
     gen = torch.Generator().manual_seed(0)
     for framework, call, case in framework_calls.CASES:

@@ -20,8 +20,15 @@ def _cu(lengths, dtype=torch.int32):
 
 
 @pytest.fixture
-def packed(fake_cuda_mode):
-    """Fake CUDA q [10, 4, 64] and k, v [12, 2, 64] for sequences of (3, 7) queries, (5, 7) keys."""
+def packed(fake_cuda_mode, monkeypatch):
+    """Fake CUDA q [10, 4, 64] and k, v [12, 2, 64] for sequences of (3, 7) queries, (5, 7) keys.
+    CPU cu_seqlens are checked on the host and then copied to q's device; a real CPU tensor cannot
+    be copied to a fake device, so the copy makes an (uninitialized) fake one instead."""
+    def fake_copy(name, cu, device):
+        with fake_cuda_mode:
+            return torch.empty(cu.shape, dtype=cu.dtype, device=device)
+
+    monkeypatch.setattr(varlen, "_on_device", fake_copy)
     with fake_cuda_mode:
         q = torch.empty(10, 4, 64, dtype=torch.float16, device="cuda")
         kv = torch.empty(12, 2, 64, dtype=torch.float16, device="cuda")
@@ -133,3 +140,46 @@ def test_attend_packed_compiles_without_graph_breaks(packed):
     except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
         pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
     assert out.shape == q.shape and len(graphs) == 1
+
+
+def test_return_lse_is_flash_attn_layout(packed):
+    q, kv, cu_q, cu_k = packed
+    out, lse = sageattn_varlen(q, kv, kv, cu_q, cu_k, 7, 7, return_lse=True)
+    assert out.shape == q.shape and lse.shape == (q.shape[1], q.shape[0]) and lse.dtype == torch.float32
+
+
+def test_odd_head_dim_is_padded_and_sliced_back(fake_cuda_mode, packed):
+    _, _, cu_q, cu_k = packed
+    with fake_cuda_mode:
+        q = torch.empty(10, 4, 36, dtype=torch.bfloat16, device="cuda")
+        kv = torch.empty(12, 2, 36, dtype=torch.bfloat16, device="cuda")
+    out = sageattn_varlen(q, kv, kv, cu_q, cu_k, 7, 7)
+    assert out.shape == q.shape and out.dtype == q.dtype
+
+
+def test_device_boundaries_trace_into_one_operator_call(fake_cuda_mode):
+    """CUDA cu_seqlens are never read on the host: torch.compile(fullgraph) traces the whole call
+    into one sageattention::varlen_forward node."""
+    with fake_cuda_mode:
+        q = torch.empty(10, 4, 64, dtype=torch.float16, device="cuda")
+        kv = torch.empty(12, 2, 64, dtype=torch.float16, device="cuda")
+        cu_q = torch.empty(3, dtype=torch.int32, device="cuda")
+        cu_k = torch.empty(3, dtype=torch.int32, device="cuda")
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda *a: sageattn_varlen(*a, 7, 7, is_causal=True, return_lse=True),
+                             backend=backend, fullgraph=True)
+    try:
+        out, lse = compiled(q, kv, kv, cu_q, cu_k)
+    except torch._dynamo.exc.Unsupported:
+        raise
+    except Exception as exc:  # pragma: no cover - older Dynamo may not accept fake inputs
+        pytest.skip(f"this torch cannot trace with fake CUDA inputs: {type(exc).__name__}: {exc}")
+    assert out.shape == q.shape and lse.shape == (4, 10) and len(graphs) == 1
+    calls = [n for n in graphs[0].graph.nodes if n.op == "call_function" and "varlen_forward" in str(n.target)]
+    assert len(calls) == 1

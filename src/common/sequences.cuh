@@ -1,0 +1,59 @@
+// Dense batches and packed (varlen) sequences, as every kernel addresses them: where sequence b's
+// tokens are in the caller's tensors, how many there are, and where its rows are in the workspace.
+// Dense calls take the same paths with cu == NULL (first token 0, the call's length), so one
+// kernel serves both; docs/design/varlen.md has the layout.
+#pragma once
+#include <cstdint>
+
+#include "common/kernel_args.h"
+#include "common/tiling.h"
+
+namespace sageattn {
+
+// One side (the queries, or the keys and values) of one sequence.
+struct SequenceSide {
+  int first_token;  // packed row of its token 0 (0 for dense batches)
+  int length;       // its tokens, at most the call's seqlen (the grids are sized from that bound)
+};
+
+// Boundaries are clamped to [0, total] and lengths to the bound: a wrong cu_seqlens gives wrong
+// output, never an access outside the tensors or the workspace.
+__device__ __forceinline__ SequenceSide sequence_side(const int* cu, int total, int batch, int bound) {
+  if (cu == nullptr) return {0, bound};
+  const int first = min(max(__ldg(cu + batch), 0), total);
+  const int end = min(max(__ldg(cu + batch + 1), first), total);
+  return {first, min(end - first, bound)};
+}
+
+__device__ __forceinline__ SequenceSide query_side(const Packing& p, int batch, int seqlen_q) {
+  return sequence_side(p.cu_q, p.total_q, batch, seqlen_q);
+}
+__device__ __forceinline__ SequenceSide key_side(const Packing& p, int batch, int seqlen_kv) {
+  return sequence_side(p.cu_kv, p.total_kv, batch, seqlen_kv);
+}
+
+// Element offset of (sequence, head, token 0) in a caller's tensor: packed tensors have
+// stride_batch 0 (checked), dense ones first_token 0, so one expression serves both.
+__device__ __forceinline__ int64_t token0_offset(const SequenceSide& s, int batch, int head, int64_t stride_batch,
+                                                 int64_t stride_head, int64_t stride_token) {
+  return static_cast<int64_t>(batch) * stride_batch + static_cast<int64_t>(head) * stride_head +
+         static_cast<int64_t>(s.first_token) * stride_token;
+}
+
+// Workspace row of (sequence, head, token 0) in a per-token buffer: dense [B, H, rows_per_head],
+// packed [H, slots * 128] (tiling.h, packed_slots).
+__device__ __forceinline__ int64_t workspace_row0(const int* cu, const SequenceSide& s, int batch, int head,
+                                                  int heads, int slots, int64_t rows_per_head) {
+  if (cu == nullptr) return (static_cast<int64_t>(batch) * heads + head) * rows_per_head;
+  return (static_cast<int64_t>(head) * slots + s.first_token / kPackedSlotRows + batch) * kPackedSlotRows;
+}
+
+// Index of (sequence, head, row 0) in the caller's LSE: dense [B, Hq, seqlen_q], packed
+// [Hq, total_q] (flash-attn's varlen layout).
+__device__ __forceinline__ int64_t lse_row0(const Packing& p, const SequenceSide& s, int batch, int head,
+                                            int heads_q, int seqlen_q) {
+  if (p.cu_q == nullptr) return (static_cast<int64_t>(batch) * heads_q + head) * seqlen_q;
+  return static_cast<int64_t>(head) * p.total_q + s.first_token;
+}
+
+}  // namespace sageattn
