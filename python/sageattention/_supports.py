@@ -26,20 +26,22 @@ def supports(q, k, v, *args, **kwargs):
         out = sageattn(q, k, v, is_causal=True) if ok else sdpa(q, k, v, is_causal=True)
     """
     try:
-        validate_call(q, k, v, *args, **kwargs)
+        head_dim = validate_call(q, k, v, *args, **kwargs)[0]
     except _ARGUMENT_ERRORS as exc:
         # Binding errors name the checking function; the caller asked about sageattn.
         return False, str(exc).replace("validate_call()", "sageattn()")
-    return _kernel_available(q, kwargs.get("kernel", "auto"))  # kernel is keyword-only
+    return _kernel_available(q, kwargs.get("kernel", "auto"), head_dim)  # kernel is keyword-only
 
 
-def _kernel_available(q, kernel):
-    """An explicitly requested kernel the GPU or the build lacks: sageattn raises
-    NotImplementedError for it at launch (the library's check), so supports() answers the same.
-    Needs the real device, so it is skipped on fake tensors and while torch.compile traces."""
+def _kernel_available(q, kernel, head_dim):
+    """What the GPU or the build lacks: sageattn raises NotImplementedError for it at launch (the
+    library's check, src/api/plan.cpp), so supports() answers the same: an explicitly requested
+    sm90 kernel, and head dims above 128 on compute capability 8.6 / 8.9 (their kernel needs 128 KB
+    of shared memory per block). Needs the real device, so it is skipped on fake tensors and while
+    torch.compile traces."""
     import torch
 
-    if kernel != "sm90_wgmma" or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
+    if (kernel != "sm90_wgmma" and head_dim <= 128) or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
         return True, ""
     compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
     if compiling or not torch.cuda.is_available():
@@ -47,6 +49,12 @@ def _kernel_available(q, kernel):
     from . import _library
 
     major, minor = torch.cuda.get_device_capability(q.device)
+    if head_dim > 128 and (major, minor) in ((8, 6), (8, 9)):
+        return False, (f"head_dim {head_dim} needs 128 KB of shared memory per block; compute capability "
+                       f"{major}.{minor} allows 99 KB (head dims up to 128 run everywhere; above, sm80, sm87 "
+                       "and sm90)")
+    if kernel != "sm90_wgmma":
+        return True, ""
     if "90a" not in _library.load().compiled_archs:
         return False, "kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)"
     if (major, minor) != (9, 0):

@@ -28,6 +28,9 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
         tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
         dropout_p, kernel)
     head_dim = _validate.check_tensor_shapes(q, k, v, layout)
+    if head_dim > _validate.SM90_MAX_HEAD_DIM and kernel == "sm90_wgmma":
+        raise NotImplementedError(f"kernel sm90_wgmma supports head dims up to {_validate.SM90_MAX_HEAD_DIM} "
+                                  f"(got {head_dim}); kernel='auto' or 'sm80_mma' run up to {_validate.MAX_HEAD_DIM}")
     attn_mask, block_mask = _validate.check_masks(q, k, layout, attn_mask, block_mask)
     _validate.check_tensor_devices(q, k, v)
     if sm_scale is None:
@@ -88,7 +91,7 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     Raises:
         TypeError for non-tensor inputs and unknown keyword arguments; ValueError for bad shapes,
         dtypes, devices (CPU tensors), layouts and scales; NotImplementedError for features not
-        supported yet (dropout, head_dim > 128, v head_dim != q head_dim, sizes
+        supported yet (dropout, head_dim > 256 (> 128 on compute capability 8.6 and 8.9), v head_dim != q head_dim, sizes
         beyond the CUDA grid limits); `sageattention.supports(q, k, v, ...)` answers the same
         checks without raising.
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.

@@ -14,7 +14,7 @@ patch chained onto another one), with the reason counted:
 | ``heads``           | Hq != Hkv without ``enable_gqa`` (SDPA broadcasts or raises), or Hq % Hkv != 0 |
 | ``causal_top_left`` | ``is_causal`` with Nq > Nkv: SDPA aligns the mask top-left, ours bottom-right |
 | ``min_seq_len``     | the user's filter: Nq or Nkv below ``min_seq_len``                           |
-| ``device``, ``dtype``, ``requires_grad``, ``unsupported`` | ``supports()`` said no (CPU tensors; fp32/fp64; autograd inputs with grad mode on; anything else, e.g. head dim > 128) |
+| ``device``, ``dtype``, ``requires_grad``, ``unsupported`` | ``supports()`` said no (CPU tensors; fp32/fp64; autograd inputs with grad mode on; anything else, e.g. head dim > 256) |
 | ``predicate``       | the user's predicate returned False                                          |
 
 Masks are routed only when asked (``patch_sdpa(route_masks=True)``): ``sageattn`` takes SDPA's

@@ -24,6 +24,19 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
                  : std::string("kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)");
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
+  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA && p.head_dim > kSm90MaxHeadDim) {
+    reason = "kernel SM90_WGMMA supports head dims up to " + std::to_string(kSm90MaxHeadDim) + " (got " +
+             std::to_string(p.head_dim) + "); AUTO or SM80_MMA run head dims up to " + std::to_string(kMaxHeadDim);
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  }
+  // Head dims above 128 run the sm80 kernel's 128 KB shared-memory variant (sm80/traits.cuh), more
+  // than the 99 KB a block may use on compute capability 8.6 and 8.9.
+  if (padded_head_dim(p.head_dim) > 128 && (sm_arch == 86 || sm_arch == 89)) {
+    reason = "head_dim " + std::to_string(p.head_dim) + " needs 128 KB of shared memory per block; compute capability " +
+             std::to_string(sm_arch / 10) + "." + std::to_string(sm_arch % 10) +
+             " allows 99 KB (head dims up to 128 run everywhere; above, sm80, sm87 and sm90)";
+    return SAGEATTN_STATUS_UNSUPPORTED;
+  }
   if (kernel == SAGEATTN_KERNEL_AUTO) {
     // Head dims <= 64 would be zero-padded to 128 on the sm90 kernel (twice the tensor work); they
     // stay on the sm80 kernel, which has a native 64 instantiation.

@@ -29,7 +29,7 @@ struct QuantizeArgs {
   const void* k;
   int64_t k_stride_batch, k_stride_head, k_stride_token;
   int batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim;
-  int padded_head_dim;  // 64 or 128: the INT8 row length
+  int padded_head_dim;  // 64, 128 or 256: the INT8 row length
   int q_blocks;  // ceil(seqlen_q / kQBlockRows)
   int k_blocks;  // ceil(seqlen_kv / kKBlockTokens), rounded up to even for the sm90 kernel's 128-token tiles
   bool per_warp;

@@ -11,7 +11,8 @@ constexpr int kKBlockTokens = 64;       // K/V tokens per attention tile and per
 constexpr int kQGroupsPerWarp = 8;      // per-thread: rows with equal (row % 8) share a scale
 constexpr int kQGroupsPerBlock = kQGroupsPerWarp * (kQBlockRows / kWarpRows);  // 32
 constexpr int kKGroupsPerBlock = 4;     // per-thread: tokens with equal ((token % 8) / 2)
-constexpr int kMaxHeadDim = 128;
+constexpr int kMaxHeadDim = 256;
+constexpr int kSm90MaxHeadDim = 128;  // the sm90 kernel's Q, K and V tiles are 128 channels wide
 
 // A group whose max |x| is below this quantizes to zero (scale 0): 127 / amax would overflow float
 // near 3.7e-37, and scores built from such a group are below 1e-60, indistinguishable from 0.
@@ -33,7 +34,7 @@ constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;
 
 // Padded head dim the kernels are instantiated for.
-inline constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 : 128; }
+inline constexpr int padded_head_dim(int head_dim) { return head_dim <= 64 ? 64 : head_dim <= 128 ? 128 : 256; }
 
 inline constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 

@@ -41,7 +41,14 @@ cudaError_t launch(const QuantizeArgs& a, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t launch_for_dtype(const QuantizeArgs& a, cudaStream_t stream) {
-  return a.padded_head_dim == 64 ? launch<T, 64>(a, stream) : launch<T, 128>(a, stream);
+  switch (a.padded_head_dim) {
+    case 64:
+      return launch<T, 64>(a, stream);
+    case 128:
+      return launch<T, 128>(a, stream);
+    default:
+      return launch<T, 256>(a, stream);
+  }
 }
 
 }  // namespace

@@ -41,6 +41,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const int head = blockIdx.y, batch = blockIdx.z;
   const int kv_head = head / (a.heads_q / a.heads_kv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Head dim 256: warps w and w + kRowWarps share rows and split the O columns (traits.cuh).
+  // (Spelled out for one column part: the compiler cannot know that warp < kRowWarps.)
+  const int row_warp = Tr::kColumnSplit == 1 ? warp : warp % Tr::kRowWarps;
+  const int column_part = Tr::kColumnSplit == 1 ? 0 : warp / Tr::kRowWarps;
   const int q_start = q_block * kQBlockRows;
 
   // Packed sequences shorter than the bound leave the grid's last blocks empty (dense: never).
@@ -60,10 +64,10 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const T* v_head = static_cast<const T*>(a.v) +
                     token0_offset(keys_side, batch, kv_head, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
 
-  // Every score this lane holds has Q group (warp, lane / 4) and K group lane % 4: one Q factor
+  // Every score this lane holds has Q group (row_warp, lane / 4) and K group lane % 4: one Q factor
   // per CTA and one K scale per tile (docs/design/quantization.md).
   const float q_factor =
-      a.q_scale[(q_row0 / kQBlockRows + q_block) * kQGroupsPerBlock + warp * kQGroupsPerWarp + lane / 4] *
+      a.q_scale[(q_row0 / kQBlockRows + q_block) * kQGroupsPerBlock + row_warp * kQGroupsPerWarp + lane / 4] *
       a.sm_scale_log2;
 
   const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(
@@ -109,7 +113,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     load_tile(slot + 1, next);
 
     int32_t s[Tr::kMTiles][Tr::kNTiles][4];
-    WarpMma<Tr>::qk(s, smem_q, smem_k(slot), warp, lane);
+    WarpMma<Tr>::qk(s, smem_q, smem_k(slot), row_warp, lane);
 
     const float c = q_factor * k_scales[tile * kKGroupsPerBlock + lane % 4];
     float p[Tr::kMTiles][Tr::kNTiles][4];
@@ -123,7 +127,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
         for (int nt = 0; nt < Tr::kNTiles; ++nt)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
+            const int row = q_start + row_warp * kWarpRows + mt * 16 + lane / 4 + 8 * (i / 2);
             const int key = tile * kKBlockTokens + nt * 8 + 2 * (lane % 4) + i % 2;
             const bool allowed = key < seqlen_kv && (!kCausal || key <= row + diagonal_shift);
             float x = allowed ? static_cast<float>(s[mt][nt][i]) * c : -INFINITY;
@@ -148,7 +152,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
     uint32_t p_packed[Tr::kMTiles][Tr::kPVSteps][4];
     WarpMma<Tr>::pack_p(p_packed, p);
-    WarpMma<Tr>::pv(o, p_packed, smem_v(slot), lane);
+    WarpMma<Tr>::pv(o, p_packed, smem_v(slot), column_part, lane);
   };
   if constexpr (!kMasks) {
     for (; tile < keys.unmasked_tiles; ++tile) process_tile(tile, tile, tile + 1, std::false_type{}, false);
@@ -177,17 +181,17 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
       const int r = mt * 2 + half;
       const float sum = quad_sum(softmax.row_sum[r]);
       const float inv_sum = sum > 0.f ? 1.f / sum : 0.f;  // no allowed key: output zeros
-      const int row = q_start + warp * kWarpRows + mt * 16 + lane / 4 + 8 * half;
+      const int row = q_start + row_warp * kWarpRows + mt * 16 + lane / 4 + 8 * half;
       if (row >= seqlen_q) continue;
       T* out_row = out_head + row * a.out_stride_token;
 #pragma unroll
       for (int dt = 0; dt < Tr::kDTiles; ++dt) {
-        const int col = dt * 8 + 2 * (lane % 4);
+        const int col = (column_part * Tr::kDTiles + dt) * 8 + 2 * (lane % 4);
         if (col < a.head_dim)
           *reinterpret_cast<uint32_t*>(out_row + col) =
               Element<T>::from_float2(o[mt][dt][2 * half] * inv_sum, o[mt][dt][2 * half + 1] * inv_sum);
       }
-      if (a.lse != nullptr && lane % 4 == 0) {
+      if (a.lse != nullptr && lane % 4 == 0 && column_part == 0) {
         float lse = -INFINITY;
         if (sum > 0.f) {
           lse = (softmax.row_max[r] + log2f(sum)) * static_cast<float>(kLn2);

@@ -1,4 +1,4 @@
-// Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128} x causal {no, yes} x
+// Instantiation and launch of the sm80 kernel for one dtype: head dim {64, 128, 256} x causal {no, yes} x
 // {plain, masks, packed sequences}.
 #pragma once
 #include <cuda_runtime.h>
@@ -27,9 +27,14 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t launch_typed(const AttentionArgs& a, bool causal, cudaStream_t stream) {
-  if (padded_head_dim(a.head_dim) == 64)
-    return causal ? launch<64, T, true>(a, stream) : launch<64, T, false>(a, stream);
-  return causal ? launch<128, T, true>(a, stream) : launch<128, T, false>(a, stream);
+  switch (padded_head_dim(a.head_dim)) {
+    case 64:
+      return causal ? launch<64, T, true>(a, stream) : launch<64, T, false>(a, stream);
+    case 128:
+      return causal ? launch<128, T, true>(a, stream) : launch<128, T, false>(a, stream);
+    default:
+      return causal ? launch<256, T, true>(a, stream) : launch<256, T, false>(a, stream);
+  }
 }
 
 }  // namespace sageattn::sm80

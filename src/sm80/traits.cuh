@@ -5,6 +5,13 @@
 // pipeline. Budget at head dim 128: Q int8 16 KB + K int8 2 x 8 KB + V 16-bit 2 x 16 KB = 64 KB,
 // so two CTAs fit in an SM on every sm80+ part (>= 100 KB); registers per lane: O 128 fp32,
 // S 64, Q fragments 16 -> the 255-register cap of two 128-thread CTAs per SM.
+//
+// Head dim 256: O of 32 rows x 256 columns would need 256 registers per lane, so 8 warps split the
+// columns: warps w and w + 4 own the same 32 rows (the 32-row INT8 Q groups stay as they are), both
+// compute the rows' scores and softmax (the INT8 Q.K^T, at twice the 16-bit rate, is computed
+// twice), and each accumulates P.V for its 128 columns. Shared memory: Q 32 KB + K 2 x 16 KB + V
+// 2 x 32 KB = 128 KB, one CTA per SM: sm80, sm87 and sm90 (<= 227 KB per block), not sm86 / sm89
+// (99 KB per block; refused by the plan).
 #pragma once
 #include "common/tiling.h"
 
@@ -14,11 +21,13 @@ template <int kHeadDim_, typename T_>
 struct Traits {
   using T = T_;  // dtype of V, P (as fed to the P.V MMA) and the output
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = kQBlockRows / kWarpRows;
+  static constexpr int kRowWarps = kQBlockRows / kWarpRows;  // warps with distinct rows
+  static constexpr int kColumnSplit = kHeadDim == 256 ? 2 : 1;  // warps sharing rows, one per O column range
+  static constexpr int kWarps = kRowWarps * kColumnSplit;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kMTiles = kWarpRows / 16;        // m16 tiles per warp
   static constexpr int kNTiles = kKBlockTokens / 8;     // n8 tiles of S per K tile
-  static constexpr int kDTiles = kHeadDim / 8;          // n8 tiles of O
+  static constexpr int kDTiles = kHeadDim / 8 / kColumnSplit;  // n8 tiles of O per warp
   static constexpr int kQKSteps = kHeadDim / 32;        // k32 steps of the int8 MMA
   static constexpr int kPVSteps = kKBlockTokens / 16;   // k16 steps of the 16-bit MMA
   static constexpr int kStages = 2;
@@ -34,9 +43,9 @@ struct Traits {
   static constexpr int kVOffset = kKOffset + kStages * kKTileBytes;
   static constexpr int kSharedBytes = kVOffset + kStages * kVTileBytes;
 
-  static constexpr int kMinBlocksPerSM = 2;
+  static constexpr int kMinBlocksPerSM = kHeadDim == 256 ? 1 : 2;
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "instantiated head dims");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "instantiated head dims");
 };
 
 // XOR swizzle of 16-byte chunks: ldmatrix reads one chunk from each of 8 consecutive rows; without

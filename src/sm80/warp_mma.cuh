@@ -18,9 +18,9 @@ template <class Tr>
 struct WarpMma {
   using T = typename Tr::T;
 
-  // S[mt][nt] for this warp's 32 rows x the tile's 64 keys.
+  // S[mt][nt] for the 32 rows of row warp `row_warp` x the tile's 64 keys.
   __device__ static void qk(int32_t (&s)[Tr::kMTiles][Tr::kNTiles][4], uint32_t smem_q,
-                            uint32_t smem_k, int warp, int lane) {
+                            uint32_t smem_k, int row_warp, int lane) {
 #pragma unroll
     for (int mt = 0; mt < Tr::kMTiles; ++mt)
 #pragma unroll
@@ -28,13 +28,12 @@ struct WarpMma {
 #pragma unroll
         for (int i = 0; i < 4; ++i) s[mt][nt][i] = 0;
 
-#pragma unroll
-    for (int ks = 0; ks < Tr::kQKSteps; ++ks) {
+    auto step = [&](int ks) {
       // A fragments of one k32 step: matrices (rows 0-7 | 8-15) x (bytes 0-15 | 16-31).
       uint32_t a[Tr::kMTiles][4];
 #pragma unroll
       for (int mt = 0; mt < Tr::kMTiles; ++mt) {
-        const int row = warp * kWarpRows + mt * 16 + lane % 16;
+        const int row = row_warp * kWarpRows + mt * 16 + lane % 16;
         const int chunk = ks * 2 + lane / 16;
         ptx::ldmatrix_x4(a[mt], smem_q + swizzled_offset<Tr::kInt8ChunksPerRow>(row, chunk));
       }
@@ -53,6 +52,15 @@ struct WarpMma {
           ptx::mma_m16n8k32_s8(s[mt][nt + 1], a[mt], b1);
         }
       }
+    };
+    if constexpr (Tr::kQKSteps <= 4) {
+#pragma unroll
+      for (int ks = 0; ks < Tr::kQKSteps; ++ks) step(ks);
+    } else {
+      // Head dim 256: 8 steps fully unrolled let the scheduler hoist fragment loads until the 255
+      // registers spill; 4 at a time keep the loop at the head dim 128 kernel's shape.
+#pragma unroll 4
+      for (int ks = 0; ks < Tr::kQKSteps; ++ks) step(ks);
     }
   }
 
@@ -81,9 +89,11 @@ struct WarpMma {
       }
   }
 
-  // O += P.V with V from swizzled shared memory.
+  // O += P.V with V from swizzled shared memory, for this warp's kDTiles * 8 columns from
+  // column_part * kDTiles * 8 on.
   __device__ static void pv(float (&o)[Tr::kMTiles][Tr::kDTiles][4],
-                            const uint32_t (&p)[Tr::kMTiles][Tr::kPVSteps][4], uint32_t smem_v, int lane) {
+                            const uint32_t (&p)[Tr::kMTiles][Tr::kPVSteps][4], uint32_t smem_v, int column_part,
+                            int lane) {
 #pragma unroll
     for (int ks = 0; ks < Tr::kPVSteps; ++ks) {
 #pragma unroll
@@ -91,7 +101,7 @@ struct WarpMma {
         // Matrices: (tokens 0-7 | 8-15 of this k16 step) x (channel tiles 2dp | 2dp+1), transposed.
         uint32_t b[4];
         const int row = ks * 16 + lane % 8 + 8 * ((lane / 8) % 2);
-        const int chunk = dp * 2 + lane / 16;
+        const int chunk = column_part * Tr::kDTiles + dp * 2 + lane / 16;
         ptx::ldmatrix_x4_trans(b, smem_v + swizzled_offset<Tr::kVChunksPerRow>(row, chunk));
         const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
 #pragma unroll

@@ -234,15 +234,33 @@ TEST(ApiCheck, GridAndIndexLimits) {
 TEST(ApiCheck, HeadDim) {
   expect_status([](sageattn_params& p) { p.head_dim = 0; }, kInvalid, "head_dim 0");
   expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
-  // 129+ is well formed but has no kernel.
+  // 129..256 run on the sm80 kernel's 256 variant where a block may have 128 KB of shared memory.
   for (int head_dim : {136, 192, 256}) {
+    for (int arch : {80, 87, 90}) {
+      sageattn_params p = valid_params(100, 130, head_dim, arch);
+      EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "head_dim " << head_dim << " sm" << arch;
+    }
+    for (int arch : {86, 89}) {
+      sageattn_params p = valid_params(100, 130, head_dim, arch);
+      const CheckResult r = check(p);
+      EXPECT_EQ(r.status, kUnsupported) << "head_dim " << head_dim << " sm" << arch;
+      EXPECT_NE(r.reason.find("shared memory"), std::string::npos) << r.reason;
+    }
+    sageattn_params p = valid_params(100, 130, head_dim, 90);
+    p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+    const CheckResult r = check(p);
+    EXPECT_EQ(r.status, kUnsupported) << "sm90 kernel, head_dim " << head_dim;
+    EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
+  }
+  // Beyond 256: well formed, no kernel.
+  for (int head_dim : {264, 512}) {
     sageattn_params p = valid_params(100, 130, head_dim);
     EXPECT_EQ(check(p).status, kUnsupported) << "head_dim " << head_dim;
   }
   {
-    sageattn_params p = valid_params(100, 130, 128);
-    p.head_dim = 129;  // strides stay multiples of 8
-    EXPECT_EQ(check(p).status, kUnsupported) << "head_dim 129";
+    sageattn_params p = valid_params(100, 130, 256);
+    p.head_dim = 257;  // strides stay multiples of 8
+    EXPECT_EQ(check(p).status, kUnsupported) << "head_dim 257";
   }
   // In range but not a multiple of 8: the 16-byte vector loads cannot be used.
   for (int head_dim : {1, 7, 12, 100, 127}) {

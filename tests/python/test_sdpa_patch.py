@@ -195,11 +195,11 @@ def test_gqa_is_routed_only_with_enable_gqa(fake_cuda_mode, recorders):
 
 def test_head_dim_beyond_the_kernels_falls_back(fake_cuda_mode, recorders):
     kernel, fallback = recorders
-    q = fake(fake_cuda_mode, 1, 2, 8, 256)
+    q = fake(fake_cuda_mode, 1, 2, 8, 264)
     F.scaled_dot_product_attention(q, q, q)
     assert not kernel.calls
     reason, detail = sageattention.sdpa_stats().last_fallback
-    assert reason == "unsupported" and "head_dim 256" in detail
+    assert reason == "unsupported" and "head_dim 264" in detail
 
 
 def test_grad_mode_decides_for_inputs_that_require_grad(fake_cuda_mode, recorders):
