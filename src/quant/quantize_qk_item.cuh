@@ -116,18 +116,6 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   const bool subtract_mean = !is_q && a.smooth_k;
   const bool lse_correction = is_q && a.lse_correction != nullptr;
 
-  if (subtract_mean || lse_correction) {
-    const float* sums = a.k_column_sums +
-                        (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
-    const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
-    for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
-      float s = 0.f;
-      for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
-      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
-    }
-  }
-  __syncthreads();
-
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int col = (lane % kLanesPerRow) * 8;
   const int pass_row = lane / kLanesPerRow;
@@ -143,6 +131,21 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
       raw[p] = *reinterpret_cast<const uint4*>(src + row * stride_token * static_cast<int64_t>(sizeof(T)) +
                                                col * static_cast<int64_t>(sizeof(T)));
   }
+
+  // K's channel mean from the column-sum partials (L2 reads), while the rows above are in flight:
+  // done before them, these up to 16 dependent-latency reads held every K item's row loads back.
+  if (subtract_mean || lse_correction) {
+    const float* sums = a.k_column_sums +
+                        (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
+    const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
+    for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
+      float s = 0.f;
+#pragma unroll 4
+      for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
+      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
+    }
+  }
+  __syncthreads();
 
   // The values to quantize: K - mean on valid K rows, the input otherwise (padding stays zero).
   auto values = [&](int p, float (&x)[8]) {
