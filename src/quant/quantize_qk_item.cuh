@@ -8,6 +8,7 @@
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
+#include "common/rotation.h"
 #include "common/sequences.cuh"
 #include "common/tiling.h"
 
@@ -147,7 +148,9 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   }
   __syncthreads();
 
-  // The values to quantize: K - mean on valid K rows, the input otherwise (padding stays zero).
+  // The values before the rotation: K - mean on valid K rows, the input otherwise (padding stays
+  // zero). Each lane's 8 channels are one rotation block (common/rotation.h).
+  static_assert(kRotationBlock == 8, "one rotation block per 16-byte vector");
   auto values = [&](int p, float (&x)[8]) {
     unpack8<T>(raw[p], x);
     const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
@@ -161,6 +164,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   for (int p = 0; p < kPasses; ++p) {
     float x[8];
     values(p, x);
+    rotate_block8(x);
     float m = 0.f;
 #pragma unroll
     for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
@@ -174,7 +178,8 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     const float amax = group_amax(row_amax, row, is_q, a.per_warp);
     const bool quantizable = amax >= kMinQuantizableAmax;
     row_inv_scale[row] = quantizable ? 127.f / amax : 0.f;
-    const float scale = quantizable ? amax / 127.f : 0.f;
+    // Q's scale absorbs the rotation's factor 8 (exact: a power of two).
+    const float scale = quantizable ? (is_q ? amax / 127.f * kRotationScale : amax / 127.f) : 0.f;
     if (is_q) {
       if (row % kWarpRows < kQGroupsPerWarp) {
         const int64_t q_block = ws_row0 / kQBlockRows + block;
@@ -196,6 +201,13 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     if (row >= padded_rows) continue;  // second half of an odd last K pair
     float x[8];
     values(p, x);
+    // dot(q, mean(K)) for the LSE correction, on the unrotated row.
+    float dot = 0.f;
+    if (lse_correction) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
+    }
+    rotate_block8(x);
     const float inv = row_inv_scale[local_row];
     uint32_t packed[2] = {0u, 0u};
 #pragma unroll
@@ -209,9 +221,6 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
         make_uint2(packed[0], packed[1]);
     if (lse_correction) {
-      float dot = 0.f;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
       dot = row_sum<kLanesPerRow>(dot);
       if (lane % kLanesPerRow == 0 && row < seqlen)
         a.lse_correction[ws_row0 + row] = dot;

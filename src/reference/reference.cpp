@@ -9,6 +9,8 @@
 // x86-64 evaluates float in SSE registers, so there is no excess precision either.
 #include "reference/reference.h"
 
+#include "common/rotation.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -406,10 +408,31 @@ void attention_exact(const sageattn_reference_problem& p, const float* q, const 
 
 namespace {
 
+// The rows the pre-pass quantizes: zero-padded to whole rotation blocks (the kernels' rows are
+// padded to a multiple of 8 channels, whose padding stays zero until the blocks are rotated) and
+// rotated block by block (common/rotation.h).
+int rotated_width(int head_dim) { return (head_dim + kRotationBlock - 1) / kRotationBlock * kRotationBlock; }
+
+std::vector<float> rotated_rows(const float* x, int64_t rows, int head_dim) {
+  const int width = rotated_width(head_dim);
+  std::vector<float> out(static_cast<size_t>(rows) * width, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = out.data() + r * width;
+    std::memcpy(row, x + r * head_dim, sizeof(float) * static_cast<size_t>(head_dim));
+    for (int c = 0; c < width; c += kRotationBlock) {
+      float block[kRotationBlock];
+      std::memcpy(block, row + c, sizeof block);
+      rotate_block8(block);
+      std::memcpy(row + c, block, sizeof block);
+    }
+  }
+  return out;
+}
+
 // Everything the emulation needs from one (batch, kv head), computed once and shared by its query heads.
 struct EmulatedKv {
   std::vector<float> mean;          // [head_dim]; empty without smoothing
-  std::vector<int8_t> k_transposed;  // [head_dim, tokens] quantized K'
+  std::vector<int8_t> k_transposed;  // [rotated_width, tokens] quantized rotated K'
   std::vector<float> k_scale;       // [tokens] scale of each token's group
   Fp8Values v_fp8;                  // FP8 P.V only: quantized V, its channel scales and mean
 };
@@ -418,15 +441,17 @@ EmulatedKv prepare_kv(const float* k_head, const float* v_head, int64_t tokens, 
                       sageattn_qk_granularity granularity, bool smooth_k, bool smooth_v, bool fp8_pv) {
   EmulatedKv kv;
   if (fp8_pv) kv.v_fp8 = quantize_v_fp8(v_head, tokens, head_dim, smooth_v);
-  QuantizedMatrix quantized;
+  std::vector<float> rotated;
   if (smooth_k) {
     kv.mean = k_channel_mean(k_head, tokens, head_dim);
     const std::vector<float> smoothed = subtract_channel_mean(k_head, tokens, head_dim, kv.mean);
-    quantized = quantize_k(smoothed.data(), tokens, head_dim, granularity);
+    rotated = rotated_rows(smoothed.data(), tokens, head_dim);
   } else {
-    quantized = quantize_k(k_head, tokens, head_dim, granularity);
+    rotated = rotated_rows(k_head, tokens, head_dim);
   }
-  kv.k_transposed = transpose(quantized.values.data(), tokens, head_dim);
+  const int width = rotated_width(head_dim);
+  const QuantizedMatrix quantized = quantize_k(rotated.data(), tokens, width, granularity);
+  kv.k_transposed = transpose(quantized.values.data(), tokens, width);
   kv.k_scale.resize(static_cast<size_t>(tokens));
   for (int64_t j = 0; j < tokens; ++j) kv.k_scale[j] = quantized.scale_of(j);
   return kv;
@@ -457,8 +482,10 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
     const float* v_head = v + head_offset(block.b, block.kv_head, p.heads_kv, nk, d);
     const float* q_head = q + head_offset(block.b, block.h, p.heads_q, nq, d);
     // A Q block is exactly one 128-row quantization block, so quantizing it alone gives the same groups.
-    const QuantizedMatrix q_block =
-        quantize_q(q_head + block.row_begin * d, block.row_end - block.row_begin, d, granularity);
+    const int64_t block_rows = block.row_end - block.row_begin;
+    const int width = rotated_width(d);
+    const std::vector<float> q_rotated = rotated_rows(q_head + block.row_begin * d, block_rows, d);
+    const QuantizedMatrix q_block = quantize_q(q_rotated.data(), block_rows, width, granularity);
 
     std::vector<int32_t> dots(static_cast<size_t>(nk));
     std::vector<float> scores(static_cast<size_t>(nk));
@@ -474,15 +501,16 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
       }
       // Exact integer Q.K^T (|dot| <= 127^2 * head_dim fits int32 for any head_dim < 133000).
       std::fill(dots.begin(), dots.begin() + keys, 0);
-      const int8_t* q_row = q_block.values.data() + local * d;
-      for (int c = 0; c < d; ++c) {
+      const int8_t* q_row = q_block.values.data() + local * width;
+      for (int c = 0; c < width; ++c) {
         const int32_t qc = q_row[c];
         const int8_t* kt_row = kv.k_transposed.data() + static_cast<int64_t>(c) * nk;
         for (int64_t j = 0; j < keys; ++j) dots[j] += qc * static_cast<int32_t>(kt_row[j]);
       }
       // Dequantize exactly as the kernel does: q_factor once per row, q_factor * scale_k once per tile,
       // then one float multiply per score; the row max is taken over those float scores.
-      const float q_factor = q_block.scale_of(local) * tau_log2e;
+      // The kernel stores Q's scale times kRotationScale (the rotation's factor 8).
+      const float q_factor = q_block.scale_of(local) * kRotationScale * tau_log2e;
       const float* mask_row = mask ? mask + ((block.b * p.heads_q + block.h) * nq + i) * nk : nullptr;
       float row_max = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < keys; ++j) {

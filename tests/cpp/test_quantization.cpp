@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/rotation.h"
 #include "reference/reference.h"
 #include "test_reference_util.h"
 
@@ -324,6 +325,36 @@ TEST(Quantization, KMeanIsFloatSumThenDivide) {
   const std::vector<float> smoothed = ref::subtract_channel_mean(k.data(), tokens, d, mean);
   for (int64_t j = 0; j < tokens; ++j)
     for (int c = 0; c < d; ++c) ASSERT_EQ(smoothed[j * d + c], k[j * d + c] - mean[c]);
+}
+
+// The rotation (docs/design/quantization.md, "Rotation"): the library's butterflies and the tests'
+// own are the 8 x 8 Walsh-Hadamard matrix H[i][j] = (-1)^popcount(i & j) (to float rounding), and
+// H H^T = 8 I, so (H q).(H k) = 8 q.k: the factor the stored Q scale removes.
+TEST(Rotation, ButterfliesAreTheHadamardMatrix) {
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (int trial = 0; trial < 200; ++trial) {
+    float x[sageattn::kRotationBlock];
+    std::vector<float> row(8);
+    for (int i = 0; i < 8; ++i) x[i] = row[i] = normal(gen);
+    sageattn::rotate_block8(x);
+    const std::vector<float> mine = sageattn_test::hadamard_rotated(row);
+    double norm = 0.0;
+    for (float v : row) norm += std::fabs(v);
+    for (int i = 0; i < 8; ++i) {
+      double expected = 0.0;
+      for (int j = 0; j < 8; ++j) expected += (__builtin_popcount(i & j) % 2 ? -1.0 : 1.0) * row[j];
+      EXPECT_NEAR(x[i], expected, 4e-7 * norm) << "output " << i;
+      EXPECT_EQ(x[i], mine[i]) << "the tests' butterflies round as the library's";
+    }
+  }
+  for (int i = 0; i < 8; ++i)
+    for (int k = 0; k < 8; ++k) {
+      int dot = 0;
+      for (int j = 0; j < 8; ++j) dot += (__builtin_popcount(i & j) % 2 ? -1 : 1) * (__builtin_popcount(k & j) % 2 ? -1 : 1);
+      EXPECT_EQ(dot, i == k ? 8 : 0);
+    }
+  EXPECT_EQ(sageattn::kRotationScale * sageattn::kRotationBlock, 1.0f);
 }
 
 }  // namespace

@@ -46,19 +46,24 @@ TEST(ReferenceEmulated, HandComputedThreeKeys) {
       p.sm_scale = 0.375;
       // Per-thread: tokens 0 and 1 share group (t % 8) / 2 = 0, token 2 is alone in group 1.
       // Per-warp: all three share one scale.
-      const float amax01 = std::max(amax_of(k[0]), amax_of(k[1]));
-      const float amax_all = std::max(amax01, amax_of(k[2]));
+      // Q and K rows are quantized after the Hadamard rotation of their 8-channel blocks.
+      const std::vector<float> qr = hadamard_rotated(q);
+      const std::vector<std::vector<float>> kr = {hadamard_rotated(k[0]), hadamard_rotated(k[1]),
+                                                  hadamard_rotated(k[2])};
+      const float amax01 = std::max(amax_of(kr[0]), amax_of(kr[1]));
+      const float amax_all = std::max(amax01, amax_of(kr[2]));
       const float k_amax[3] = {granularity == kPerThread ? amax01 : amax_all,
                                granularity == kPerThread ? amax01 : amax_all,
-                               granularity == kPerThread ? amax_of(k[2]) : amax_all};
-      const float q_amax = amax_of(q);
-      const std::vector<int> qq = quantized(q, q_amax);
-      const float q_factor = (q_amax / 127.0f) * static_cast<float>(p.sm_scale * 1.4426950408889634);
+                               granularity == kPerThread ? amax_of(kr[2]) : amax_all};
+      const float q_amax = amax_of(qr);
+      const std::vector<int> qq = quantized(qr, q_amax);
+      const float q_factor =
+          (q_amax / 127.0f) * kRotationScale * static_cast<float>(p.sm_scale * 1.4426950408889634);
       float x[3];
       for (int j = 0; j < 3; ++j) {
-        const std::vector<int> kq = quantized(k[j], k_amax[j]);
+        const std::vector<int> kq = quantized(kr[j], k_amax[j]);
         int s = 0;
-        for (int c = 0; c < d; ++c) s += qq[c] * kq[c];
+        for (size_t c = 0; c < qr.size(); ++c) s += qq[c] * kq[c];
         const float tile_factor = q_factor * (k_amax[j] / 127.0f);
         x[j] = static_cast<float>(s) * tile_factor;
       }

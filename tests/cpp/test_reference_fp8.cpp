@@ -250,16 +250,21 @@ TEST(ReferenceFp8, HandComputedThreeKeys) {
   for (bool smooth_v : {false, true}) {
     SCOPED_TRACE(testing::Message() << "smooth_v " << smooth_v);
     // Scores: per-thread groups put tokens 0 and 1 in one K group, token 2 in another (quantization.md).
-    const float amax01 = std::max(amax_of(k[0]), amax_of(k[1]));
-    const float k_amax[3] = {amax01, amax01, amax_of(k[2])};
-    const float q_amax = amax_of(q);
-    const std::vector<int> qq = int8_quantized(q, q_amax);
-    const float q_factor = (q_amax / 127.0f) * static_cast<float>(p.sm_scale * 1.4426950408889634);
+    // Q and K rows are quantized after the Hadamard rotation (padded to 8 channels).
+    const std::vector<float> qr = hadamard_rotated(q);
+    const std::vector<std::vector<float>> kr = {hadamard_rotated(k[0]), hadamard_rotated(k[1]),
+                                                hadamard_rotated(k[2])};
+    const float amax01 = std::max(amax_of(kr[0]), amax_of(kr[1]));
+    const float k_amax[3] = {amax01, amax01, amax_of(kr[2])};
+    const float q_amax = amax_of(qr);
+    const std::vector<int> qq = int8_quantized(qr, q_amax);
+    const float q_factor =
+        (q_amax / 127.0f) * kRotationScale * static_cast<float>(p.sm_scale * 1.4426950408889634);
     float x[3];
     for (int j = 0; j < 3; ++j) {
-      const std::vector<int> kq = int8_quantized(k[j], k_amax[j]);
+      const std::vector<int> kq = int8_quantized(kr[j], k_amax[j]);
       int s = 0;
-      for (int c = 0; c < d; ++c) s += qq[c] * kq[c];
+      for (size_t c = 0; c < qr.size(); ++c) s += qq[c] * kq[c];
       x[j] = static_cast<float>(s) * (q_factor * (k_amax[j] / 127.0f));
     }
     const float m = std::max(x[0], std::max(x[1], x[2]));

@@ -29,6 +29,27 @@ inline sageattn_reference_problem make_problem(int batch, int heads_q, int heads
   return p;
 }
 
+// The pre-pass rotation of a Q or K row as docs/design/quantization.md ("Rotation") defines it:
+// zero-padded to whole blocks of 8, each block transformed by three float butterfly stages (pairs
+// 1, 2, then 4 apart: (a, b) -> (a + b, a - b)). Written out here rather than taken from
+// src/common/rotation.h; test_quantization.cpp checks that it is the Walsh-Hadamard matrix.
+inline std::vector<float> hadamard_rotated(const std::vector<float>& row) {
+  const size_t width = (row.size() + 7) / 8 * 8;
+  std::vector<float> out(width, 0.0f);
+  for (size_t c = 0; c < row.size(); ++c) out[c] = row[c];
+  for (size_t block = 0; block < width; block += 8)
+    for (size_t half : {1, 2, 4})
+      for (size_t i = 0; i < 8; i += 2 * half)
+        for (size_t j = i; j < i + half; ++j) {
+          const float a = out[block + j], b = out[block + j + half];
+          out[block + j] = a + b;
+          out[block + j + half] = a - b;
+        }
+  return out;
+}
+// Q.K^T of rotated rows is 8 times the original; the kernels' Q scale carries the 1/8.
+constexpr float kRotationScale = 0.125f;
+
 inline size_t q_elements(const sageattn_reference_problem& p) {
   return static_cast<size_t>(p.batch) * p.heads_q * p.seqlen_q * p.head_dim;
 }

@@ -178,6 +178,18 @@ def _e4m3(x):
     return x.clamp(-448.0, 448.0).to(torch.float8_e4m3fn).double()
 
 
+def _rotate(x):
+    """quantization.md's rotation of [n, d] rows (d a multiple of 8): three butterfly stages per block
+    of 8 channels, pairs 1, 2 and 4 apart, (a, b) -> (a + b, a - b), in float32."""
+    n, d = x.shape
+    y = x.reshape(n, d // 8, 8)
+    for half in (1, 2, 4):
+        y = y.reshape(n, d // 8, 8 // (2 * half), 2, half)
+        a, b = y[..., 0, :], y[..., 1, :]
+        y = torch.stack((a + b, a - b), dim=-2)
+    return y.reshape(n, d)
+
+
 def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
     """quantization.md written again in torch for one (batch, head) pair with per-thread groups and K
     smoothing: independent of the C++ code (torch's E4M3 cast, vectorized groups)."""
@@ -189,9 +201,10 @@ def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
     q_groups = (rows // 128) * 32 + ((rows % 128) // 32) * 8 + rows % 8
     k_groups = (toks // 64) * 4 + (toks % 8) // 2
     k_mean = _float32_mean(k)
-    qq, q_scale = _int8_per_thread(q, q_groups, int(q_groups.max()) + 1)
-    kq, k_scale = _int8_per_thread(k - k_mean, k_groups, int(k_groups.max()) + 1)
-    q_factor = q_scale * torch.tensor(tau * LOG2E, dtype=torch.float32)
+    # Rows are rotated before quantization; Q's scale carries the rotation's factor 1/8.
+    qq, q_scale = _int8_per_thread(_rotate(q), q_groups, int(q_groups.max()) + 1)
+    kq, k_scale = _int8_per_thread(_rotate(k - k_mean), k_groups, int(k_groups.max()) + 1)
+    q_factor = (q_scale * 0.125) * torch.tensor(tau * LOG2E, dtype=torch.float32)
     x = (qq @ kq.T).float() * (q_factor.unsqueeze(1) * k_scale.unsqueeze(0))  # float32 throughout
     allowed = torch.ones(nq, nk, dtype=torch.bool)
     if is_causal:
