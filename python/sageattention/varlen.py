@@ -12,6 +12,7 @@ sequence never changes another's result. Nothing is read back to the host: with 
 tests and ``scripts/bench_varlen.py`` compare the kernel path with.
 """
 
+import math
 import operator
 
 import torch
@@ -156,7 +157,7 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
     if q.shape[0] > 0 and max_q == 0:
         raise ValueError(f"{_NAME}: max_seqlen_q is 0 but q has {q.shape[0]} tokens")
     if sm_scale_checked is None:
-        sm_scale_checked = head_dim ** -0.5
+        sm_scale_checked = 1.0 / math.sqrt(head_dim)  # as sageattn computes it
 
     if q.shape[0] == 0 or k.shape[0] == 0 or max_k == 0:
         # Nothing to compute: no queries, or no query sees a key (zeros, LSE -inf).

@@ -145,3 +145,16 @@ def test_degenerate_batches_need_no_kernel():
     assert torch.all(out == 0) and torch.all(lse == float("-inf"))
     out = sageattn_varlen(empty, q, q, _cu([0]), _cu([5]), 0, 5)
     assert out.shape == (0, 2, 64)
+
+
+def test_opcheck_varlen_operator():
+    opcheck = getattr(torch.library, "opcheck", None)
+    if opcheck is None:
+        pytest.skip("torch.library.opcheck needs torch >= 2.4")
+    from sageattention import ops
+
+    q, k, v = _packed_inputs([100, 0, 37], [120, 5, 64], 4, 2, 64, torch.float16, seed=3)
+    cu_q, cu_k = _cu([100, 0, 37]), _cu([120, 5, 64])
+    for return_lse in (True, False):
+        opcheck(ops.varlen_forward, (q, k, v, cu_q, cu_k, 100, 120, True, 0.125, return_lse, True, 0, 0),
+                test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
