@@ -40,6 +40,8 @@ struct QuantizeArgs {
   // the 128-byte swizzled order of shared memory (16-byte chunk c of row r at chunk c ^ (r % 8)).
   bool swizzle_rows;
 
+  // Per-token buffers are [B, H, rows, ...] for dense batches and [H, slots * 128, ...] for packed
+  // sequences (Packing); the pre-pass rows are rotated (common/rotation.h) before quantization.
   int8_t* q_int8;        // [B, Hq, q_blocks * 128, padded_head_dim]
   int8_t* k_int8;        // [B, Hkv, k_blocks * 64, padded_head_dim]
   float* q_scale;        // [B, Hq, q_blocks, kQGroupsPerBlock]
