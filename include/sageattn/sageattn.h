@@ -175,6 +175,11 @@ typedef struct sageattn_params {
   const int32_t* cu_seqlens_kv;
   int32_t total_q;
   int32_t total_kv;
+  /* 0 or 1 (default 1): rotate every row of Q and of (smoothed) K by 8 x 8 Walsh-Hadamard blocks
+     before INT8 quantization. Q.K^T is unchanged; channels with outliers are spread over their
+     block, which halves the error on inputs with outlier channels (docs/accuracy.md) and costs
+     the quantization pass a few adds per element (2-3 % of a call at 1K-4K tokens). */
+  int32_t qk_rotation;
 } sageattn_params;
 
 /* SAGEATTN_ABI_VERSION of the library. Foreign-function callers check it before anything that
@@ -217,6 +222,9 @@ typedef struct sageattn_reference_problem {
   /* To emulate a GPU call exactly, pass the float sm_scale of that call widened to double. */
   double sm_scale;
   int32_t is_causal;
+  /* The emulations only: 1 = rotate Q and K as sageattn_params.qk_rotation = 1 (the library's
+     default) does, 0 = no rotation (a zero-initialized problem). */
+  int32_t qk_rotation;
 } sageattn_reference_problem;
 
 /* Exact attention in double precision. */

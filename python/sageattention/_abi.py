@@ -101,6 +101,7 @@ class SageattnParams(ctypes.Structure):
         ("cu_seqlens_kv", ctypes.c_void_p),
         ("total_q", ctypes.c_int32),
         ("total_kv", ctypes.c_int32),
+        ("qk_rotation", ctypes.c_int32),
     ]
 
 
@@ -114,6 +115,7 @@ class SageattnReferenceProblem(ctypes.Structure):
         ("head_dim", ctypes.c_int32),
         ("sm_scale", ctypes.c_double),
         ("is_causal", ctypes.c_int32),
+        ("qk_rotation", ctypes.c_int32),
     ]
 
 

@@ -104,7 +104,7 @@ def _packed_strides(t):
 
 
 def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-            smooth_v=True, attn_mask=None, block_mask=None, packed=None):
+            smooth_v=True, attn_mask=None, block_mask=None, packed=None, rotate_qk=True):
     """Launches attention on the current stream of q's device; `lse` may be None.
 
     Preconditions (checked by the caller): tensors on one CUDA device, fp16/bf16, last dim
@@ -144,7 +144,7 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
         int(smooth_v),
         attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
-        *packing,
+        *packing, int(rotate_qk),
     )
     # The workspace of packed sequences also depends on the totals (packing[2:]).
     key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),

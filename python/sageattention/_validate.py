@@ -39,6 +39,12 @@ def _dims(t, layout):
     return (b, x, y, d) if layout == LAYOUT_HND else (b, y, x, d)
 
 
+def check_flag(name, flag):
+    # Only Python bools/ints: a tensor here would make the call depend on its value.
+    if not isinstance(flag, (bool, int)):
+        raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+
+
 def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
                   attn_mask, dropout_p, kernel):
     """Validates the non-tensor arguments. Returns (layout, sm_scale or None, granularity, kernel)."""
@@ -55,9 +61,7 @@ def check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_q
         raise ValueError(f'tensor_layout must be "HND" or "NHD", got {tensor_layout!r}')
     layout = LAYOUT_CODES[tensor_layout.upper()]
     for name, flag in (("is_causal", is_causal), ("return_lse", return_lse), ("smooth_k", smooth_k)):
-        # Only Python bools/ints: a tensor here would make the call depend on its value.
-        if not isinstance(flag, (bool, int)):
-            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        check_flag(name, flag)
     if sm_scale is not None:
         if isinstance(sm_scale, (torch.Tensor, bool)) or not isinstance(sm_scale, (int, float)):
             raise TypeError(f"sm_scale must be a Python float or None, got {type(sm_scale).__name__}")

@@ -18,7 +18,7 @@ __all__ = ["sageattn", "validate_call"]
 
 def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
                   smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None,
-                  dropout_p=0.0, kernel="auto"):
+                  dropout_p=0.0, kernel="auto", rotate_qk=True):
     """Every check `sageattn` makes, with `sageattn`'s exact signature (a test keeps the two equal),
     so that `supports()` answers from the same code: raises what `sageattn` would raise, else
     returns (head_dim, layout code, sm_scale, granularity code, kernel code, attn_mask expanded to
@@ -27,6 +27,7 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
     layout, sm_scale, granularity, kernel_code = _validate.check_scalars(
         tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, attn_mask,
         dropout_p, kernel)
+    _validate.check_flag("rotate_qk", rotate_qk)
     head_dim = _validate.check_tensor_shapes(q, k, v, layout)
     if head_dim > _validate.SM90_MAX_HEAD_DIM and kernel == "sm90_wgmma":
         raise NotImplementedError(f"kernel sm90_wgmma supports head dims up to {_validate.SM90_MAX_HEAD_DIM} "
@@ -40,7 +41,7 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
 
 def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
              smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None, dropout_p=0.0,
-             kernel="auto"):
+             kernel="auto", rotate_qk=True):
     """8-bit attention: INT8 Q.K^T (with K smoothing), 16-bit or FP8 P.V (by kernel), float32 accumulation.
 
     Args:
@@ -75,6 +76,10 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             tiles.
         dropout_p: accepted for signature compatibility with SDPA; anything other than 0.0 raises
             NotImplementedError (never ignored silently).
+        rotate_qk: rotate Q and K by 8 x 8 Walsh-Hadamard blocks of channels before INT8
+            quantization (Q.K^T unchanged): halves the error on inputs with outlier channels
+            (docs/accuracy.md) for a few adds per element in the pre-pass (2-3 % of a call at
+            1K-4K tokens). Default True.
         kernel: "auto" (sm90_wgmma on compute capability 9.0 builds with 90a at head dims > 64,
             sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU) or
             "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; RuntimeError /
@@ -99,7 +104,7 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     head_dim, layout, sm_scale, granularity, kernel_code, attn_mask, block_mask = validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
         qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, block_mask=block_mask, dropout_p=dropout_p,
-        kernel=kernel)
+        kernel=kernel, rotate_qk=rotate_qk)
 
     align = _validate.ALIGN_ELEMENTS
     padded_head_dim = (head_dim + align - 1) // align * align
@@ -109,7 +114,7 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
 
     run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in, attn_mask, block_mask) else attention_forward
     out, lse = run(q_in, k_in, v_in, layout, bool(is_causal), sm_scale, bool(return_lse),
-                   bool(smooth_k), granularity, kernel_code, True, attn_mask, block_mask)
+                   bool(smooth_k), granularity, kernel_code, True, attn_mask, block_mask, bool(rotate_qk))
     if padded_head_dim != head_dim:
         # clone rather than contiguous(): same result, and it also runs on fake tensors in
         # CPU-only torch builds (the tests trace this path without a GPU).

@@ -8,7 +8,7 @@ Schema::
 
     sageattention::attention_forward(Tensor q, Tensor k, Tensor v, int layout, bool is_causal,
         float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, int kernel,
-        bool smooth_v=True, Tensor? attn_mask=None, Tensor? block_mask=None)
+        bool smooth_v=True, Tensor? attn_mask=None, Tensor? block_mask=None, bool rotate_qk=True)
         -> (Tensor, Tensor)                                  # (out, lse)
 
 - q, k, v: fp16/bf16 CUDA tensors in the layout named by ``layout`` (0 = HND [B, H, N, D],
@@ -39,7 +39,7 @@ OP_NAME = "attention_forward"
 _SCHEMA_ARGS = (
     "(Tensor q, Tensor k, Tensor v, int layout, bool is_causal, float sm_scale, bool return_lse, "
     "bool smooth_k, int qk_granularity, int kernel, bool smooth_v=True, Tensor? attn_mask=None, "
-    "Tensor? block_mask=None) -> (Tensor, Tensor)"
+    "Tensor? block_mask=None, bool rotate_qk=True) -> (Tensor, Tensor)"
 )
 
 
@@ -59,7 +59,7 @@ def _aligned(t):
 
 
 def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True,
-         attn_mask=None, block_mask=None, empty_lse=True, packed=None):
+         attn_mask=None, block_mask=None, empty_lse=True, packed=None, rotate_qk=True):
     """The op's real implementation on already-checked tensors: outputs, workspace and the launch.
     Without return_lse the second result is an empty tensor (the operator's schema), or None when
     `empty_lse` is False (eager callers that drop it save an allocation). `packed`: packed
@@ -74,14 +74,14 @@ def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granular
     if return_lse:
         lse = torch.empty(_lse_shape(q, layout, packed is not None), dtype=torch.float32, device=q.device)
     _launch.forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-                    smooth_v, attn_mask, block_mask, packed)
+                    smooth_v, attn_mask, block_mask, packed, rotate_qk)
     if lse is None and empty_lse:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
     return out, lse
 
 
 def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None):
+                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None, rotate_qk=True):
     # The op is public (torch.ops.sageattention.attention_forward, opcheck calls it directly), and
     # the C params describe only q's shape: a v with fewer tokens or a k on another device would be
     # read out of bounds. The same tensor checks as sageattn's run here too (a few microseconds).
@@ -90,7 +90,7 @@ def _attention_forward_cuda(q, k, v, layout, is_causal, sm_scale, return_lse, sm
     check_tensors(q, k, v, layout)
     attn_mask, block_mask = check_masks(q, k, layout, attn_mask, block_mask)
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-                smooth_v, attn_mask, block_mask)
+                smooth_v, attn_mask, block_mask, rotate_qk=rotate_qk)
 
 
 # Eager calls skip the operator dispatch (custom_op's Python autograd wrapper and the dispatcher
@@ -141,15 +141,15 @@ def eager_fast_path_ok(q, k, v, attn_mask=None, block_mask=None):
 
 
 def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-               smooth_v=True, attn_mask=None, block_mask=None):
+               smooth_v=True, attn_mask=None, block_mask=None, rotate_qk=True):
     """The operator's result without the dispatch, for tensors and masks sageattn has checked and
     expanded (see above); the LSE is None unless return_lse."""
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
-                smooth_v, attn_mask, block_mask, empty_lse=False)
+                smooth_v, attn_mask, block_mask, empty_lse=False, rotate_qk=rotate_qk)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,
-                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None):
+                            qk_granularity, kernel, smooth_v=True, attn_mask=None, block_mask=None, rotate_qk=True):
     out = q.new_empty(q.shape)
     lse_shape = _lse_shape(q, layout) if return_lse else (0,)
     return out, q.new_empty(lse_shape, dtype=torch.float32)
@@ -161,7 +161,7 @@ VARLEN_OP_NAME = "varlen_forward"
 _VARLEN_SCHEMA_ARGS = (
     "(Tensor q, Tensor k, Tensor v, Tensor cu_seqlens_q, Tensor cu_seqlens_k, int max_seqlen_q, "
     "int max_seqlen_k, bool is_causal, float sm_scale, bool return_lse, bool smooth_k, int qk_granularity, "
-    "int kernel, bool smooth_v=True) -> (Tensor, Tensor)"
+    "int kernel, bool smooth_v=True, bool rotate_qk=True) -> (Tensor, Tensor)"
 )
 
 
@@ -188,28 +188,28 @@ def check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_
 
 
 def _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale, return_lse,
-                smooth_k, qk_granularity, kernel, smooth_v=True, empty_lse=True):
+                smooth_k, qk_granularity, kernel, smooth_v=True, rotate_qk=True, empty_lse=True):
     packed = (cu_seqlens_q.contiguous(), cu_seqlens_k.contiguous(), max_seqlen_q, max_seqlen_k)
     return _run(q, k, v, LAYOUT_NHD, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v,
-                empty_lse=empty_lse, packed=packed)
+                empty_lse=empty_lse, packed=packed, rotate_qk=rotate_qk)
 
 
 def _varlen_forward_cuda(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
-                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True, rotate_qk=True):
     check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k)
     return _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
-                       return_lse, smooth_k, qk_granularity, kernel, smooth_v)
+                       return_lse, smooth_k, qk_granularity, kernel, smooth_v, rotate_qk)
 
 
 def call_varlen_eager(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
-                      return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+                      return_lse, smooth_k, qk_granularity, kernel, smooth_v=True, rotate_qk=True):
     """varlen_forward without the dispatch, for checked plain tensors (see eager_fast_path_ok)."""
     return _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
-                       return_lse, smooth_k, qk_granularity, kernel, smooth_v, empty_lse=False)
+                       return_lse, smooth_k, qk_granularity, kernel, smooth_v, rotate_qk, empty_lse=False)
 
 
 def _varlen_forward_fake(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale,
-                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True):
+                         return_lse, smooth_k, qk_granularity, kernel, smooth_v=True, rotate_qk=True):
     lse_shape = _lse_shape(q, LAYOUT_NHD, packed=True) if return_lse else (0,)
     return q.new_empty(q.shape), q.new_empty(lse_shape, dtype=torch.float32)
 

@@ -35,7 +35,7 @@ def _as_float32(x, name):
     return arr
 
 
-def _problem(q, k, v, sm_scale, is_causal):
+def _problem(q, k, v, sm_scale, is_causal, rotate_qk=False):
     b, hq, nq, d = q.shape
     if k.shape != v.shape:
         raise ValueError(f"k and v must have the same shape, got {k.shape} and {v.shape}")
@@ -48,7 +48,8 @@ def _problem(q, k, v, sm_scale, is_causal):
         raise ValueError(f"heads of q ({hq}) must be a multiple of heads of k/v ({hkv})")
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(d)
-    return SageattnReferenceProblem(b, hq, hkv, nq, nkv, d, float(sm_scale), int(bool(is_causal)))
+    return SageattnReferenceProblem(b, hq, hkv, nq, nkv, d, float(sm_scale), int(bool(is_causal)),
+                                    int(bool(rotate_qk)))
 
 
 def _dtype_code(dtype):
@@ -64,12 +65,13 @@ def _dtype_code(dtype):
     raise ValueError(f"dtype must be float16, bfloat16 or e4m3, got {dtype!r}")
 
 
-def _run(function_name, q, k, v, sm_scale, is_causal, extra_args, mask=None):
-    """`mask`: the mask argument of sageattn_reference_emulated_masked (None for other entry points)."""
+def _run(function_name, q, k, v, sm_scale, is_causal, extra_args, mask=None, rotate_qk=False):
+    """`mask`: the mask argument of sageattn_reference_emulated_masked (None for other entry points);
+    `rotate_qk`: the problem's qk_rotation (the emulations only)."""
     q = _as_float32(q, "q")
     k = _as_float32(k, "k")
     v = _as_float32(v, "v")
-    problem = _problem(q, k, v, sm_scale, is_causal)
+    problem = _problem(q, k, v, sm_scale, is_causal, rotate_qk)
     b, hq, nq, d = q.shape
     out = np.empty((b, hq, nq, d), dtype=np.float64)
     lse = np.empty((b, hq, nq), dtype=np.float64)
@@ -94,7 +96,7 @@ def attention_exact(q, k, v, sm_scale=None, is_causal=False):
 
 
 def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float16",
-                       qk_quant_gran="per_thread", smooth_k=True, smooth_v=False, mask=None):
+                       qk_quant_gran="per_thread", smooth_k=True, smooth_v=False, mask=None, rotate_qk=True):
     """The quantized kernel pipeline emulated on the CPU. Returns (out, lse).
 
     ``dtype`` is the 16-bit type the GPU call would get (P is rounded to it before P.V); the inputs
@@ -105,6 +107,7 @@ def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float1
     exists only for ``dtype="e4m3"``.
     ``mask``: an additive float mask broadcastable to [B, Hq, Nq, Nkv] (-inf masks; booleans as
     0 / -inf), added to the scores as the kernels add SAGEATTN_MASK_ADDITIVE values.
+    ``rotate_qk``: the Q/K rotation of sageattn's ``rotate_qk`` (default True, as sageattn's).
     """
     if qk_quant_gran not in GRANULARITY_CODES:
         raise ValueError(f"qk_quant_gran must be one of {sorted(GRANULARITY_CODES)}, got {qk_quant_gran!r}")
@@ -114,5 +117,5 @@ def attention_emulated(q, k, v, sm_scale=None, is_causal=False, *, dtype="float1
                          f"got dtype={dtype!r}")
     extra = (int(GRANULARITY_CODES[qk_quant_gran]), int(bool(smooth_k)), int(bool(smooth_v)), pv_dtype)
     if mask is None:
-        return _run("sageattn_reference_emulated_v2", q, k, v, sm_scale, is_causal, extra)
-    return _run("sageattn_reference_emulated_masked", q, k, v, sm_scale, is_causal, extra, mask)
+        return _run("sageattn_reference_emulated_v2", q, k, v, sm_scale, is_causal, extra, rotate_qk=rotate_qk)
+    return _run("sageattn_reference_emulated_masked", q, k, v, sm_scale, is_causal, extra, mask, rotate_qk)

@@ -106,7 +106,7 @@ def attend_packed(q, k, v, bounds_q, bounds_k, is_causal=False, sm_scale=None, s
 
 
 def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal=False,
-                    sm_scale=None, smooth_k=True, *, return_lse=False, kernel="auto", **kwargs):
+                    sm_scale=None, smooth_k=True, *, return_lse=False, kernel="auto", rotate_qk=True, **kwargs):
     """Attention over packed variable-length sequences, in one call of the kernels.
 
     Args:
@@ -124,7 +124,7 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
         sm_scale: softmax scale, default 1/sqrt(D). smooth_k: K smoothing per sequence (exact).
         return_lse: also return the LSE, float32 [Hq, total_q] (flash-attn's varlen layout), with
             sageattn's convention (natural log, smoothing undone, -inf for rows that see no key).
-        kernel: as in sageattn ("auto", "sm80_mma", "sm90_wgmma").
+        kernel, rotate_qk: as in sageattn.
         **kwargs: ``tensor_layout="NHD"`` (the packed layout; callers pass it) and the keywords of
             _compat_kwargs (attn_mask=None only, dropout_p=0, flash-attn's softmax_scale / causal, ...);
             anything else raises TypeError.
@@ -142,6 +142,7 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
                                   "use is_causal, or sageattn on padded batches with attn_mask")
     _, sm_scale_checked, granularity, kernel_code = _validate.check_scalars(
         "NHD", is_causal, sm_scale, return_lse, smooth_k, "per_thread", attn_mask, dropout_p, kernel)
+    _validate.check_flag("rotate_qk", rotate_qk)
     head_dim = _check_packed(q, k, v)
     _check_cu_seqlens("cu_seqlens_q", cu_seqlens_q, q.device)
     _check_cu_seqlens("cu_seqlens_k", cu_seqlens_k, q.device)
@@ -174,7 +175,7 @@ def sageattn_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqle
              and type(cu_k) is torch.Tensor)
     run = ops.call_varlen_eager if eager else ops.varlen_forward
     out, lse = run(q_in, k_in, v_in, cu_q, cu_k, max_q, max_k, bool(is_causal), float(sm_scale_checked),
-                   bool(return_lse), bool(smooth_k), granularity, kernel_code, True)
+                   bool(return_lse), bool(smooth_k), granularity, kernel_code, True, bool(rotate_qk))
     if padded_head_dim != head_dim:
         out = out.narrow(2, 0, head_dim).clone(memory_format=torch.contiguous_format)
     return (out, lse) if return_lse else out

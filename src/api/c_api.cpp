@@ -117,6 +117,7 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
   a.lse_correction =
       layout.has_lse_correction ? region<float>(workspace, layout.lse_correction) : nullptr;
   a.packing = packing_of(p);
+  a.rotate = p.qk_rotation != 0;
   return a;
 }
 
@@ -267,6 +268,7 @@ sageattn_params sageattn_default_params(void) {
   p.qk_granularity = SAGEATTN_QK_GRANULARITY_PER_THREAD;
   p.kernel = SAGEATTN_KERNEL_AUTO;
   p.smooth_v = 1;
+  p.qk_rotation = 1;
   return p;
 }
 

@@ -157,6 +157,8 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
             "smooth_k must be 0 or 1 (got ", p.smooth_k, ")");
   c.require(p.smooth_v == 0 || p.smooth_v == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "smooth_v must be 0 or 1 (got ", p.smooth_v, ")");
+  c.require(p.qk_rotation == 0 || p.qk_rotation == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
+            "qk_rotation must be 0 or 1 (got ", p.qk_rotation, ")");
   c.require(std::isfinite(p.sm_scale) && p.sm_scale > 0.0f, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "sm_scale must be finite and > 0 (got ", p.sm_scale, ")");
   check_masks(c, p);

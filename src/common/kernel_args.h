@@ -34,6 +34,7 @@ struct QuantizeArgs {
   int k_blocks;  // ceil(seqlen_kv / kKBlockTokens), rounded up to even for the sm90 kernel's 128-token tiles
   bool per_warp;
   bool smooth_k;
+  bool rotate;  // rotate Q and K rows before quantizing (common/rotation.h)
   int column_sum_chunks, column_sum_chunk_tokens;
 
   // The sm90 kernel copies whole tiles with the bulk-copy engine, so its rows are stored already in

@@ -164,7 +164,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   for (int p = 0; p < kPasses; ++p) {
     float x[8];
     values(p, x);
-    rotate_block8(x);
+    if (a.rotate) rotate_block8(x);
     float m = 0.f;
 #pragma unroll
     for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
@@ -179,7 +179,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     const bool quantizable = amax >= kMinQuantizableAmax;
     row_inv_scale[row] = quantizable ? 127.f / amax : 0.f;
     // Q's scale absorbs the rotation's factor 8 (exact: a power of two).
-    const float scale = quantizable ? (is_q ? amax / 127.f * kRotationScale : amax / 127.f) : 0.f;
+    const float scale = quantizable ? (is_q && a.rotate ? amax / 127.f * kRotationScale : amax / 127.f) : 0.f;
     if (is_q) {
       if (row % kWarpRows < kQGroupsPerWarp) {
         const int64_t q_block = ws_row0 / kQBlockRows + block;
@@ -207,7 +207,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
 #pragma unroll
       for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
     }
-    rotate_block8(x);
+    if (a.rotate) rotate_block8(x);
     const float inv = row_inv_scale[local_row];
     uint32_t packed[2] = {0u, 0u};
 #pragma unroll

@@ -38,6 +38,7 @@ bool problem_is_valid(const sageattn_reference_problem* p, const float* q, const
   if (p->heads_q % p->heads_kv != 0) return false;
   if (!std::isfinite(p->sm_scale) || !(p->sm_scale > 0.0)) return false;
   if (p->is_causal != 0 && p->is_causal != 1) return false;
+  if (p->qk_rotation != 0 && p->qk_rotation != 1) return false;
   return sizes_fit(*p);
 }
 

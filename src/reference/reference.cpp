@@ -409,17 +409,17 @@ void attention_exact(const sageattn_reference_problem& p, const float* q, const 
 namespace {
 
 // The rows the pre-pass quantizes: zero-padded to whole rotation blocks (the kernels' rows are
-// padded to a multiple of 8 channels, whose padding stays zero until the blocks are rotated) and
-// rotated block by block (common/rotation.h).
+// padded to a multiple of 8 channels, whose padding stays zero until the blocks are rotated) and,
+// with qk_rotation, rotated block by block (common/rotation.h).
 int rotated_width(int head_dim) { return (head_dim + kRotationBlock - 1) / kRotationBlock * kRotationBlock; }
 
-std::vector<float> rotated_rows(const float* x, int64_t rows, int head_dim) {
+std::vector<float> rotated_rows(const float* x, int64_t rows, int head_dim, bool rotate) {
   const int width = rotated_width(head_dim);
   std::vector<float> out(static_cast<size_t>(rows) * width, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     float* row = out.data() + r * width;
     std::memcpy(row, x + r * head_dim, sizeof(float) * static_cast<size_t>(head_dim));
-    for (int c = 0; c < width; c += kRotationBlock) {
+    for (int c = 0; rotate && c < width; c += kRotationBlock) {
       float block[kRotationBlock];
       std::memcpy(block, row + c, sizeof block);
       rotate_block8(block);
@@ -438,16 +438,16 @@ struct EmulatedKv {
 };
 
 EmulatedKv prepare_kv(const float* k_head, const float* v_head, int64_t tokens, int head_dim,
-                      sageattn_qk_granularity granularity, bool smooth_k, bool smooth_v, bool fp8_pv) {
+                      sageattn_qk_granularity granularity, bool smooth_k, bool smooth_v, bool fp8_pv, bool rotate) {
   EmulatedKv kv;
   if (fp8_pv) kv.v_fp8 = quantize_v_fp8(v_head, tokens, head_dim, smooth_v);
   std::vector<float> rotated;
   if (smooth_k) {
     kv.mean = k_channel_mean(k_head, tokens, head_dim);
     const std::vector<float> smoothed = subtract_channel_mean(k_head, tokens, head_dim, kv.mean);
-    rotated = rotated_rows(smoothed.data(), tokens, head_dim);
+    rotated = rotated_rows(smoothed.data(), tokens, head_dim, rotate);
   } else {
-    rotated = rotated_rows(k_head, tokens, head_dim);
+    rotated = rotated_rows(k_head, tokens, head_dim, rotate);
   }
   const int width = rotated_width(head_dim);
   const QuantizedMatrix quantized = quantize_k(rotated.data(), tokens, width, granularity);
@@ -463,6 +463,7 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
                         bool smooth_v, sageattn_dtype pv_dtype, const float* q, const float* k, const float* v,
                         double* out, double* lse, const float* mask) {
   const bool fp8_pv = pv_dtype == SAGEATTN_DTYPE_E4M3;
+  const bool rotate = p.qk_rotation != 0;
   if (smooth_v && !fp8_pv) throw std::invalid_argument("smooth_v is defined only for the E4M3 P.V");
   const int d = p.head_dim;
   const int64_t nq = p.seqlen_q, nk = p.seqlen_kv;
@@ -473,7 +474,7 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
   parallel_for(static_cast<int64_t>(kv_heads.size()), [&](int64_t item) {
     const int64_t b = item / p.heads_kv, h = item % p.heads_kv;
     const int64_t offset = head_offset(b, h, p.heads_kv, nk, d);
-    kv_heads[item] = prepare_kv(k + offset, v + offset, nk, d, granularity, smooth_k, smooth_v, fp8_pv);
+    kv_heads[item] = prepare_kv(k + offset, v + offset, nk, d, granularity, smooth_k, smooth_v, fp8_pv, rotate);
   });
 
   parallel_for(row_block_count(p), [&](int64_t item) {
@@ -484,7 +485,7 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
     // A Q block is exactly one 128-row quantization block, so quantizing it alone gives the same groups.
     const int64_t block_rows = block.row_end - block.row_begin;
     const int width = rotated_width(d);
-    const std::vector<float> q_rotated = rotated_rows(q_head + block.row_begin * d, block_rows, d);
+    const std::vector<float> q_rotated = rotated_rows(q_head + block.row_begin * d, block_rows, d, rotate);
     const QuantizedMatrix q_block = quantize_q(q_rotated.data(), block_rows, width, granularity);
 
     std::vector<int32_t> dots(static_cast<size_t>(nk));
@@ -509,8 +510,9 @@ void attention_emulated(const sageattn_reference_problem& p, sageattn_qk_granula
       }
       // Dequantize exactly as the kernel does: q_factor once per row, q_factor * scale_k once per tile,
       // then one float multiply per score; the row max is taken over those float scores.
-      // The kernel stores Q's scale times kRotationScale (the rotation's factor 8).
-      const float q_factor = q_block.scale_of(local) * kRotationScale * tau_log2e;
+      // With the rotation the kernel stores Q's scale times kRotationScale (its factor 8).
+      const float q_factor = rotate ? q_block.scale_of(local) * kRotationScale * tau_log2e
+                                    : q_block.scale_of(local) * tau_log2e;
       const float* mask_row = mask ? mask + ((block.b * p.heads_q + block.h) * nq + i) * nk : nullptr;
       float row_max = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < keys; ++j) {

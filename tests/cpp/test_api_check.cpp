@@ -98,6 +98,7 @@ const TensorField kTensors[] = {{"q", &sageattn_params::q},
 TEST(ApiDefaults, DefaultParams) {
   const sageattn_params p = sageattn_default_params();
   EXPECT_EQ(p.abi_version, static_cast<uint32_t>(SAGEATTN_ABI_VERSION));
+  EXPECT_EQ(p.qk_rotation, 1);
   EXPECT_EQ(p.qk_granularity, SAGEATTN_QK_GRANULARITY_PER_THREAD);
   EXPECT_EQ(p.smooth_k, 1);
   EXPECT_EQ(p.kernel, SAGEATTN_KERNEL_AUTO);
@@ -290,6 +291,9 @@ TEST(ApiCheck, Flags) {
   expect_status([](sageattn_params& p) { p.smooth_v = 2; }, kInvalid, "smooth_v 2");
   expect_status([](sageattn_params& p) { p.smooth_v = -1; }, kInvalid, "smooth_v -1");
   expect_status([](sageattn_params& p) { p.smooth_v = 0; }, SAGEATTN_STATUS_OK, "smooth_v 0");
+  expect_status([](sageattn_params& p) { p.qk_rotation = 2; }, kInvalid, "qk_rotation 2");
+  expect_status([](sageattn_params& p) { p.qk_rotation = -1; }, kInvalid, "qk_rotation -1");
+  expect_status([](sageattn_params& p) { p.qk_rotation = 0; }, SAGEATTN_STATUS_OK, "qk_rotation 0");
 }
 
 bool built_with_sm90() {

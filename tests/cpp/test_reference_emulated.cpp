@@ -40,16 +40,19 @@ TEST(ReferenceEmulated, HandComputedThreeKeys) {
                                              {-0.7f, 0.2f, 0.1f, 0.0f, 0.3f, -0.2f, 0.1f, 0.8f},
                                              {2.0f, -1.5f, 0.25f, 0.5f, -0.5f, 1.0f, 0.0f, 0.3f}};
   const std::vector<float> v = {1, 2, 3, 4, 5, 6, 7, 8, -1, 0.5f, 0.25f, 2, -3, 1, 0, 9, 4, 4, -4, 2, 1, 1, 1, 3};
+  for (int rotation : {1, 0})
   for (auto granularity : {kPerThread, kPerWarp}) {
     for (sageattn_dtype dtype : {SAGEATTN_DTYPE_FP16, SAGEATTN_DTYPE_BF16}) {
+      SCOPED_TRACE(testing::Message() << "qk_rotation " << rotation);
       auto p = make_problem(1, 1, 1, 1, 3, d, false);
       p.sm_scale = 0.375;
+      p.qk_rotation = rotation;
       // Per-thread: tokens 0 and 1 share group (t % 8) / 2 = 0, token 2 is alone in group 1.
       // Per-warp: all three share one scale.
-      // Q and K rows are quantized after the Hadamard rotation of their 8-channel blocks.
-      const std::vector<float> qr = hadamard_rotated(q);
-      const std::vector<std::vector<float>> kr = {hadamard_rotated(k[0]), hadamard_rotated(k[1]),
-                                                  hadamard_rotated(k[2])};
+      // Q and K rows are quantized after the Hadamard rotation of their 8-channel blocks (if on).
+      auto prepared = [&](const std::vector<float>& x) { return rotation ? hadamard_rotated(x) : x; };
+      const std::vector<float> qr = prepared(q);
+      const std::vector<std::vector<float>> kr = {prepared(k[0]), prepared(k[1]), prepared(k[2])};
       const float amax01 = std::max(amax_of(kr[0]), amax_of(kr[1]));
       const float amax_all = std::max(amax01, amax_of(kr[2]));
       const float k_amax[3] = {granularity == kPerThread ? amax01 : amax_all,
@@ -57,8 +60,8 @@ TEST(ReferenceEmulated, HandComputedThreeKeys) {
                                granularity == kPerThread ? amax_of(kr[2]) : amax_all};
       const float q_amax = amax_of(qr);
       const std::vector<int> qq = quantized(qr, q_amax);
-      const float q_factor =
-          (q_amax / 127.0f) * kRotationScale * static_cast<float>(p.sm_scale * 1.4426950408889634);
+      const float q_factor = rotation ? (q_amax / 127.0f) * kRotationScale * static_cast<float>(p.sm_scale * 1.4426950408889634)
+                                      : (q_amax / 127.0f) * static_cast<float>(p.sm_scale * 1.4426950408889634);
       float x[3];
       for (int j = 0; j < 3; ++j) {
         const std::vector<int> kq = quantized(kr[j], k_amax[j]);

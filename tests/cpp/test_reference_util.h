@@ -26,6 +26,7 @@ inline sageattn_reference_problem make_problem(int batch, int heads_q, int heads
   // A float-representable scale, as a caller passing sageattn_params.sm_scale would have.
   p.sm_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
   p.is_causal = causal ? 1 : 0;
+  p.qk_rotation = 1;  // the library's default
   return p;
 }
 

@@ -58,7 +58,7 @@ def dense_nhd(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retu
 
 def exact_sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
                    smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None,
-                   dropout_p=0.0, kernel="auto"):
+                   dropout_p=0.0, kernel="auto", rotate_qk=True):
     """A CPU stand-in for `sageattn` with its signature and scalar checks (dropout is refused as
     sageattn refuses it) but exact attention, rounded to q's dtype; masks as sageattn defines them."""
     layout = _validate.check_scalars(tensor_layout, is_causal, sm_scale, return_lse, smooth_k,

@@ -49,15 +49,16 @@ def test_struct_layout_matches_header():
     # of 40 bytes (pointer + 4 strides) = 280, then two cu_seqlens pointers and two totals.
     assert ctypes.sizeof(SageattnTensor) == 32
     assert ctypes.sizeof(_abi.SageattnMask) == 40
-    assert ctypes.sizeof(SageattnParams) == 304
+    assert ctypes.sizeof(SageattnParams) == 312  # qk_rotation at 304, padded to the 8-byte alignment
     assert SageattnParams.cu_seqlens_q.offset == 280 and SageattnParams.cu_seqlens_kv.offset == 288
     assert SageattnParams.total_q.offset == 296 and SageattnParams.total_kv.offset == 300
+    assert SageattnParams.qk_rotation.offset == 304
     assert SageattnParams.smooth_v.offset == 192 and SageattnParams.mask_type.offset == 196
     assert SageattnParams.mask.offset == 200 and SageattnParams.block_mask.offset == 240
     assert SageattnParams.q.offset == 32 and SageattnParams.out.offset == 128
     assert SageattnParams.lse.offset == 160 and SageattnParams.sm_arch.offset == 188
-    assert ctypes.sizeof(SageattnReferenceProblem) == 40
-    assert SageattnReferenceProblem.sm_scale.offset == 24
+    assert ctypes.sizeof(SageattnReferenceProblem) == 40  # qk_rotation fills is_causal's padding
+    assert SageattnReferenceProblem.sm_scale.offset == 24 and SageattnReferenceProblem.qk_rotation.offset == 36
 
 
 def test_params_packer_writes_named_fields():
@@ -67,7 +68,7 @@ def test_params_packer_writes_named_fields():
         values += [base * 16, base + 1, base + 2, base + 3]
     values += [77 * 16, 0.125, 1, 0, int(_abi.QKGranularity.PER_WARP), int(_abi.Kernel.SM80_MMA), 90, 0]
     values += [int(_abi.MaskType.ADDITIVE), 5000 * 16, 5001, 5002, 5003, 5004, 6000 * 16, 6001, 6002, 6003, 6004]
-    values += [7000 * 16, 8000 * 16, 123, 456]  # cu_seqlens_q, cu_seqlens_kv, total_q, total_kv
+    values += [7000 * 16, 8000 * 16, 123, 456, 0]  # cu_seqlens_q, cu_seqlens_kv, total_q, total_kv, qk_rotation
     _library.PARAMS_PACKER.pack_into(params, 0, *values)
     assert (params.batch, params.heads_q, params.heads_kv) == (2, 8, 2)
     assert (params.seqlen_q, params.seqlen_kv, params.head_dim, params.dtype) == (100, 300, 64, 1)
@@ -79,7 +80,7 @@ def test_params_packer_writes_named_fields():
     assert params.block_mask.data == 6000 * 16 and params.block_mask.stride_batch == 6001
     assert params.block_mask.stride_row == 6003
     assert params.cu_seqlens_q == 7000 * 16 and params.cu_seqlens_kv == 8000 * 16
-    assert (params.total_q, params.total_kv) == (123, 456)
+    assert (params.total_q, params.total_kv, params.qk_rotation) == (123, 456, 0)
 
 
 def _valid_params(library, **overrides):

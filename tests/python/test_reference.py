@@ -190,7 +190,7 @@ def _rotate(x):
     return y.reshape(n, d)
 
 
-def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
+def torch_fp8_emulation(q, k, v, is_causal, smooth_v, rotate_qk=True):
     """quantization.md written again in torch for one (batch, head) pair with per-thread groups and K
     smoothing: independent of the C++ code (torch's E4M3 cast, vectorized groups)."""
     q, k, v = (torch.from_numpy(x.astype(np.float32)) for x in (q, k, v))
@@ -202,9 +202,10 @@ def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
     k_groups = (toks // 64) * 4 + (toks % 8) // 2
     k_mean = _float32_mean(k)
     # Rows are rotated before quantization; Q's scale carries the rotation's factor 1/8.
-    qq, q_scale = _int8_per_thread(_rotate(q), q_groups, int(q_groups.max()) + 1)
-    kq, k_scale = _int8_per_thread(_rotate(k - k_mean), k_groups, int(k_groups.max()) + 1)
-    q_factor = (q_scale * 0.125) * torch.tensor(tau * LOG2E, dtype=torch.float32)
+    prepared = _rotate if rotate_qk else (lambda x: x)
+    qq, q_scale = _int8_per_thread(prepared(q), q_groups, int(q_groups.max()) + 1)
+    kq, k_scale = _int8_per_thread(prepared(k - k_mean), k_groups, int(k_groups.max()) + 1)
+    q_factor = (q_scale * 0.125 if rotate_qk else q_scale) * torch.tensor(tau * LOG2E, dtype=torch.float32)
     x = (qq @ kq.T).float() * (q_factor.unsqueeze(1) * k_scale.unsqueeze(0))  # float32 throughout
     allowed = torch.ones(nq, nk, dtype=torch.bool)
     if is_causal:
@@ -233,13 +234,15 @@ def torch_fp8_emulation(q, k, v, is_causal, smooth_v):
 
 @pytest.mark.parametrize("smooth_v", [False, True])
 @pytest.mark.parametrize("is_causal", [False, True])
-def test_emulated_e4m3_matches_torch_rewrite(library, smooth_v, is_causal):
+@pytest.mark.parametrize("rotate_qk", [True, False])
+def test_emulated_e4m3_matches_torch_rewrite(library, smooth_v, is_causal, rotate_qk):
     # Nq > Nk with causal masking leaves fully masked rows; V bias makes vbar matter.
     q, k, v = inputs(1, 2, 1, 230, 150, 64, seed=5, k_bias=4.0)
     v = (v + 2.0 * np.random.default_rng(6).standard_normal((1, 1, 1, 64))).astype(np.float16)
-    out, lse = reference.attention_emulated(q, k, v, is_causal=is_causal, dtype="e4m3", smooth_v=smooth_v)
+    out, lse = reference.attention_emulated(q, k, v, is_causal=is_causal, dtype="e4m3", smooth_v=smooth_v,
+                                            rotate_qk=rotate_qk)
     for h in range(2):
-        ref_out, ref_lse = torch_fp8_emulation(q[0, h], k[0, 0], v[0, 0], is_causal, smooth_v)
+        ref_out, ref_lse = torch_fp8_emulation(q[0, h], k[0, 0], v[0, 0], is_causal, smooth_v, rotate_qk)
         np.testing.assert_allclose(out[0, h], ref_out, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(lse[0, h], ref_lse, rtol=1e-12, atol=1e-12)
     if is_causal:

@@ -167,6 +167,10 @@ def test_bad_sm_scale_type(qkv, scale):
 def test_flag_given_as_tensor(qkv):
     with pytest.raises(TypeError, match="is_causal"):
         sageattn(*qkv, is_causal=torch.tensor(True))
+    with pytest.raises(TypeError, match="rotate_qk must be a bool"):
+        sageattn(*qkv, rotate_qk=torch.tensor(True))
+    with pytest.raises(TypeError, match="rotate_qk must be a bool"):
+        sageattn(*qkv, rotate_qk="no")
 
 
 def test_bad_granularity_and_kernel(qkv):
