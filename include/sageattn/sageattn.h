@@ -178,7 +178,7 @@ typedef struct sageattn_params {
   /* 0 or 1 (default 1): rotate every row of Q and of (smoothed) K by 8 x 8 Walsh-Hadamard blocks
      before INT8 quantization. Q.K^T is unchanged; channels with outliers are spread over their
      block, which halves the error on inputs with outlier channels (docs/accuracy.md) and costs
-     the quantization pass a few adds per element (2-3 % of a call at 1K-4K tokens). */
+     the quantization pass a few adds per element (docs/design/quantization.md, "Rotation"). */
   int32_t qk_rotation;
 } sageattn_params;
 
