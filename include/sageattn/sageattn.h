@@ -123,7 +123,7 @@ typedef struct sageattn_params {
   int32_t seqlen_kv;
   int32_t head_dim;  /* for q, k, v and out alike: a multiple of 8 up to 256; above 128 only on
                         SM80_MMA (AUTO picks it) and on GPUs with 128 KB of shared memory per
-                        block (sm80, sm87, sm90; not sm86, sm89) */
+                        block (sm80, sm87, sm90, sm100; not sm86, sm89, sm120) */
   /* Enumerations are stored as int32_t, never as enum types: their size is then fixed for every
      compiler and foreign-function layer, and an out-of-range value is a checked error, not UB. */
   int32_t dtype; /* a sageattn_dtype: of q, k, v and out */

@@ -33,11 +33,15 @@ def supports(q, k, v, *args, **kwargs):
     return _kernel_available(q, kwargs.get("kernel", "auto"), head_dim)  # kernel is keyword-only
 
 
+# Compute capabilities with >= 128 KB of shared memory per block (src/api/plan.cpp).
+_LARGE_SHARED_MEMORY = ((8, 0), (8, 7), (9, 0), (10, 0), (10, 3))
+
+
 def _kernel_available(q, kernel, head_dim):
     """What the GPU or the build lacks: sageattn raises NotImplementedError for it at launch (the
     library's check, src/api/plan.cpp), so supports() answers the same: an explicitly requested
-    sm90 kernel, and head dims above 128 on compute capability 8.6 / 8.9 (their kernel needs 128 KB
-    of shared memory per block). Needs the real device, so it is skipped on fake tensors and while
+    sm90 kernel, and head dims above 128 where a block cannot have the 128 KB of shared memory
+    their kernel needs (compute capability 8.6, 8.9, 12.x). Needs the real device, so it is skipped on fake tensors and while
     torch.compile traces."""
     import torch
 
@@ -49,10 +53,10 @@ def _kernel_available(q, kernel, head_dim):
     from . import _library
 
     major, minor = torch.cuda.get_device_capability(q.device)
-    if head_dim > 128 and (major, minor) in ((8, 6), (8, 9)):
-        return False, (f"head_dim {head_dim} needs 128 KB of shared memory per block; compute capability "
-                       f"{major}.{minor} allows 99 KB (head dims up to 128 run everywhere; above, sm80, sm87 "
-                       "and sm90)")
+    if head_dim > 128 and (major, minor) not in _LARGE_SHARED_MEMORY:
+        return False, (f"head_dim {head_dim} needs 128 KB of shared memory per block, more than compute "
+                       f"capability {major}.{minor} allows (head dims up to 128 run everywhere; above, sm80, "
+                       "sm87, sm90 and sm100)")
     if kernel != "sm90_wgmma":
         return True, ""
     if "90a" not in _library.load().compiled_archs:

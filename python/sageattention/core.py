@@ -96,7 +96,7 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     Raises:
         TypeError for non-tensor inputs and unknown keyword arguments; ValueError for bad shapes,
         dtypes, devices (CPU tensors), layouts and scales; NotImplementedError for features not
-        supported yet (dropout, head_dim > 256 (> 128 on compute capability 8.6 and 8.9), v head_dim != q head_dim, sizes
+        supported yet (dropout, head_dim > 256 (> 128 on compute capability 8.6, 8.9 and 12.x), v head_dim != q head_dim, sizes
         beyond the CUDA grid limits); `sageattention.supports(q, k, v, ...)` answers the same
         checks without raising.
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.

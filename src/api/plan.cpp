@@ -13,6 +13,12 @@ bool has_sm90_kernels() {
 #endif
 }
 
+// Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
+// B200/B300: 163-227 KB); sm86, sm89, sm120 and sm121 allow 99-101 KB.
+bool has_128kb_shared_memory(int sm_arch) {
+  return sm_arch == 80 || sm_arch == 87 || sm_arch == 90 || sm_arch == 100 || sm_arch == 103;
+}
+
 sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std::string& reason) {
   // sm_90a code runs on compute capability 9.0 only ('a' features are not forward compatible).
   const bool sm90_possible = sm_arch == 90 && has_sm90_kernels();
@@ -29,12 +35,11 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
              std::to_string(p.head_dim) + "); AUTO or SM80_MMA run head dims up to " + std::to_string(kMaxHeadDim);
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
-  // Head dims above 128 run the sm80 kernel's 128 KB shared-memory variant (sm80/traits.cuh), more
-  // than the 99 KB a block may use on compute capability 8.6 and 8.9.
-  if (padded_head_dim(p.head_dim) > 128 && (sm_arch == 86 || sm_arch == 89)) {
-    reason = "head_dim " + std::to_string(p.head_dim) + " needs 128 KB of shared memory per block; compute capability " +
+  // Head dims above 128 run the sm80 kernel's 128 KB shared-memory variant (sm80/traits.cuh).
+  if (padded_head_dim(p.head_dim) > 128 && !has_128kb_shared_memory(sm_arch)) {
+    reason = "head_dim " + std::to_string(p.head_dim) + " needs 128 KB of shared memory per block, more than compute capability " +
              std::to_string(sm_arch / 10) + "." + std::to_string(sm_arch % 10) +
-             " allows 99 KB (head dims up to 128 run everywhere; above, sm80, sm87 and sm90)";
+             " allows (head dims up to 128 run everywhere; above, sm80, sm87, sm90 and sm100)";
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
   if (kernel == SAGEATTN_KERNEL_AUTO) {

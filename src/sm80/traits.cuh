@@ -10,8 +10,8 @@
 // columns: warps w and w + 4 own the same 32 rows (the 32-row INT8 Q groups stay as they are), both
 // compute the rows' scores and softmax (the INT8 Q.K^T, at twice the 16-bit rate, is computed
 // twice), and each accumulates P.V for its 128 columns. Shared memory: Q 32 KB + K 2 x 16 KB + V
-// 2 x 32 KB = 128 KB, one CTA per SM: sm80, sm87 and sm90 (<= 227 KB per block), not sm86 / sm89
-// (99 KB per block; refused by the plan).
+// 2 x 32 KB = 128 KB, one CTA per SM: sm80, sm87, sm90 and sm100 (163-227 KB per block), not sm86,
+// sm89 or sm120 (99-101 KB per block; refused by the plan, api/plan.cpp).
 #pragma once
 #include "common/tiling.h"
 

@@ -237,11 +237,11 @@ TEST(ApiCheck, HeadDim) {
   expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
   // 129..256 run on the sm80 kernel's 256 variant where a block may have 128 KB of shared memory.
   for (int head_dim : {136, 192, 256}) {
-    for (int arch : {80, 87, 90}) {
+    for (int arch : {80, 87, 90, 100}) {
       sageattn_params p = valid_params(100, 130, head_dim, arch);
       EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "head_dim " << head_dim << " sm" << arch;
     }
-    for (int arch : {86, 89}) {
+    for (int arch : {86, 89, 120}) {
       sageattn_params p = valid_params(100, 130, head_dim, arch);
       const CheckResult r = check(p);
       EXPECT_EQ(r.status, kUnsupported) << "head_dim " << head_dim << " sm" << arch;
