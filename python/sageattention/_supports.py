@@ -41,8 +41,8 @@ def _kernel_available(q, kernel, head_dim):
     """What the GPU or the build lacks: sageattn raises NotImplementedError for it at launch (the
     library's check, src/api/plan.cpp), so supports() answers the same: an explicitly requested
     sm90 kernel, and head dims above 128 where a block cannot have the 128 KB of shared memory
-    their kernel needs (compute capability 8.6, 8.9, 12.x). Needs the real device, so it is skipped on fake tensors and while
-    torch.compile traces."""
+    their kernel needs (compute capability 8.6, 8.9, 12.x). Needs the real device, so it is
+    skipped on fake tensors and while torch.compile traces."""
     import torch
 
     if (kernel != "sm90_wgmma" and head_dim <= 128) or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
