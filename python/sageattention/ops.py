@@ -165,26 +165,25 @@ _VARLEN_SCHEMA_ARGS = (
 )
 
 
-def check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, name=None):
+def check_packed_tensors(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k):
     """The tensor rules of packed calls (the op is public, so it checks them itself): q [Tq, Hq, D],
     k and v [Tk, Hkv, D] as one NHD batch of one (dtype, device, heads, head dim, strides), the
     cu_seqlens int32 [batch + 1] with equal lengths on q's device, the maxima >= 1."""
-    where = f"{name}: " if name else ""
     for label, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 3:
-            raise ValueError(f"{where}{label} must be 3-D [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
+            raise ValueError(f"{label} must be 3-D [total_tokens, heads, head_dim], got shape {tuple(t.shape)}")
     check_tensors(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), LAYOUT_NHD)
     for label, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):
         if cu.dtype != torch.int32 or cu.dim() != 1 or cu.shape[0] < 2:
-            raise ValueError(f"{where}{label} must be int32 [batch + 1] with batch >= 1, got {cu.dtype} "
+            raise ValueError(f"{label} must be int32 [batch + 1] with batch >= 1, got {cu.dtype} "
                              f"{tuple(cu.shape)}")
         if cu.device != q.device:
-            raise ValueError(f"{where}{label} is on {cu.device}, q on {q.device}: they must be on one device")
+            raise ValueError(f"{label} is on {cu.device}, q on {q.device}: they must be on one device")
     if cu_seqlens_q.shape != cu_seqlens_k.shape:
-        raise ValueError(f"{where}cu_seqlens_q and cu_seqlens_k must have the same length, got "
+        raise ValueError(f"cu_seqlens_q and cu_seqlens_k must have the same length, got "
                          f"{cu_seqlens_q.shape[0]} and {cu_seqlens_k.shape[0]}")
     if max_seqlen_q < 1 or max_seqlen_k < 1:
-        raise ValueError(f"{where}max_seqlen_q and max_seqlen_k must be >= 1 here, got {max_seqlen_q}, {max_seqlen_k}")
+        raise ValueError(f"max_seqlen_q and max_seqlen_k must be >= 1 here, got {max_seqlen_q}, {max_seqlen_k}")
 
 
 def _run_varlen(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, is_causal, sm_scale, return_lse,

@@ -13,11 +13,15 @@ bool has_sm90_kernels() {
 #endif
 }
 
+namespace {
+
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
 // B200/B300: 163-227 KB); sm86, sm89, sm120 and sm121 allow 99-101 KB.
 bool has_128kb_shared_memory(int sm_arch) {
   return sm_arch == 80 || sm_arch == 87 || sm_arch == 90 || sm_arch == 100 || sm_arch == 103;
 }
+
+}  // namespace
 
 sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std::string& reason) {
   // sm_90a code runs on compute capability 9.0 only ('a' features are not forward compatible).

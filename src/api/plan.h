@@ -27,8 +27,6 @@ struct Plan {
 // True when this build contains the sm_90a kernels.
 bool has_sm90_kernels();
 
-// True where a block may use the 128 KB of shared memory of the head dim 256 kernel.
-bool has_128kb_shared_memory(int sm_arch);
 
 // Resolves AUTO and checks that an explicitly requested kernel can run on `sm_arch`. Returns OK
 // with `plan` filled, or UNSUPPORTED with the reason. Params must have passed check_params.
