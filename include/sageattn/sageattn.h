@@ -80,7 +80,15 @@ typedef enum sageattn_kernel {
   SAGEATTN_KERNEL_SM80_MMA = 1,  /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
   /* INT8 Q.K^T + FP8 (E4M3) P.V with wgmma, warp-specialized; sm90 (Hopper) only, and only in
      builds that include the sm_90a target. AUTO picks it on sm90. */
-  SAGEATTN_KERNEL_SM90_WGMMA = 2
+  SAGEATTN_KERNEL_SM90_WGMMA = 2,
+  /* The accurate mode of SM90_WGMMA: the same kernel with a 16-bit P.V (P and V in the input dtype,
+     FP32 accumulation, V neither quantized nor smoothed, as SM80_MMA), about 3x less error on
+     Gaussian inputs for ~20% less speed (docs/accuracy.md, docs/performance.md). Same requirements
+     as SM90_WGMMA. */
+  SAGEATTN_KERNEL_SM90_WGMMA_PV16 = 3,
+  /* The fastest kernel with a 16-bit P.V: SM90_WGMMA_PV16 where AUTO would pick SM90_WGMMA, else
+     SM80_MMA (what AUTO picks there too). */
+  SAGEATTN_KERNEL_AUTO_PV16 = 4
 } sageattn_kernel;
 
 /* The element mask of sageattn_params (SDPA's attn_mask). */

@@ -37,6 +37,8 @@ class Kernel(enum.IntEnum):
     AUTO = 0
     SM80_MMA = 1
     SM90_WGMMA = 2
+    SM90_WGMMA_PV16 = 3
+    AUTO_PV16 = 4
 
 
 class MaskType(enum.IntEnum):
@@ -48,7 +50,10 @@ class MaskType(enum.IntEnum):
 
 # Public spellings of the enums (the strings users pass) -> codes.
 GRANULARITY_CODES = {"per_thread": QKGranularity.PER_THREAD, "per_warp": QKGranularity.PER_WARP}
-KERNEL_CODES = {"auto": Kernel.AUTO, "sm80_mma": Kernel.SM80_MMA, "sm90_wgmma": Kernel.SM90_WGMMA}
+KERNEL_CODES = {"auto": Kernel.AUTO, "auto_pv16": Kernel.AUTO_PV16, "sm80_mma": Kernel.SM80_MMA,
+                "sm90_wgmma": Kernel.SM90_WGMMA, "sm90_wgmma_pv16": Kernel.SM90_WGMMA_PV16}
+# The kernels that need compute capability 9.0 and a build with 90a (and head dims <= 128).
+SM90_KERNELS = ("sm90_wgmma", "sm90_wgmma_pv16")
 
 _c_enum = ctypes.c_int
 

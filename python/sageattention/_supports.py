@@ -6,6 +6,7 @@ raise an argument error. Only shapes, dtypes, devices, strides and the grad mode
 tensor values, no GPU work), so it is cheap, works on fake tensors and traces under torch.compile.
 """
 
+from ._abi import SM90_KERNELS
 from .core import validate_call
 
 __all__ = ["supports"]
@@ -45,7 +46,8 @@ def _kernel_available(q, kernel, head_dim):
     skipped on fake tensors and while torch.compile traces."""
     import torch
 
-    if (kernel != "sm90_wgmma" and head_dim <= 128) or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
+    sm90 = kernel in SM90_KERNELS
+    if (not sm90 and head_dim <= 128) or not isinstance(q, torch.Tensor) or q.device.type != "cuda":
         return True, ""
     compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
     if compiling or not torch.cuda.is_available():
@@ -57,11 +59,11 @@ def _kernel_available(q, kernel, head_dim):
         return False, (f"head_dim {head_dim} needs 128 KB of shared memory per block, more than compute "
                        f"capability {major}.{minor} allows (head dims up to 128 run everywhere; above, sm80, "
                        "sm87, sm90 and sm100)")
-    if kernel != "sm90_wgmma":
+    if not sm90:
         return True, ""
+    name = kernel.upper()
     if "90a" not in _library.load().compiled_archs:
-        return False, "kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)"
+        return False, f"kernel {name} is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)"
     if (major, minor) != (9, 0):
-        return False, (f"kernel SM90_WGMMA needs a compute capability 9.0 GPU (Hopper), this one is "
-                       f"{major}.{minor}")
+        return False, f"kernel {name} needs a compute capability 9.0 GPU (Hopper), this one is {major}.{minor}"
     return True, ""

@@ -17,10 +17,11 @@ import warnings
 
 from . import _sysinfo
 
-METHODS = ("sage", "sage_sm80", "sage_sm90", "sdpa_flash", "sdpa_cudnn")
+METHODS = ("sage", "sage_sm80", "sage_sm90", "sage_sm90_pv16", "sdpa_flash", "sdpa_cudnn")
 DEFAULT_METHODS = ("sage", "sdpa_flash", "sdpa_cudnn")
 # sageattn with a forced kernel (method name -> kernel=...), to compare kernels side by side.
-_SAGE_KERNELS = {"sage": "auto", "sage_sm80": "sm80_mma", "sage_sm90": "sm90_wgmma"}
+_SAGE_KERNELS = {"sage": "auto", "sage_sm80": "sm80_mma", "sage_sm90": "sm90_wgmma",
+                 "sage_sm90_pv16": "sm90_wgmma_pv16"}
 _SDPA_BACKENDS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"}
 
 

@@ -10,8 +10,9 @@ How each upstream parameter is honoured:
   ``sageattn`` (causal masks are aligned bottom-right when Nq != Nkv; upstream documents causal
   only for Nq == Nkv, where both alignments agree). The LSE is upstream's: natural log, float32,
   [B, Hq, Nq], of the unsmoothed scaled scores.
-- P.V precision: the ``pv_fp16`` functions always run the 16-bit P.V kernel (``kernel="sm80_mma"``:
-  P and V in the input dtype, float32 accumulation), as their name promises. The ``pv_fp8``
+- P.V precision: the ``pv_fp16`` functions always run a 16-bit P.V kernel (``kernel="auto_pv16"``:
+  P and V in the input dtype, float32 accumulation), as their name promises: on Hopper the wgmma
+  kernel's 16-bit P.V variant, elsewhere (and at head dims <= 64 or > 128) the mma.sync one. The ``pv_fp8``
   functions run ``kernel="auto"``: the FP8 P.V kernel where the library has one for the GPU, else
   the 16-bit one (more accurate than asked; FP8 P.V is a speed choice).
 - ``pv_accum_dtype``: upstream's values for each function are accepted (others raise ValueError).
@@ -42,7 +43,7 @@ __all__ = [
     "PV_ACCUM_DTYPES",
 ]
 
-_PV_FP16_KERNEL = "sm80_mma"
+_PV_FP16_KERNEL = "auto_pv16"
 _PV_FP8_KERNEL = "auto"
 
 # Upstream's accepted pv_accum_dtype values per function (its defaults first).

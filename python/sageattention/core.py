@@ -10,6 +10,7 @@ import math
 import torch
 
 from . import _validate
+from ._abi import SM90_KERNELS
 from . import ops
 from .ops import attention_forward
 
@@ -29,9 +30,10 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
         dropout_p, kernel)
     _validate.check_flag("rotate_qk", rotate_qk)
     head_dim = _validate.check_tensor_shapes(q, k, v, layout)
-    if head_dim > _validate.SM90_MAX_HEAD_DIM and kernel == "sm90_wgmma":
-        raise NotImplementedError(f"kernel sm90_wgmma supports head dims up to {_validate.SM90_MAX_HEAD_DIM} "
-                                  f"(got {head_dim}); kernel='auto' or 'sm80_mma' run up to {_validate.MAX_HEAD_DIM}")
+    if head_dim > _validate.SM90_MAX_HEAD_DIM and kernel in SM90_KERNELS:
+        raise NotImplementedError(f"kernel {kernel} supports head dims up to {_validate.SM90_MAX_HEAD_DIM} "
+                                  f"(got {head_dim}); kernel='auto', 'auto_pv16' or 'sm80_mma' run up to "
+                                  f"{_validate.MAX_HEAD_DIM}")
     attn_mask, block_mask = _validate.check_masks(q, k, layout, attn_mask, block_mask)
     _validate.check_tensor_devices(q, k, v)
     if sm_scale is None:
@@ -81,9 +83,11 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             (docs/accuracy.md) for a few adds per element in the pre-pass (under 1 % of a call at
             4K tokens on H200). Default True.
         kernel: "auto" (sm90_wgmma on compute capability 9.0 builds with 90a at head dims > 64,
-            sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU) or
-            "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; RuntimeError /
-            NotImplementedError from the library elsewhere).
+            sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU),
+            "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; NotImplementedError
+            elsewhere), "sm90_wgmma_pv16" (its accurate mode: the same kernel with a 16-bit P.V,
+            about 3x less error on Gaussian inputs, docs/accuracy.md) or "auto_pv16" (the fastest
+            16-bit P.V kernel: sm90_wgmma_pv16 where "auto" picks sm90_wgmma, else sm80_mma).
 
     Returns:
         out with q's shape, layout and dtype (contiguous), or (out, lse) with lse float32

@@ -103,7 +103,7 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
   a.padded_head_dim = plan.padded_head_dim;
   a.q_blocks = plan.q_blocks;
   a.k_blocks = plan.k_blocks;
-  a.swizzle_rows = plan.kernel == SAGEATTN_KERNEL_SM90_WGMMA;
+  a.swizzle_rows = is_sm90_kernel(plan.kernel);
   a.per_warp = p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP;
   a.smooth_k = p.smooth_k != 0;
   const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
@@ -137,10 +137,13 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
   const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
   a.stat_chunks = chunks.count;
   a.stat_chunk_tokens = chunks.tokens_per_chunk;
-  a.stats = region<float>(workspace, layout.v_stats);
-  a.v_fp8 = region<uint8_t>(workspace, layout.v_fp8);
-  a.v_scale = region<float>(workspace, layout.v_scale);
-  a.v_mean = region<float>(workspace, layout.v_mean);
+  a.v16 = plan.v16_tiles;
+  a.v_tiles = region<uint8_t>(workspace, layout.v_tiles);
+  if (plan.fp8_v) {
+    a.stats = region<float>(workspace, layout.v_stats);
+    a.v_scale = region<float>(workspace, layout.v_scale);
+    a.v_mean = region<float>(workspace, layout.v_mean);
+  }
   a.packing = packing_of(p);
   return a;
 }
@@ -228,7 +231,7 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
     if (err != cudaSuccess) return err;
   }
   set_mask_args(p, plan, codes, args);
-  if (plan.kernel != SAGEATTN_KERNEL_SM90_WGMMA) {
+  if (!is_sm90_kernel(plan.kernel)) {
     const cudaError_t err = launch_quantize_qk(quant, dtype, stream);
     if (err != cudaSuccess) return err;
     return launch_attention_sm80(args, dtype, p.is_causal != 0, stream);
@@ -237,10 +240,10 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
   const QuantizeVArgs v = make_quantize_v_args(p, plan, layout, workspace);
   const cudaError_t err = launch_prepass_sm90(quant, v, dtype, stream);
   if (err != cudaSuccess) return err;
-  args.v_fp8 = v.v_fp8;
+  args.v_tiles = v.v_tiles;
   args.v_scale = v.v_scale;
   args.v_mean = v.v_mean;
-  return launch_attention_sm90(args, dtype, p.is_causal != 0, stream);
+  return launch_attention_sm90(args, dtype, p.is_causal != 0, plan.v16_tiles, stream);
 #else
   return cudaErrorInvalidDeviceFunction;  // make_plan never selects a kernel this build lacks
 #endif

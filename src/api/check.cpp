@@ -149,7 +149,8 @@ sageattn_status check_params(const sageattn_params& p, int sm_arch, std::string&
             SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown qk_granularity ",
             static_cast<int>(p.qk_granularity));
   c.require(p.kernel == SAGEATTN_KERNEL_AUTO || p.kernel == SAGEATTN_KERNEL_SM80_MMA ||
-                p.kernel == SAGEATTN_KERNEL_SM90_WGMMA,
+                p.kernel == SAGEATTN_KERNEL_SM90_WGMMA || p.kernel == SAGEATTN_KERNEL_SM90_WGMMA_PV16 ||
+                p.kernel == SAGEATTN_KERNEL_AUTO_PV16,
             SAGEATTN_STATUS_INVALID_ARGUMENT, "unknown kernel ", static_cast<int>(p.kernel));
   c.require(p.is_causal == 0 || p.is_causal == 1, SAGEATTN_STATUS_INVALID_ARGUMENT,
             "is_causal must be 0 or 1 (got ", p.is_causal, ")");

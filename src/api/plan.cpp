@@ -27,17 +27,20 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   // sm_90a code runs on compute capability 9.0 only ('a' features are not forward compatible).
   const bool sm90_possible = sm_arch == 90 && has_sm90_kernels();
   sageattn_kernel kernel = static_cast<sageattn_kernel>(p.kernel);
-  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA && !sm90_possible) {
-    reason = has_sm90_kernels()
-                 ? "kernel SM90_WGMMA needs a compute capability 9.0 GPU (Hopper), this one is " +
-                       std::to_string(sm_arch / 10) + "." + std::to_string(sm_arch % 10)
-                 : std::string("kernel SM90_WGMMA is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)");
-    return SAGEATTN_STATUS_UNSUPPORTED;
-  }
-  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA && p.head_dim > kSm90MaxHeadDim) {
-    reason = "kernel SM90_WGMMA supports head dims up to " + std::to_string(kSm90MaxHeadDim) + " (got " +
-             std::to_string(p.head_dim) + "); AUTO or SM80_MMA run head dims up to " + std::to_string(kMaxHeadDim);
-    return SAGEATTN_STATUS_UNSUPPORTED;
+  if (is_sm90_kernel(kernel)) {
+    const std::string name = kernel == SAGEATTN_KERNEL_SM90_WGMMA ? "SM90_WGMMA" : "SM90_WGMMA_PV16";
+    if (!sm90_possible) {
+      reason = has_sm90_kernels() ? "kernel " + name + " needs a compute capability 9.0 GPU (Hopper), this one is " +
+                                        std::to_string(sm_arch / 10) + "." + std::to_string(sm_arch % 10)
+                                  : "kernel " + name + " is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)";
+      return SAGEATTN_STATUS_UNSUPPORTED;
+    }
+    if (p.head_dim > kSm90MaxHeadDim) {
+      reason = "kernel " + name + " supports head dims up to " + std::to_string(kSm90MaxHeadDim) + " (got " +
+               std::to_string(p.head_dim) + "); AUTO, AUTO_PV16 or SM80_MMA run head dims up to " +
+               std::to_string(kMaxHeadDim);
+      return SAGEATTN_STATUS_UNSUPPORTED;
+    }
   }
   // Head dims above 128 run the sm80 kernel's 128 KB shared-memory variant (sm80/traits.cuh).
   if (padded_head_dim(p.head_dim) > 128 && !has_128kb_shared_memory(sm_arch)) {
@@ -46,20 +49,23 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
              " allows (head dims up to 128 run everywhere; above, sm80, sm87, sm90 and sm100)";
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
-  if (kernel == SAGEATTN_KERNEL_AUTO) {
+  if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 would be zero-padded to 128 on the sm90 kernel (twice the tensor work); they
     // stay on the sm80 kernel, which has a native 64 instantiation.
-    kernel = sm90_possible && padded_head_dim(p.head_dim) == 128 ? SAGEATTN_KERNEL_SM90_WGMMA
-                                                                 : SAGEATTN_KERNEL_SM80_MMA;
+    const bool sm90 = sm90_possible && padded_head_dim(p.head_dim) == 128;
+    kernel = !sm90                                 ? SAGEATTN_KERNEL_SM80_MMA
+             : kernel == SAGEATTN_KERNEL_AUTO_PV16 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16
+                                                   : SAGEATTN_KERNEL_SM90_WGMMA;
   }
   plan = Plan{};
   plan.kernel = kernel;
   plan.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
-  if (kernel == SAGEATTN_KERNEL_SM90_WGMMA) {
+  if (is_sm90_kernel(kernel)) {
     plan.padded_head_dim = 128;
     plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
     plan.k_blocks = 2 * plan.v_tiles;
-    plan.fp8_v = true;
+    plan.fp8_v = kernel == SAGEATTN_KERNEL_SM90_WGMMA;
+    plan.v16_tiles = !plan.fp8_v;
   } else {
     plan.padded_head_dim = padded_head_dim(p.head_dim);
     plan.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
@@ -72,7 +78,7 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     plan.code_heads = p.mask.stride_head == 0 && (!block || p.block_mask.stride_head == 0) ? 1 : p.heads_q;
     // The sm90 kernel reads a boolean mask as 128-bit rows per tile (two loads per thread and tile
     // instead of 64 byte loads, docs/design/masks.md); the sm80 kernel reads the bytes.
-    plan.mask_bits = p.mask_type == SAGEATTN_MASK_BOOL && kernel == SAGEATTN_KERNEL_SM90_WGMMA;
+    plan.mask_bits = p.mask_type == SAGEATTN_MASK_BOOL && is_sm90_kernel(kernel);
   }
   return SAGEATTN_STATUS_OK;
 }

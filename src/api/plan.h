@@ -9,12 +9,13 @@
 namespace sageattn {
 
 struct Plan {
-  sageattn_kernel kernel = SAGEATTN_KERNEL_SM80_MMA;
+  sageattn_kernel kernel = SAGEATTN_KERNEL_SM80_MMA;  // never AUTO or AUTO_PV16
   int padded_head_dim = 128;  // head dim of the INT8 rows (and of the FP8 V tiles on sm90)
   int q_blocks = 0;           // 128-row Q blocks
   int k_blocks = 0;           // 64-token K quantization blocks (even on sm90: 128-token tiles)
   bool fp8_v = false;         // V is quantized to FP8 tiles (sm90)
-  int v_tiles = 0;            // 128-token FP8 V tiles
+  bool v16_tiles = false;     // V is copied into 16-bit tiles (sm90 with 16-bit P.V)
+  int v_tiles = 0;            // 128-token V tiles (either kind)
   // Masks (docs/design/masks.md): the mask pass runs when an element mask is given and writes one
   // code per (code_batch, code_heads, q_blocks, mask_kv_blocks); a dimension both masks broadcast
   // over has extent 1.
@@ -26,6 +27,11 @@ struct Plan {
 
 // True when this build contains the sm_90a kernels.
 bool has_sm90_kernels();
+
+// SM90_WGMMA or SM90_WGMMA_PV16 (the same kernel, FP8 or 16-bit P.V).
+inline bool is_sm90_kernel(sageattn_kernel kernel) {
+  return kernel == SAGEATTN_KERNEL_SM90_WGMMA || kernel == SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+}
 
 
 // Resolves AUTO and checks that an explicitly requested kernel can run on `sm_arch`. Returns OK

@@ -50,10 +50,11 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
   if (plan.fp8_v) {
     constexpr size_t kStats = 3;  // sum, max, min per channel and chunk
     layout.v_stats = regions.take(kv_heads * chunks * kStats * kFp8VTileChannels * sizeof(float));
-    layout.v_fp8 = regions.take(k_rows / kSm90KeyTileTokens * kFp8VTileBytes);
+    layout.v_tiles = regions.take(k_rows / kSm90KeyTileTokens * kFp8VTileBytes);
     layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
+  if (plan.v16_tiles) layout.v_tiles = regions.take(k_rows * kFp8VTileChannels * 2);  // 256 bytes per token
   if (plan.mask_pass) {
     const size_t codes = static_cast<size_t>(plan.code_batch) * plan.code_heads * plan.q_blocks * plan.mask_kv_blocks;
     layout.tile_codes = regions.take(codes);

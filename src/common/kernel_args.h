@@ -52,9 +52,11 @@ struct QuantizeArgs {
   Packing packing;
 };
 
-// FP8 V for the sm90 kernel (docs/design/quantization.md, "FP8 P.V"): per-channel statistics over
-// token chunks, then E4M3 tiles of [128 channels][128 token slots], K-major (tokens contiguous),
-// token order permuted inside every 16 tokens to match the P register fragment, 128-byte swizzled.
+// V for the sm90 kernel. FP8 P.V (docs/design/quantization.md, "FP8 P.V"): per-channel statistics
+// over token chunks, then E4M3 tiles of [128 channels][128 token slots], K-major (tokens
+// contiguous), token order permuted inside every 16 tokens to match the P register fragment,
+// 128-byte swizzled. 16-bit P.V (v16): V unchanged, transposed into 32 KB tiles (quant/v_tiles16.cuh);
+// no statistics, scale or mean.
 struct QuantizeVArgs {
   const void* v;
   int64_t v_stride_batch, v_stride_head, v_stride_token;
@@ -63,8 +65,9 @@ struct QuantizeVArgs {
   bool smooth_v;
   int stat_chunks, stat_chunk_tokens;
 
-  float* stats;      // [B, Hkv, stat_chunks, 3 (sum, max, min), 128]
-  uint8_t* v_fp8;    // [B, Hkv, tiles, 128 * 128]
+  bool v16;          // 16-bit tiles instead of E4M3 ones
+  float* stats;      // [B, Hkv, stat_chunks, 3 (sum, max, min), 128]; FP8 only
+  uint8_t* v_tiles;  // [B, Hkv, tiles, 128 * 128] E4M3, or [B, Hkv, tiles, 2 * 128 * 64] 16-bit
   float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
   float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
   Packing packing;
@@ -79,8 +82,9 @@ struct AttentionArgs {
   int64_t v_stride_batch, v_stride_head, v_stride_token;
   void* out;
   int64_t out_stride_batch, out_stride_head, out_stride_token;
-  // sm90 only: FP8 V tiles and their per-channel scale and mean (QuantizeVArgs).
-  const uint8_t* v_fp8;
+  // sm90 only: the V tiles (E4M3 or 16-bit, QuantizeVArgs) and, for E4M3, the per-channel scale
+  // and mean.
+  const uint8_t* v_tiles;
   const float* v_scale;
   const float* v_mean;
   float* lse;                   // NULL when not wanted

@@ -1,4 +1,4 @@
-// Warpgroup MMA (wgmma, sm_90a only): shared-memory matrix descriptors, the two shapes the sm90
+// Warpgroup MMA (wgmma, sm_90a only): shared-memory matrix descriptors, the shapes the sm90
 // kernel issues, and the fences that order them against ordinary register use.
 //
 // Accumulator layout (PTX ISA "wgmma .m64nNk32 register fragment D"): warp w of the warpgroup owns
@@ -83,6 +83,24 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint
       : SAGEATTN_WGMMA_OUT64("+f", d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
+
+// D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, K-major, not transposed).
+// 16-bit register A fragment (k16): a0 = row g, columns 2t, 2t+1; a1 = row g + 8, same columns;
+// a2, a3 = the same rows at columns 8 + 2t, 8 + 2t + 1: exactly the f32 accumulator's pairs of one
+// 16-column slice, so P needs no shuffles. Unlike FP8, 16-bit wgmma accumulates in full FP32.
+#define SAGEATTN_WGMMA_M64N128K16_REG_A(name, type)                                                 \
+  __device__ __forceinline__ void name(float(&d)[64], const uint32_t(&a)[4], uint64_t desc_b,      \
+                                       bool accumulate) {                                            \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                     \
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." type "." type " " SAGEATTN_WGMMA_D64 \
+                 ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                   \
+                 : SAGEATTN_WGMMA_OUT64("+f", d)                                                     \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                          \
+                   "r"(static_cast<int>(accumulate)));                                               \
+  }
+SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_f16, "f16")
+SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_bf16, "bf16")
+#undef SAGEATTN_WGMMA_M64N128K16_REG_A
 
 #undef SAGEATTN_WGMMA_OUT64
 #undef SAGEATTN_WGMMA_OUT8

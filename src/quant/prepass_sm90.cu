@@ -10,6 +10,7 @@
 #include "quant/prepass_sm90.h"
 #include "quant/quantize_qk_item.cuh"
 #include "quant/v_fp8.cuh"
+#include "quant/v_tiles16.cuh"
 
 namespace sageattn {
 namespace {
@@ -18,12 +19,13 @@ constexpr int kHeadDim = kFp8VTileChannels;
 constexpr int kStatsThreads = 256;
 static_assert(kVTileThreads == kQuantizeThreads, "Q/K items and V tiles share one CTA size");
 
-// blockIdx.x: V chunks [0, chunks), then K chunks [chunks, 2 * chunks) when smoothing K.
+// blockIdx.x: V chunks [0, chunks) for FP8 V, then K chunks [chunks, 2 * chunks) when smoothing K
+// (16-bit V has no statistics: K chunks only).
 template <typename T>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   constexpr int kRowsPerPass = kStatsThreads / (kHeadDim / 8);
   __shared__ float partial[kVStats * kRowsPerPass * kHeadDim];  // the K sums use the first third
-  const int chunks = v.stat_chunks;
+  const int chunks = v.v16 ? 0 : v.stat_chunks;
   if (static_cast<int>(blockIdx.x) < chunks) {
     v_stats_block<T, kStatsThreads>(v, blockIdx.x, blockIdx.y, blockIdx.z, partial);
   } else {
@@ -31,8 +33,9 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   }
 }
 
-// blockIdx.x: the Q/K items of quantize_qk_item, then the V tiles, head-major.
-template <typename T>
+// blockIdx.x: the Q/K items of quantize_qk_item, then the V tiles, head-major. kV16: 16-bit V
+// tiles (no shared memory), its own instantiation so the FP8 one keeps its shared-memory size.
+template <typename T, bool kV16>
 __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {
     QuantizeQkShared qk;
@@ -44,8 +47,12 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const Quanti
   } else {
     const int64_t tile = blockIdx.x - items;
     const int head_index = static_cast<int>(tile / v.tiles);
-    quantize_v_tile<T>(v, static_cast<int>(tile % v.tiles), head_index % v.heads_kv, head_index / v.heads_kv,
-                       shared.v);
+    const int tile_index = static_cast<int>(tile % v.tiles), head = head_index % v.heads_kv,
+              batch = head_index / v.heads_kv;
+    if constexpr (kV16)
+      transpose_v16_tile<T>(v, tile_index, head, batch);
+    else
+      quantize_v_tile<T>(v, tile_index, head, batch, shared.v);
   }
 }
 
@@ -54,12 +61,15 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
   // The K chunks must be the V chunks: one grid indexes both.
   if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
     return cudaErrorInvalidValue;
-  const dim3 stats_grid(v.stat_chunks * (qk.smooth_k ? 2 : 1), v.heads_kv, v.batch);
-  stats_kernel<T><<<stats_grid, kStatsThreads, 0, stream>>>(qk, v);
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
+  const int stat_blocks = v.stat_chunks * ((v.v16 ? 0 : 1) + (qk.smooth_k ? 1 : 0));
+  if (stat_blocks > 0) {  // none for 16-bit V without K smoothing
+    stats_kernel<T><<<dim3(stat_blocks, v.heads_kv, v.batch), kStatsThreads, 0, stream>>>(qk, v);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
   const int64_t blocks = qk_items(qk) + static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
-  quantize_kernel<T><<<static_cast<unsigned>(blocks), kQuantizeThreads, 0, stream>>>(qk, v);
+  auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
+  kernel<<<static_cast<unsigned>(blocks), kQuantizeThreads, 0, stream>>>(qk, v);
   return cudaGetLastError();
 }
 

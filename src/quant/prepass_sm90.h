@@ -7,8 +7,9 @@
 
 namespace sageattn {
 
-// 1. Statistics: K column sums (when smoothing K) and V channel sums, maxima and minima, per token
-//    chunk, in one grid. 2. Quantization: INT8 Q and K blocks and E4M3 V tiles, in one grid.
+// 1. Statistics: K column sums (when smoothing K) and, for E4M3 V, V channel sums, maxima and
+//    minima, per token chunk, in one grid (skipped when it has nothing to do). 2. Quantization: INT8
+//    Q and K blocks and the V tiles (E4M3, or 16-bit with v.v16), in one grid.
 // Head dim 128 only (the plan pads 65..128 to it).
 cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, sageattn_dtype dtype,
                                 cudaStream_t stream);

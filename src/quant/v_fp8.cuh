@@ -169,7 +169,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
 
   const int64_t tile0 = workspace_row0(a.packing.cu_kv, side, batch, head, a.heads_kv, a.packing.slots_kv,
                                        static_cast<int64_t>(a.tiles) * kVTileTokens) / kVTileTokens;
-  uint8_t* dst = a.v_fp8 + (tile0 + tile_index) * kFp8VTileBytes;
+  uint8_t* dst = a.v_tiles + (tile0 + tile_index) * kFp8VTileBytes;
   constexpr int kChunksPerRow = kVTileTokens / 16;
   for (int i = threadIdx.x; i < kVChannels * kChunksPerRow; i += kVTileThreads) {
     const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;

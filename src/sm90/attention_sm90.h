@@ -1,4 +1,4 @@
-// Host entry of the sm90a wgmma attention kernel (INT8 Q.K^T, FP8 P.V). Compiled only for sm_90a;
+// Host entry of the sm90a wgmma attention kernel (INT8 Q.K^T, FP8 or 16-bit P.V). Compiled only for sm_90a;
 // builds without that target do not define these, and the dispatcher never selects the kernel.
 #pragma once
 #include <cuda_runtime.h>
@@ -10,11 +10,17 @@ namespace sageattn {
 
 cudaError_t launch_attention_sm90_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream);
 cudaError_t launch_attention_sm90_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+cudaError_t launch_attention_sm90_pv16_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+cudaError_t launch_attention_sm90_pv16_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
 
-inline cudaError_t launch_attention_sm90(const AttentionArgs& args, sageattn_dtype dtype, bool causal,
+// pv16: 16-bit P.V (args.v_tiles holds 16-bit tiles) instead of E4M3.
+inline cudaError_t launch_attention_sm90(const AttentionArgs& args, sageattn_dtype dtype, bool causal, bool pv16,
                                          cudaStream_t stream) {
-  return dtype == SAGEATTN_DTYPE_BF16 ? launch_attention_sm90_bf16(args, causal, stream)
-                                      : launch_attention_sm90_fp16(args, causal, stream);
+  const bool bf16 = dtype == SAGEATTN_DTYPE_BF16;
+  if (pv16)
+    return bf16 ? launch_attention_sm90_pv16_bf16(args, causal, stream)
+                : launch_attention_sm90_pv16_fp16(args, causal, stream);
+  return bf16 ? launch_attention_sm90_bf16(args, causal, stream) : launch_attention_sm90_fp16(args, causal, stream);
 }
 
 }  // namespace sageattn

@@ -5,7 +5,7 @@
 namespace sageattn {
 
 cudaError_t launch_attention_sm90_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream) {
-  return sm90::launch_typed<__half>(args, causal, stream);
+  return sm90::launch_typed<__half, false>(args, causal, stream);
 }
 
 }  // namespace sageattn

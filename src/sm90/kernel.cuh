@@ -34,12 +34,15 @@
 namespace sageattn::sm90 {
 
 // Shared memory: [Q tile][K stages][V stages][barriers], tiles 1024-byte aligned (swizzle atoms).
+template <int kVTileBytes>
 struct SharedLayout {
   uint32_t base;
   __device__ uint32_t q() const { return base; }
   __device__ uint32_t k(int stage) const { return base + kTileBytes + stage * kTileBytes; }
-  __device__ uint32_t v(int stage) const { return base + (1 + kStages + stage) * kTileBytes; }
-  __device__ uint32_t barrier(int index) const { return base + (1 + 2 * kStages) * kTileBytes + 8 * index; }
+  __device__ uint32_t v(int stage) const { return base + (1 + kStages) * kTileBytes + stage * kVTileBytes; }
+  __device__ uint32_t barrier(int index) const {
+    return base + (1 + kStages) * kTileBytes + kStages * kVTileBytes + 8 * index;
+  }
   __device__ uint32_t q_full() const { return barrier(0); }
   __device__ uint32_t k_full(int s) const { return barrier(1 + s); }
   __device__ uint32_t v_full(int s) const { return barrier(1 + kStages + s); }
@@ -102,8 +105,8 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 // Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
 // previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). The K
 // thread also loads each item's Q tile once the consumers have released the previous one.
-template <bool kCausal, bool kMasks, bool kPacked>
-__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout& sh, bool is_v) {
+template <bool kCausal, bool kMasks, bool kPacked, int kVTileBytes>
+__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes>& sh, bool is_v) {
   uint32_t tile_counter = 0;
   uint32_t local_item = 0;  // items this CTA ran (not skipped): their parity is the Q barrier phase
   for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x) {
@@ -119,17 +122,18 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
     }
     ++local_item;
     const int tiles = rows.keys.tiles;
-    const char* src = is_v ? reinterpret_cast<const char*>(a.v_fp8) : reinterpret_cast<const char*>(a.k_int8);
-    src += rows.k_row0 * kHeadDim;  // K rows and V tiles: 128 bytes per token either way
+    const char* src = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
+    const int tile_bytes = is_v ? kVTileBytes : kTileBytes;
+    src += rows.k_row0 * (tile_bytes / kKeyTile);  // K rows: 128 bytes per token; V tiles: 128 or 256
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
          tile = codes.next_visited<kKeyTile>(tile + 1, tiles), ++tile_counter) {
       const int s = stage_of(tile_counter);
       const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
       ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile_counter) ^ 1u);
-      ptx::mbarrier_arrive_expect_tx(full, kTileBytes);
-      ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * kTileBytes,
-                                      kTileBytes, full);
+      ptx::mbarrier_arrive_expect_tx(full, tile_bytes);
+      ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * tile_bytes,
+                                      tile_bytes, full);
     }
   }
 }
@@ -137,7 +141,7 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
 // Row statistics of the two rows (g and g + 8 of the warp's 16) a consumer thread holds.
 struct RowState {
   float max[2];  // running maximum of the base-2 scores (-inf until a key is seen)
-  float sum[2];  // this thread's share of sum 448 * 2^(x - max)
+  float sum[2];  // this thread's share of sum unit * 2^(x - max) (unit: 448 for E4M3 P~, else 1)
 };
 
 
@@ -149,7 +153,6 @@ struct TileScores {
   __device__ float scale(int i) const { return c[i < kAccRegs / 2 ? 0 : 1]; }
 };
 
-constexpr float kLog2Fp8Max = 8.807354922057604f;  // log2(448)
 // Below |max| = 2^10 the rounding of a folded offset costs < 2^-13 in the exponent.
 constexpr float kFusedMaxLimit = 1024.f;
 // A row that has seen no key yet (max -inf, offset 0) is fine on the fused paths too: its scores
@@ -163,9 +166,10 @@ __device__ __forceinline__ void new_maxima(const float (&tile_max)[2], const Row
 }
 
 // Moves the running maxima to `m`: the factor for the O accumulated so far, the rescaled partial
-// sums, and the ex2 offsets: 448 * 2^(x - m) = 2^(x - (m - log2 448)); a row without keys so far
+// sums, and the ex2 offsets: unit * 2^(x - m) = 2^(x - (m - log2 unit)); a row without keys so far
 // uses offset 0 so that -inf - (-inf) never appears. Exact maximum (no lazy rescaling): P~ must
 // never exceed 448, or E4M3 would saturate.
+template <bool kPv16>
 __device__ __forceinline__ void commit_maxima(const float (&m)[2], RowState& st, float (&rescale)[2],
                                               float (&offset)[2]) {
 #pragma unroll
@@ -173,15 +177,20 @@ __device__ __forceinline__ void commit_maxima(const float (&m)[2], RowState& st,
     rescale[r] = m[r] == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m[r]);  // old max -inf -> 0
     st.max[r] = m[r];
     st.sum[r] *= rescale[r];
-    offset[r] = m[r] == -INFINITY ? 0.f : m[r] - kLog2Fp8Max;
+    offset[r] = m[r] == -INFINITY ? 0.f : m[r] - PvTraits<kPv16>::kLog2PUnit;
   }
 }
 
+template <bool kPv16>
+using PFragments = uint32_t[PvTraits<kPv16>::kSteps][4];
+
 // Row sums of the tile's probabilities into the state (4 independent partial sums per row: a
-// serial chain of 32 adds otherwise), and P~ packed into the A fragments: k-step kk takes
+// serial chain of 32 adds otherwise), and P packed into the A fragments. E4M3: k32 step kk takes
 // accumulator column blocks 4kk..4kk+3; bytes of a0 are row g's values of blocks 4kk and 4kk + 1,
-// a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3.
-__device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowState& st, uint32_t (&p)[kPvSteps][4]) {
+// a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3. 16-bit (T): k16 step kk takes
+// blocks 2kk and 2kk + 1, register r = accumulator pair r (ptx/wgmma.cuh), no reordering.
+template <typename T, bool kPv16>
+__device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowState& st, PFragments<kPv16>& p) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float part[4] = {0.f, 0.f, 0.f, 0.f};
@@ -189,15 +198,22 @@ __device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowStat
     for (int j = 0; j < kAccRegs / 4; ++j) part[j % 4] += x[4 * j + 2 * r] + x[4 * j + 2 * r + 1];
     st.sum[r] += (part[0] + part[1]) + (part[2] + part[3]);
   }
+  if constexpr (kPv16) {
 #pragma unroll
-  for (int kk = 0; kk < kPvSteps; ++kk) {
+    for (int kk = 0; kk < PvTraits<kPv16>::kSteps; ++kk)
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int j = 4 * kk + 2 * half;
+      for (int reg = 0; reg < 4; ++reg) p[kk][reg] = Element<T>::from_float2(x[8 * kk + 2 * reg], x[8 * kk + 2 * reg + 1]);
+  } else {
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
-        p[kk][2 * half + r] = ptx::e4m3x4(x[4 * j + 2 * r], x[4 * j + 2 * r + 1], x[4 * (j + 1) + 2 * r],
-                                          x[4 * (j + 1) + 2 * r + 1]);
+    for (int kk = 0; kk < PvTraits<kPv16>::kSteps; ++kk) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int j = 4 * kk + 2 * half;
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          p[kk][2 * half + r] = ptx::e4m3x4(x[4 * j + 2 * r], x[4 * j + 2 * r + 1], x[4 * (j + 1) + 2 * r],
+                                            x[4 * (j + 1) + 2 * r + 1]);
+      }
     }
   }
 }
@@ -222,13 +238,13 @@ __device__ __forceinline__ void half_maxima(const V (&values)[kAccRegs], int r, 
   second = v[kBlocksPerHalf];
 }
 
-// Updates the row state with one tile and turns its scores into packed P~ fragments; `rescale`
+// Updates the row state with one tile and turns its scores into packed P fragments; `rescale`
 // is what the previously accumulated O of each row must be multiplied by. Masked tiles arrive as
 // final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles as
 // exact integer sums and their two scales: c > 0 (or 0 for an all-zero group), so
 // max(s * c) = max(s) * c per half, and one FFMA (s * c - offset) and one ex2 per score.
-__device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint32_t (&p)[kPvSteps][4],
-                                               float (&rescale)[2]) {
+template <typename T, bool kPv16>
+__device__ __forceinline__ void softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2]) {
   float tile_max[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -238,11 +254,11 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
   }
   float m[2], offset[2];
   new_maxima(tile_max, st, m);
-  commit_maxima(m, st, rescale, offset);
+  commit_maxima<kPv16>(m, st, rescale, offset);
   float x[kAccRegs];
   // Huge logits (inputs near fp16's range) would lose whole units of the exponent to the folded
   // offset (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact
-  // and <= 0, then add log2(448). The choice is per warp (a vote), so the branch never diverges.
+  // and <= 0, then add log2 of P's unit. The choice is per warp (a vote), so the branch never diverges.
   if (__all_sync(0xffffffffu, fused_ok(st.max[0]) && fused_ok(st.max[1]))) {
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) {
@@ -255,10 +271,11 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
     for (int i = 0; i < kAccRegs; ++i) {
       const int r = (i / 2) % 2;
       const float reference = st.max[r] == -INFINITY ? 0.f : st.max[r];
-      x[i] = ptx::exp2_approx(__fadd_rn(__fsub_rn(__fmul_rn(t.s[i], t.scale(i)), reference), kLog2Fp8Max));
+      x[i] = ptx::exp2_approx(
+          __fadd_rn(__fsub_rn(__fmul_rn(t.s[i], t.scale(i)), reference), PvTraits<kPv16>::kLog2PUnit));
     }
   }
-  sum_and_pack(x, st, p);
+  sum_and_pack<T, kPv16>(x, st, p);
 }
 
 #if SAGEATTN_SM90_MAGIC_FFMA
@@ -267,9 +284,10 @@ __device__ __forceinline__ void softmax_to_fp8(TileScores& t, RowState& st, uint
 // x - offset = fma(that, c, -(1.5 * 2^23 * c + offset)), one FFMA per score and no FADD. The folded
 // bias is rounded once, an error of up to 0.75 * c in the exponent, so the path is taken only when
 // c <= 2^-7 (a tenth of an E4M3 step) and |max| < 2^10, decided per warp before the row state
-// changes; otherwise it returns false and the caller takes softmax_to_fp8.
-__device__ __forceinline__ bool softmax_to_fp8_raw(const int32_t (&acc)[kAccRegs], const float (&c)[2], RowState& st,
-                                                   uint32_t (&p)[kPvSteps][4], float (&rescale)[2]) {
+// changes; otherwise it returns false and the caller takes softmax_to_p.
+template <typename T, bool kPv16>
+__device__ __forceinline__ bool softmax_to_p_raw(const int32_t (&acc)[kAccRegs], const float (&c)[2], RowState& st,
+                                                 PFragments<kPv16>& p, float (&rescale)[2]) {
   constexpr float kMagic = 12582912.f;  // 1.5 * 2^23
   constexpr float kMaxScale = 1.f / 128.f;
   float tile_max[2];
@@ -284,7 +302,7 @@ __device__ __forceinline__ bool softmax_to_fp8_raw(const int32_t (&acc)[kAccRegs
   const bool ok = c[0] <= kMaxScale && c[1] <= kMaxScale && fused_ok(m[0]) && fused_ok(m[1]);
   if (!__all_sync(0xffffffffu, ok)) return false;
   float offset[2];
-  commit_maxima(m, st, rescale, offset);
+  commit_maxima<kPv16>(m, st, rescale, offset);
   float bias[2][2];  // [half][row]
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -296,7 +314,7 @@ __device__ __forceinline__ bool softmax_to_fp8_raw(const int32_t (&acc)[kAccRegs
     const int h = i < kAccRegs / 2 ? 0 : 1;
     x[i] = ptx::exp2_approx(fmaf(__int_as_float(acc[i] + 0x4B400000), c[h], -bias[h][(i / 2) % 2]));
   }
-  sum_and_pack(x, st, p);
+  sum_and_pack<T, kPv16>(x, st, p);
   return true;
 }
 #endif
@@ -315,14 +333,16 @@ enum ElementMask : int {
 // (H200, 16K; docs/design/masks.md), which a block mask alone therefore does not pay. kPacked:
 // packed sequences (varlen), whose offsets and lengths come from device memory; apart because the
 // per-item values held in registers cost the dense causal kernel 1-2.5 % (H200, 4K and 16K).
-template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked>
+// kPv16: the P.V precision (PvTraits).
+template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
 __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
+  using Pv = PvTraits<kPv16>;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
   // launch reserves the extra kAlignSlack bytes).
   const uint32_t raw = ptx::shared_address(shared_raw);
-  const SharedLayout sh{(raw + 1023u) & ~1023u};
+  const SharedLayout<Pv::kVTileBytes> sh{(raw + 1023u) & ~1023u};
 
   // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
   // a branch it considers divergent gets serialized (ptxas C7520).
@@ -399,13 +419,28 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
 #endif
       ptx::wgmma_commit();
     };
+    // E4M3: each tile's P.V goes to o_tile, promoted into o in FP32 (the two-level accumulation).
+    // 16-bit: the tensor core accumulates in full FP32, so P.V goes straight into o, rescaled first
+    // (after the softmax that changed the maxima); o_tile is then unused and compiled away, which
+    // is what makes room for the 32 registers of 16-bit P (the kernel spilled 80-190 bytes with it).
     float o_tile[kAccRegs];
-    uint32_t p[kPvSteps][4];
+    PFragments<kPv16> p;
     auto issue_pv = [&](int slot) {
       const uint64_t v_desc = ptx::smem_descriptor_k_major_sw128(sh.v(stage_of(first_tile + slot)));
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
-      for (int kk = 0; kk < kPvSteps; ++kk) ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
+      for (int kk = 0; kk < Pv::kSteps; ++kk) {
+        if constexpr (!kPv16) {
+          ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
+        } else {
+          // k16 step kk: 32 bytes into the rows of half kk / 4 (descriptor addresses are in 16 bytes).
+          const uint64_t desc = v_desc + 2 * (kk % 4) + (kk / 4) * (Pv::kVHalfBytes >> 4);
+          if constexpr (std::is_same_v<T, __half>)
+            ptx::wgmma_m64n128k16_f16(o, p[kk], desc, true);
+          else
+            ptx::wgmma_m64n128k16_bf16(o, p[kk], desc, true);
+        }
+      }
 #endif
       ptx::wgmma_commit();
     };
@@ -440,18 +475,18 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       load_k_scales(next);
 #if SAGEATTN_SM90_MAGIC_FFMA
       if (SAGEATTN_SM90_EXPERIMENT != 1 && tile < keys.unmasked_tiles && !element &&
-          softmax_to_fp8_raw(acc, t.c, st, p, rescale))
+          softmax_to_p_raw<T, kPv16>(acc, t.c, st, p, rescale))
         return;
 #endif
 #pragma unroll
       for (int i = 0; i < kAccRegs; ++i) t.s[i] = ptx::small_int_to_float(acc[i]);
       if (SAGEATTN_SM90_EXPERIMENT == 1) {
 #pragma unroll
-        for (int kk = 0; kk < kPvSteps; ++kk)
+        for (int kk = 0; kk < Pv::kSteps; ++kk)
 #pragma unroll
           for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
       } else if (tile < keys.unmasked_tiles && !element) {
-        softmax_to_fp8(t, st, p, rescale);
+        softmax_to_p<T, kPv16>(t, st, p, rescale);
       } else {
         const char* mask_rows[2] = {nullptr, nullptr};
         // kElementBits: the keep bits of rows g and g + 8, shifted to this lane's keys; all ones on
@@ -489,14 +524,27 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
           t.s[i] = x;
         }
         t.c[0] = t.c[1] = 1.f;
-        softmax_to_fp8(t, st, p, rescale);
+        softmax_to_p<T, kPv16>(t, st, p, rescale);
       }
     };
     auto accumulate_pv = [&](int slot) {
-      ptx::fence_operands(o_tile);
-      release(sh.v_empty(stage_of(first_tile + slot)));
+      if constexpr (kPv16) {
+        ptx::fence_operands(o);
+        release(sh.v_empty(stage_of(first_tile + slot)));
+      } else {
+        ptx::fence_operands(o_tile);
+        release(sh.v_empty(stage_of(first_tile + slot)));
 #pragma unroll
-      for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
+        for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
+      }
+    };
+    // 16-bit P.V: o (complete: its last P.V was waited for) moves to the new maxima before the
+    // next P.V accumulates into it.
+    auto rescale_o = [&] {
+      if constexpr (kPv16) {
+#pragma unroll
+        for (int i = 0; i < kAccRegs; ++i) o[i] *= rescale[(i / 2) % 2];
+      }
     };
 
     // Ping-pong: the two consumer warpgroups take turns on the tensor cores. A turn issues P.V of the
@@ -514,7 +562,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       ptx::wgmma_fence();
       issue_qk(0);
       ptx::wgmma_wait<0>();
-      softmax_tile(0, tile, next, element);
+      softmax_tile(0, tile, next, element);  // o is still 0: nothing to rescale
       if (SAGEATTN_SM90_PINGPONG && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
@@ -530,6 +578,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       accumulate_pv(slot - 1);
       ptx::wgmma_wait<0>();
       softmax_tile(slot, tile, next, element);
+      rescale_o();
     };
     int visited = 0;
     if constexpr (!kMasks) {
@@ -568,7 +617,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       accumulate_pv(visited - 1);
     }
 
-    // Epilogue: out = O / l * delta_v + vbar; rows without any allowed key give 0 and LSE -inf.
+    // Epilogue: out = O / l * delta_v + vbar (E4M3) or O / l (16-bit); rows without any allowed key
+    // give 0 and LSE -inf.
     T* out_head = static_cast<T*>(a.out) +
                   token0_offset(rows.queries, batch, head, a.out_stride_batch, a.out_stride_head, a.out_stride_token);
     const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
@@ -587,15 +637,18 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
       for (int j = 0; j < kAccRegs / 4; ++j) {
         const int col = 8 * j + 2 * (lane % 4);
         if (col < a.head_dim) {
-          const float y0 = o[4 * j + 2 * r] * inv_sum * v_scale[col] + (any ? v_mean[col] : 0.f);
-          const float y1 = o[4 * j + 2 * r + 1] * inv_sum * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
+          float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
+          if constexpr (!kPv16) {
+            y0 = y0 * v_scale[col] + (any ? v_mean[col] : 0.f);
+            y1 = y1 * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
+          }
           *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
         }
       }
       if (a.lse != nullptr && lane % 4 == 0) {
         float lse = -INFINITY;
         if (any) {
-          lse = (st.max[r] + log2f(sum) - kLog2Fp8Max) * static_cast<float>(kLn2);
+          lse = (st.max[r] + log2f(sum) - Pv::kLog2PUnit) * static_cast<float>(kLn2);
           if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[rows.q_row0 + row];
         }
         a.lse[lse_row + row] = lse;

@@ -1,5 +1,6 @@
-// Instantiation and launch of the sm90 kernel for one dtype: causal {no, yes} x {no masks, block
-// codes only, codes and a boolean mask as bits, codes and an additive mask, packed sequences}.
+// Instantiation and launch of the sm90 kernel for one dtype and P.V precision: causal {no, yes} x
+// {no masks, block codes only, codes and a boolean mask as bits, codes and an additive mask, packed
+// sequences}.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -9,13 +10,14 @@
 
 namespace sageattn::sm90 {
 
-template <typename T, bool kCausal>
+template <typename T, bool kCausal, bool kPv16>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  auto kernel = a.packing.cu_q != nullptr    ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, true>
-                : a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, false>
-                : a.mask.data == nullptr       ? attention_sm90_kernel<T, kCausal, true, kNoElementMask, false>
-                : a.mask_bits.data != nullptr  ? attention_sm90_kernel<T, kCausal, true, kElementBits, false>
-                                               : attention_sm90_kernel<T, kCausal, true, kElementValues, false>;
+  auto kernel = a.packing.cu_q != nullptr    ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, true, kPv16>
+                : a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, false, kPv16>
+                : a.mask.data == nullptr       ? attention_sm90_kernel<T, kCausal, true, kNoElementMask, false, kPv16>
+                : a.mask_bits.data != nullptr  ? attention_sm90_kernel<T, kCausal, true, kElementBits, false, kPv16>
+                                               : attention_sm90_kernel<T, kCausal, true, kElementValues, false, kPv16>;
+  constexpr int kSharedBytes = PvTraits<kPv16>::kSharedBytes;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
@@ -34,9 +36,9 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-template <typename T>
+template <typename T, bool kPv16>
 cudaError_t launch_typed(const AttentionArgs& a, bool causal, cudaStream_t stream) {
-  return causal ? launch<T, true>(a, stream) : launch<T, false>(a, stream);
+  return causal ? launch<T, true, kPv16>(a, stream) : launch<T, false, kPv16>(a, stream);
 }
 
 }  // namespace sageattn::sm90

@@ -7,9 +7,9 @@ namespace sageattn::sm90 {
 constexpr int kHeadDim = 128;
 constexpr int kQRows = kQBlockRows;          // 128: two consumer warpgroups of 64 rows
 constexpr int kKeyTile = kSm90KeyTileTokens; // 128 tokens per K/V tile
-constexpr int kTileBytes = 128 * 128;        // Q, K (int8 rows of 128) and V (fp8) tiles alike
+constexpr int kTileBytes = 128 * 128;        // Q, K (int8 rows of 128) and E4M3 V tiles alike
 static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes && kKeyTile * kHeadDim == kTileBytes,
-              "every tile is one 16 KB block");
+              "every 8-bit tile is one 16 KB block");
 // Experiment switches, measured with scripts/bench_variants.sh (docs/performance.md); the
 // defaults are the validated configuration.
 #ifndef SAGEATTN_SM90_STAGES
@@ -44,7 +44,6 @@ constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
 constexpr int kConsumerWarps = 8;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
-constexpr int kPvSteps = kKeyTile / 32;      // k32 steps of P.V
 // setmaxnreg moves registers within what the CTA holds at launch: with __launch_bounds__(384, 1)
 // that is 168 per thread (65536 / 384 rounded down to a multiple of 8), 64512 in all;
 // 128 * 32 + 256 * 232 = 63488 fits. The producer loops over work items (item decode, key range,
@@ -55,6 +54,18 @@ static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= kLaunchRegi
               "setmaxnreg cannot hand out more registers than the CTA was launched with");
 constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty per stage
 constexpr int kAlignSlack = 1024;
-constexpr int kSharedBytes = (1 + 2 * kStages) * kTileBytes + 8 * kBarriers + kAlignSlack;
+
+// The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
+// 16 KB V tiles, k32 steps, the FP8 accumulator promoted to FP32 every tile. 16-bit (the input
+// dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB V tiles (two 16 KB halves of 64
+// tokens, quant/v_tiles16.cuh), k16 steps, FP32 accumulation inside the tensor core.
+template <bool kPv16>
+struct PvTraits {
+  static constexpr int kVTileBytes = kPv16 ? 2 * kTileBytes : kTileBytes;
+  static constexpr int kVHalfBytes = kTileBytes;  // 16-bit tiles: tokens 64..127 start here
+  static constexpr int kSteps = kPv16 ? kKeyTile / 16 : kKeyTile / 32;  // wgmma k steps per tile
+  static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
+  static constexpr int kSharedBytes = (1 + kStages) * kTileBytes + kStages * kVTileBytes + 8 * kBarriers + kAlignSlack;
+};
 
 }  // namespace sageattn::sm90

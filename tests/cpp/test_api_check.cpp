@@ -247,11 +247,16 @@ TEST(ApiCheck, HeadDim) {
       EXPECT_EQ(r.status, kUnsupported) << "head_dim " << head_dim << " sm" << arch;
       EXPECT_NE(r.reason.find("shared memory"), std::string::npos) << r.reason;
     }
+    for (sageattn_kernel kernel : {SAGEATTN_KERNEL_SM90_WGMMA, SAGEATTN_KERNEL_SM90_WGMMA_PV16}) {
+      sageattn_params p = valid_params(100, 130, head_dim, 90);
+      p.kernel = kernel;
+      const CheckResult r = check(p);
+      EXPECT_EQ(r.status, kUnsupported) << "sm90 kernel " << kernel << ", head_dim " << head_dim;
+      EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
+    }
     sageattn_params p = valid_params(100, 130, head_dim, 90);
-    p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
-    const CheckResult r = check(p);
-    EXPECT_EQ(r.status, kUnsupported) << "sm90 kernel, head_dim " << head_dim;
-    EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
+    p.kernel = SAGEATTN_KERNEL_AUTO_PV16;  // the sm80 kernel's 256 variant, as AUTO
+    EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "AUTO_PV16, head_dim " << head_dim;
   }
   // Beyond 256: well formed, no kernel.
   for (int head_dim : {264, 512}) {
@@ -279,7 +284,7 @@ TEST(ApiCheck, Enums) {
                 "granularity 2");
   expect_status([](sageattn_params& p) { p.qk_granularity = static_cast<sageattn_qk_granularity>(-1); }, kInvalid,
                 "granularity -1");
-  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(3); }, kInvalid, "kernel 3");
+  expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(5); }, kInvalid, "kernel 5");
   expect_status([](sageattn_params& p) { p.kernel = static_cast<sageattn_kernel>(-1); }, kInvalid, "kernel -1");
 }
 
@@ -302,21 +307,30 @@ bool built_with_sm90() {
 }
 
 TEST(ApiKernel, Sm90WgmmaRunsOnlyOnComputeCapability90) {
-  for (int arch : {80, 86, 89, 100, 120}) {
-    sageattn_params p = valid_params(100, 130, 128, arch);
-    p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  for (sageattn_kernel kernel : {SAGEATTN_KERNEL_SM90_WGMMA, SAGEATTN_KERNEL_SM90_WGMMA_PV16}) {
+    const std::string name = kernel == SAGEATTN_KERNEL_SM90_WGMMA ? "SM90_WGMMA " : "SM90_WGMMA_PV16 ";
+    for (int arch : {80, 86, 89, 100, 120}) {
+      sageattn_params p = valid_params(100, 130, 128, arch);
+      p.kernel = kernel;
+      const CheckResult r = check(p);
+      EXPECT_EQ(r.status, kUnsupported) << "sm_arch " << arch;
+      EXPECT_NE(r.reason.find(name), std::string::npos) << r.reason;
+    }
+    sageattn_params p = valid_params(100, 130, 128, 90);
+    p.kernel = kernel;
     const CheckResult r = check(p);
-    EXPECT_EQ(r.status, kUnsupported) << "sm_arch " << arch;
-    EXPECT_NE(r.reason.find("SM90_WGMMA"), std::string::npos) << r.reason;
+    if (built_with_sm90()) {
+      EXPECT_EQ(r.status, SAGEATTN_STATUS_OK) << r.reason;
+    } else {
+      EXPECT_EQ(r.status, kUnsupported);
+      EXPECT_NE(r.reason.find("90a"), std::string::npos) << r.reason;
+    }
   }
-  sageattn_params p = valid_params(100, 130, 128, 90);
-  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
-  const CheckResult r = check(p);
-  if (built_with_sm90()) {
-    EXPECT_EQ(r.status, SAGEATTN_STATUS_OK) << r.reason;
-  } else {
-    EXPECT_EQ(r.status, kUnsupported);
-    EXPECT_NE(r.reason.find("90a"), std::string::npos) << r.reason;
+  // AUTO_PV16 runs everywhere AUTO does.
+  for (int arch : {80, 86, 89, 90, 100, 120}) {
+    sageattn_params p = valid_params(100, 130, 128, arch);
+    p.kernel = SAGEATTN_KERNEL_AUTO_PV16;
+    EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "AUTO_PV16 on sm_arch " << arch;
   }
 }
 
@@ -341,11 +355,20 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
   const size_t fp8_v = 2 * 1 * 3 * 128 * 128;
   const size_t extra_k_rows = 2 * 1 * 64 * 128;
   EXPECT_GE(sm90, sm80 + fp8_v + extra_k_rows);
-  // AUTO on sm90 picks the wgmma kernel at head dim 128 ...
+  // The 16-bit P.V keeps V in 32 KB tiles and needs no V statistics, scales or means.
+  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+  const size_t sm90_pv16 = workspace_bytes(p);
+  EXPECT_GE(sm90_pv16, sm80 + 2 * fp8_v + extra_k_rows);
+  EXPECT_LE(sm90_pv16, sm80 + 2 * fp8_v + extra_k_rows + 4 * 256);  // plus region alignment and K scales
+  // AUTO on sm90 picks the wgmma kernel at head dim 128, AUTO_PV16 its 16-bit variant ...
   p.kernel = SAGEATTN_KERNEL_AUTO;
   EXPECT_EQ(workspace_bytes(p), sm90);
-  // ... and on sm80 the mma.sync one.
+  p.kernel = SAGEATTN_KERNEL_AUTO_PV16;
+  EXPECT_EQ(workspace_bytes(p), sm90_pv16);
+  // ... and on sm80 both pick the mma.sync one.
   p.sm_arch = 80;
+  EXPECT_EQ(workspace_bytes(p), sm80);
+  p.kernel = SAGEATTN_KERNEL_AUTO;
   EXPECT_EQ(workspace_bytes(p), sm80);
 }
 

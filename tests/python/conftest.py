@@ -66,14 +66,14 @@ def subprocess_env():
     return env
 
 
-@pytest.fixture(params=["sm80_mma", "sm90_wgmma"])
+@pytest.fixture(params=["sm80_mma", "sm90_wgmma", "sm90_wgmma_pv16"])
 def kernel(request, library):
-    """Each kernel the device can run: sm80_mma everywhere, sm90_wgmma on compute capability 9.0
-    with a build that has 90a (skipped elsewhere). For the GPU tests."""
-    from gpu_helpers import sm90_available
+    """Each kernel the device can run: sm80_mma everywhere, sm90_wgmma and its 16-bit P.V variant
+    on compute capability 9.0 with a build that has 90a (skipped elsewhere). For the GPU tests."""
+    from gpu_helpers import SM90_KERNELS, sm90_available
 
-    if request.param == "sm90_wgmma" and not sm90_available(library):
-        pytest.skip("sm90_wgmma needs a compute capability 9.0 GPU and a build with 90a")
+    if request.param in SM90_KERNELS and not sm90_available(library):
+        pytest.skip(f"{request.param} needs a compute capability 9.0 GPU and a build with 90a")
     return request.param
 
 

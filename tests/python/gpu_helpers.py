@@ -67,22 +67,30 @@ def exact(q, k, v, layout="HND", **kw):
     return torch_reference.attention(q, k, v, layout=layout, **kw)
 
 
+# The kernels that run only on compute capability 9.0 (and head dims <= 128); of them, only
+# sm90_wgmma has the FP8 P.V (sm90_wgmma_pv16 rounds P and V as sm80_mma does).
+SM90_KERNELS = ("sm90_wgmma", "sm90_wgmma_pv16")
+
+
 def sm90_available(library):
     return torch.cuda.get_device_capability() == (9, 0) and "90a" in library.compiled_archs
 
 
 def kernel_used(kernel, library, head_dim):
-    """The kernel a call with `kernel` runs, "auto" resolved as src/api/plan.cpp does: sm90_wgmma
-    on compute capability 9.0 with a 90a build for head dims > 64 (padded to 128), else sm80_mma
-    (head dims <= 64 would be padded to 128 on the sm90 kernel)."""
-    if kernel != "auto":
+    """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
+    does: sm90_wgmma (sm90_wgmma_pv16) on compute capability 9.0 with a 90a build for head dims
+    65..128 (padded to 128), else sm80_mma (head dims <= 64 would be padded to 128 on the sm90
+    kernel, which stops at 128)."""
+    if kernel not in ("auto", "auto_pv16"):
         return kernel
-    return "sm90_wgmma" if sm90_available(library) and head_dim > 64 else "sm80_mma"
+    if not (sm90_available(library) and 64 < head_dim <= 128):
+        return "sm80_mma"
+    return "sm90_wgmma" if kernel == "auto" else "sm90_wgmma_pv16"
 
 
 def emulated(q, k, v, layout="HND", kernel="sm80_mma", **kw):
-    """The library's CPU emulation of `kernel` for these GPU inputs: sm80_mma rounds P to q's dtype,
-    sm90_wgmma runs the FP8 P.V with V smoothing (its default). Small shapes only: it is
+    """The library's CPU emulation of `kernel` for these GPU inputs: sm80_mma and sm90_wgmma_pv16
+    round P to q's dtype, sm90_wgmma runs the FP8 P.V with V smoothing (its default). Small shapes only: it is
     single-threaded. Returns float64 (out HND, lse) on the GPU."""
     if kernel == "sm90_wgmma":
         kw = dict(kw, dtype="e4m3", smooth_v=True)

@@ -91,7 +91,7 @@ def test_triton_positional_arguments_map_in_upstream_order(recorder, qkv):
 
 
 @pytest.mark.parametrize("name, kernel", [
-    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma"), ("sageattn_qk_int8_pv_fp16_triton", "sm80_mma"),
+    ("sageattn_qk_int8_pv_fp16_cuda", "auto_pv16"), ("sageattn_qk_int8_pv_fp16_triton", "auto_pv16"),
     ("sageattn_qk_int8_pv_fp8_cuda", "auto"), ("sageattn_qk_int8_pv_fp8_cuda_sm90", "auto"),
 ])
 def test_pv_fp16_functions_pin_the_16_bit_kernel(recorder, qkv, name, kernel):

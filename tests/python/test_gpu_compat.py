@@ -25,7 +25,7 @@ pytestmark = pytest.mark.gpu
 # 500 tokens, causal down to 100 x 100): 16-bit P.V 3.9e-4..1.1e-3, FP8 P.V with V smoothing
 # 1.4e-3..4.2e-3 (fewer keys per row, larger error); the kernels add their output rounding
 # (~1.7e-4 for fp16). A wrong head, token or scale mapping gives errors of order 1.
-REL_L1_BIASED = {"sm80_mma": 3e-3, "sm90_wgmma": 1e-2}
+REL_L1_BIASED = {"sm80_mma": 3e-3, "sm90_wgmma": 1e-2, "sm90_wgmma_pv16": 3e-3}
 
 
 def check_against_emulation(out, lse, q, k, v, kernel, layout, is_causal, sm_scale, qk_quant_gran, what=""):
@@ -44,15 +44,16 @@ def check_against_emulation(out, lse, q, k, v, kernel, layout, is_causal, sm_sca
 
 
 COMPAT_CALLS = [  # (function, kernel it must equal, extra arguments)
-    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma", {"pv_accum_dtype": "fp32"}),
-    ("sageattn_qk_int8_pv_fp16_cuda", "sm80_mma", {"pv_accum_dtype": "fp16", "qk_quant_gran": "per_warp"}),
-    ("sageattn_qk_int8_pv_fp16_triton", "sm80_mma", {"quantization_backend": "cuda"}),
+    ("sageattn_qk_int8_pv_fp16_cuda", "auto_pv16", {"pv_accum_dtype": "fp32"}),
+    ("sageattn_qk_int8_pv_fp16_cuda", "auto_pv16", {"pv_accum_dtype": "fp16", "qk_quant_gran": "per_warp"}),
+    ("sageattn_qk_int8_pv_fp16_triton", "auto_pv16", {"quantization_backend": "cuda"}),
     ("sageattn_qk_int8_pv_fp8_cuda", "auto", {"pv_accum_dtype": "fp32+fp16"}),
     ("sageattn_qk_int8_pv_fp8_cuda_sm90", "auto", {"pv_accum_dtype": "fp32+fp32", "qk_quant_gran": "per_warp"}),
 ]
 
 
-# Head dim 128: "auto" (the pv_fp8 functions) is the FP8 P.V kernel on Hopper; 64: the 16-bit one.
+# Head dim 128: "auto" (the pv_fp8 functions) is the FP8 P.V kernel on Hopper and "auto_pv16" (the
+# pv_fp16 ones) its 16-bit P.V variant; 64: sm80_mma for both.
 @pytest.mark.parametrize("head_dim", [64, 128])
 @pytest.mark.parametrize("name, kernel, extra", COMPAT_CALLS)
 @pytest.mark.parametrize("layout", ["HND", "NHD"])
@@ -81,7 +82,7 @@ def test_flash_attn_keywords_of_ring_attention_are_honoured():
     out, lse = fn(q, k, v, dropout_p=0.0, softmax_scale=0.05, causal=True, window_size=(-1, -1),
                   softcap=0.0, alibi_slopes=None, return_softmax=False)
     expected = sageattn(q, k, v, tensor_layout="NHD", is_causal=True, sm_scale=0.05, return_lse=True,
-                        kernel="sm80_mma")
+                        kernel="auto_pv16")
     same_result(out, expected[0])
     same_result(lse, expected[1])
 
@@ -96,7 +97,7 @@ def test_smooth_v(name, dtype, q_len, kv_len, heads, library):
                           dtype=dtype, seed=q_len)
     v = v + (8 * torch.randn(1, heads[1], 1, head_dim, device="cuda")).to(dtype)  # a strong V bias
     out, lse = getattr(compat, name)(q, k, v, is_causal=True, smooth_v=True, return_lse=True)
-    kernel = kernel_used("sm80_mma" if "pv_fp16" in name else "auto", library, head_dim)
+    kernel = kernel_used("auto_pv16" if "pv_fp16" in name else "auto", library, head_dim)
     ref, ref_lse = exact(q, k, v, is_causal=True)
     # The tolerance: the emulation of what the wrapper runs (the kernel on V minus its channel
     # mean, rounded to dtype; the mean added back after) plus its two roundings to dtype, of the

@@ -7,7 +7,7 @@ import torch
 from sageattention import ops, sageattn
 
 from gpu_common import no_grad_with_library, same_result  # noqa: F401 (autouse fixture)
-from gpu_helpers import exact, kernel_used, make_inputs, rel_l1, sm90_available
+from gpu_helpers import SM90_KERNELS, exact, kernel_used, make_inputs, rel_l1, sm90_available
 
 pytestmark = pytest.mark.gpu
 
@@ -134,10 +134,10 @@ def test_second_device():
     same_result(out.to("cuda:0"), sageattn(q.to("cuda:0"), k.to("cuda:0"), v.to("cuda:0")))
 
 
-@pytest.mark.parametrize("kernel", ["auto", "sm80_mma", "sm90_wgmma"])
+@pytest.mark.parametrize("kernel", ["auto", "auto_pv16", "sm80_mma", "sm90_wgmma", "sm90_wgmma_pv16"])
 def test_explicit_kernel_choice(kernel, library):
-    if kernel == "sm90_wgmma" and not sm90_available(library):
-        pytest.skip("sm90_wgmma needs a compute capability 9.0 GPU and a build with 90a")
+    if kernel in SM90_KERNELS and not sm90_available(library):
+        pytest.skip(f"{kernel} needs a compute capability 9.0 GPU and a build with 90a")
     q, k, v = make_inputs("k_bias", (1, 4, 300, 128), (1, 4, 300, 128), seed=10)
     out = sageattn(q, k, v, kernel=kernel)
     ref, _ = exact(q, k, v)

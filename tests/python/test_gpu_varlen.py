@@ -13,16 +13,16 @@ import torch
 from sageattention import sageattn, sageattn_varlen, varlen
 
 from gpu_common import no_grad_with_library  # noqa: F401 (autouse fixture)
-from gpu_helpers import kernel_used, poison_allocator, rel_l1, sm90_available
+from gpu_helpers import SM90_KERNELS, kernel_used, poison_allocator, rel_l1, sm90_available
 
 pytestmark = pytest.mark.gpu
 
-KERNELS = ["sm80_mma", "sm90_wgmma"]
+KERNELS = ["sm80_mma", "sm90_wgmma", "sm90_wgmma_pv16"]
 
 
 def _skip_unavailable(kernel, library):
-    if kernel == "sm90_wgmma" and not sm90_available(library):
-        pytest.skip("sm90_wgmma needs compute capability 9.0 and a 90a build")
+    if kernel in SM90_KERNELS and not sm90_available(library):
+        pytest.skip(f"{kernel} needs compute capability 9.0 and a 90a build")
 
 
 def _cu(lengths, device="cuda"):

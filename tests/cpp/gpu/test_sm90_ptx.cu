@@ -1,5 +1,5 @@
 // The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
-// operands from swizzled shared memory, e4m3 with A from registers), the bulk copy + mbarrier
+// operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy + mbarrier
 // round trip, the E4M3 pack, and the exact int -> float and polynomial exp2 helpers. A failure
 // here names the broken piece; the end-to-end GPU suite only says "the output is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
@@ -109,6 +109,34 @@ TEST(Sm90Ptx, WgmmaS8MatchesHostProduct) {
   EXPECT_EQ(bad, 0) << "of 8192 int32 results";
 }
 
+// ---- P.V wgmmas (A from registers): shared output and check -----------------------------------------
+
+// The f32 accumulator fragment of a 64 x 128 wgmma (ptx/wgmma.cuh) to a row-major [64][128] array.
+__device__ void store_accumulator(float (&acc)[64], float* out) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int i = 0; i < 64; ++i) {
+    const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
+    const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+    out[row * 128 + col] = acc[i];
+  }
+}
+
+// Copies the device result back and counts the elements that differ from p[64][128] . v[128][128]
+// summed in double (the inputs of these tests make every product and partial sum exact in float).
+int product_mismatches(const float* device_out, const std::vector<float>& p, const std::vector<float>& v) {
+  std::vector<float> out(64 * 128);
+  if (cudaMemcpy(out.data(), device_out, out.size() * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+    return -1;
+  int bad = 0;
+  for (int r = 0; r < 64; ++r)
+    for (int n = 0; n < 128; ++n) {
+      double want = 0.0;
+      for (int kk = 0; kk < 128; ++kk) want += double(p[r * 128 + kk]) * v[kk * 128 + n];
+      bad += out[r * 128 + n] != static_cast<float>(want);
+    }
+  return bad;
+}
+
 // ---- wgmma e4m3: O = P . V with P in the register fragment, V^T swizzled in shared memory ----------
 
 // A fragment of 8-bit k32 (PTX ISA): a0 = row g, k 4t..4t+3; a1 = row g + 8; a2, a3 = k + 16.
@@ -134,11 +162,7 @@ __global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, floa
   sageattn::ptx::wgmma_commit();
   sageattn::ptx::wgmma_wait<0>();
   sageattn::ptx::fence_operands(acc);
-  for (int i = 0; i < 64; ++i) {
-    const int row = 16 * warp + g + 8 * ((i / 2) % 2);
-    const int col = 8 * (i / 4) + 2 * t + i % 2;
-    out[row * 128 + col] = acc[i];
-  }
+  store_accumulator(acc, out);
 }
 
 TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
@@ -163,16 +187,85 @@ TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
   wgmma_e4m3_kernel<<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
   CUDA_OK(cudaGetLastError());  // e.g. no kernel image for this GPU
   CUDA_OK(cudaDeviceSynchronize());
-  std::vector<float> out(64 * 128);
-  CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
-  int bad = 0;
-  for (int r = 0; r < 64; ++r)
-    for (int n = 0; n < 128; ++n) {
-      float want = 0.f;
-      for (int kk = 0; kk < 128; ++kk) want += p[r * 128 + kk] * v[kk * 128 + n];
-      bad += out[r * 128 + n] != want;
+  EXPECT_EQ(product_mismatches(dout.ptr, p, v), 0) << "of 8192 fp32 results";
+}
+
+// ---- wgmma f16 / bf16: O = P . V with P in the register fragment, V^T in two swizzled halves --------
+
+// The 16-bit A fragment (k16): register r = row g + 8 (r % 2), k = 8 (r / 2) + 2t, +1. V^T is stored
+// as the kernel's 16-bit tiles: [128 n][64 k] halves of 128-byte swizzled rows, k16 step kk at
+// 32 (kk % 4) bytes into half kk / 4.
+template <bool kBf16>
+__global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* vt_tile, float* out) {
+  __shared__ __align__(1024) uint8_t v_smem[2 * kTile];
+  for (int i = threadIdx.x; i < 2 * kTile; i += 128) v_smem[i] = vt_tile[i];
+  sageattn::ptx::fence_proxy_async_shared();
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  uint32_t a[8][4];
+  for (int kk = 0; kk < 8; ++kk)
+    for (int reg = 0; reg < 4; ++reg) {
+      const int row = 16 * warp + g + 8 * (reg % 2);
+      const int k0 = 16 * kk + 8 * (reg / 2) + 2 * t;
+      a[kk][reg] = uint32_t{p[row * 128 + k0]} | (uint32_t{p[row * 128 + k0 + 1]} << 16);
     }
-  EXPECT_EQ(bad, 0) << "of 8192 fp32 results";
+  const uint64_t v_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(v_smem));
+  float acc[64];
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  sageattn::ptx::wgmma_fence();
+  for (int kk = 0; kk < 8; ++kk) {
+    const uint64_t desc = v_desc + 2 * (kk % 4) + (kk / 4) * (kTile >> 4);
+    if (kBf16)
+      sageattn::ptx::wgmma_m64n128k16_bf16(acc, a[kk], desc, true);
+    else
+      sageattn::ptx::wgmma_m64n128k16_f16(acc, a[kk], desc, true);
+  }
+  sageattn::ptx::wgmma_commit();
+  sageattn::ptx::wgmma_wait<0>();
+  sageattn::ptx::fence_operands(acc);
+  store_accumulator(acc, out);
+}
+
+template <bool kBf16>
+void check_wgmma_16bit() {
+  // Values with few significant bits (k / 8 for small k) are exact in fp16 and bf16, and their
+  // products and sums are exact in FP32, so any layout error shows as a mismatch.
+  std::mt19937 rng(kBf16 ? 5 : 4);
+  std::uniform_int_distribution<int> dist(-16, 16);
+  auto bits = [](float x) {
+    return kBf16 ? sageattn::reference::float_to_bf16_bits(x) : sageattn::reference::float_to_fp16_bits(x);
+  };
+  std::vector<float> p(64 * 128), v(128 * 128);  // p[row][k], v[k][n]
+  std::vector<uint16_t> p_bits(p.size());
+  std::vector<uint8_t> vt_sw(2 * kTile);
+  for (size_t i = 0; i < p.size(); ++i) p_bits[i] = bits(p[i] = dist(rng) / 8.f);
+  for (int kk = 0; kk < 128; ++kk)
+    for (int n = 0; n < 128; ++n) {
+      const uint16_t b = bits(v[kk * 128 + n] = dist(rng) / 8.f);
+      const int offset = (kk / 64) * kTile + swizzled(n, 2 * (kk % 64));  // K-major: row n of half kk / 64
+      vt_sw[offset] = static_cast<uint8_t>(b & 0xff);
+      vt_sw[offset + 1] = static_cast<uint8_t>(b >> 8);
+    }
+  DeviceBuffer<uint16_t> dp(p_bits.size());
+  DeviceBuffer<uint8_t> dv(vt_sw.size());
+  DeviceBuffer<float> dout(64 * 128);
+  CUDA_OK(cudaMemcpy(dp.ptr, p_bits.data(), p_bits.size() * sizeof(uint16_t), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv.ptr, vt_sw.data(), vt_sw.size(), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float)));  // NaN poison
+  wgmma_16bit_kernel<kBf16><<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(product_mismatches(dout.ptr, p, v), 0) << "of 8192 fp32 results";
+}
+
+TEST(Sm90Ptx, WgmmaF16RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_16bit<false>();
+}
+
+TEST(Sm90Ptx, WgmmaBf16RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_16bit<true>();
 }
 
 // ---- bulk copy + mbarrier: 16 KB global -> shared -> global ---------------------------------------
