@@ -55,8 +55,8 @@ struct QuantizeArgs {
 // V for the sm90 kernel. FP8 P.V (docs/design/quantization.md, "FP8 P.V"): per-channel statistics
 // over token chunks, then E4M3 tiles of [128 channels][128 token slots], K-major (tokens
 // contiguous), token order permuted inside every 16 tokens to match the P register fragment,
-// 128-byte swizzled. 16-bit P.V (v16): V unchanged, transposed into 32 KB tiles (quant/v_tiles16.cuh);
-// no statistics, scale or mean.
+// 128-byte swizzled. 16-bit P.V (v16): V unchanged, copied into 32 KB MN-major tiles
+// (quant/v_tiles16.cuh); no statistics, scale or mean.
 struct QuantizeVArgs {
   const void* v;
   int64_t v_stride_batch, v_stride_head, v_stride_token;
@@ -67,7 +67,7 @@ struct QuantizeVArgs {
 
   bool v16;          // 16-bit tiles instead of E4M3 ones
   float* stats;      // [B, Hkv, stat_chunks, 3 (sum, max, min), 128]; FP8 only
-  uint8_t* v_tiles;  // [B, Hkv, tiles, 128 * 128] E4M3, or [B, Hkv, tiles, 2 * 128 * 64] 16-bit
+  uint8_t* v_tiles;  // [B, Hkv, tiles, 128 * 128] E4M3, or [B, Hkv, tiles, 2 panels, 128 * 64] 16-bit
   float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
   float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
   Packing packing;

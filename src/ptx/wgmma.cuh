@@ -18,11 +18,23 @@ namespace sageattn::ptx {
 // byte offset is unused for swizzled K-major tiles (one k32 step of 8-bit data stays inside a
 // row). Advancing the start address by 32 bytes selects the next k32 slice: the hardware applies
 // the swizzle to the final address, so an offset inside the atom composes correctly.
-__device__ __forceinline__ uint64_t smem_descriptor_k_major_sw128(uint32_t smem_addr) {
-  constexpr uint64_t kStrideBytes = 1024;
+__device__ __forceinline__ uint64_t smem_descriptor_sw128(uint32_t smem_addr, uint32_t leading_bytes,
+                                                          uint32_t stride_bytes) {
   constexpr uint64_t kSwizzle128B = 1;
-  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (uint64_t{1} << 16) |
-         ((kStrideBytes >> 4) << 32) | (kSwizzle128B << 62);
+  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (static_cast<uint64_t>(leading_bytes >> 4) << 16) |
+         (static_cast<uint64_t>(stride_bytes >> 4) << 32) | (kSwizzle128B << 62);
+}
+__device__ __forceinline__ uint64_t smem_descriptor_k_major_sw128(uint32_t smem_addr) {
+  return smem_descriptor_sw128(smem_addr, 16, 1024);
+}
+
+// Matrix descriptor of an MN-major 16-bit tile with the 128-byte swizzle (the B operand of a
+// transposed wgmma: N contiguous). Its 1024-byte swizzle atoms are 8 K-lines of 64 N-elements
+// (128 bytes each, chunk c of line r at c ^ (r % 8)); atoms follow each other along K every 1024
+// bytes (the stride byte offset) and along N every `panel_bytes` (the leading byte offset: the
+// next 64 elements of N). Advancing the start address by 1024 bytes selects the next 8 K-lines.
+__device__ __forceinline__ uint64_t smem_descriptor_mn_major_sw128(uint32_t smem_addr, uint32_t panel_bytes) {
+  return smem_descriptor_sw128(smem_addr, panel_bytes, 1024);
 }
 
 // Orders this thread's ordinary shared-memory writes before later async-proxy reads (wgmma, bulk
@@ -84,7 +96,8 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
 
-// D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, K-major, not transposed).
+// D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, MN-major: transposed, so
+// that V tiles keep the token-major layout of the caller's tensor).
 // 16-bit register A fragment (k16): a0 = row g, columns 2t, 2t+1; a1 = row g + 8, same columns;
 // a2, a3 = the same rows at columns 8 + 2t, 8 + 2t + 1: exactly the f32 accumulator's pairs of one
 // 16-column slice, so P needs no shuffles. Unlike FP8, 16-bit wgmma accumulates in full FP32.
@@ -93,7 +106,7 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint
                                        bool accumulate) {                                            \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                     \
                  "wgmma.mma_async.sync.aligned.m64n128k16.f32." type "." type " " SAGEATTN_WGMMA_D64 \
-                 ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"                                   \
+                 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                   \
                  : SAGEATTN_WGMMA_OUT64("+f", d)                                                     \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                          \
                    "r"(static_cast<int>(accumulate)));                                               \

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const Quanti
     const int tile_index = static_cast<int>(tile % v.tiles), head = head_index % v.heads_kv,
               batch = head_index / v.heads_kv;
     if constexpr (kV16)
-      transpose_v16_tile<T>(v, tile_index, head, batch);
+      copy_v16_tile<T>(v, tile_index, head, batch);
     else
       quantize_v_tile<T>(v, tile_index, head, batch, shared.v);
   }

@@ -426,15 +426,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const Atten
     float o_tile[kAccRegs];
     PFragments<kPv16> p;
     auto issue_pv = [&](int slot) {
-      const uint64_t v_desc = ptx::smem_descriptor_k_major_sw128(sh.v(stage_of(first_tile + slot)));
+      const uint32_t v_stage = sh.v(stage_of(first_tile + slot));
+      const uint64_t v_desc = kPv16 ? ptx::smem_descriptor_mn_major_sw128(v_stage, Pv::kVPanelBytes)
+                                    : ptx::smem_descriptor_k_major_sw128(v_stage);
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
       for (int kk = 0; kk < Pv::kSteps; ++kk) {
         if constexpr (!kPv16) {
           ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
         } else {
-          // k16 step kk: 32 bytes into the rows of half kk / 4 (descriptor addresses are in 16 bytes).
-          const uint64_t desc = v_desc + 2 * (kk % 4) + (kk / 4) * (Pv::kVHalfBytes >> 4);
+          // k16 step kk: tokens 16kk.. start 16 lines of 128 bytes further (descriptor units: 16 bytes).
+          const uint64_t desc = v_desc + kk * (16 * 128 >> 4);
           if constexpr (std::is_same_v<T, __half>)
             ptx::wgmma_m64n128k16_f16(o, p[kk], desc, true);
           else

@@ -56,13 +56,14 @@ constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty 
 constexpr int kAlignSlack = 1024;
 
 // The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
-// 16 KB V tiles, k32 steps, the FP8 accumulator promoted to FP32 every tile. 16-bit (the input
-// dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB V tiles (two 16 KB halves of 64
-// tokens, quant/v_tiles16.cuh), k16 steps, FP32 accumulation inside the tensor core.
+// 16 KB K-major V tiles, k32 steps, the FP8 accumulator promoted to FP32 every tile. 16-bit (the
+// input dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB MN-major V tiles (two 16 KB
+// panels of 64 channels, quant/v_tiles16.cuh) read by a transposed wgmma, k16 steps, FP32
+// accumulation inside the tensor core.
 template <bool kPv16>
 struct PvTraits {
   static constexpr int kVTileBytes = kPv16 ? 2 * kTileBytes : kTileBytes;
-  static constexpr int kVHalfBytes = kTileBytes;  // 16-bit tiles: tokens 64..127 start here
+  static constexpr int kVPanelBytes = kTileBytes;  // 16-bit tiles: channels 64..127 start here
   static constexpr int kSteps = kPv16 ? kKeyTile / 16 : kKeyTile / 32;  // wgmma k steps per tile
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
   static constexpr int kSharedBytes = (1 + kStages) * kTileBytes + kStages * kVTileBytes + 8 * kBarriers + kAlignSlack;

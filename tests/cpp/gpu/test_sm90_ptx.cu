@@ -190,15 +190,17 @@ TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
   EXPECT_EQ(product_mismatches(dout.ptr, p, v), 0) << "of 8192 fp32 results";
 }
 
-// ---- wgmma f16 / bf16: O = P . V with P in the register fragment, V^T in two swizzled halves --------
+// ---- wgmma f16 / bf16: O = P . V with P in the register fragment, V MN-major in two swizzled panels --
 
-// The 16-bit A fragment (k16): register r = row g + 8 (r % 2), k = 8 (r / 2) + 2t, +1. V^T is stored
-// as the kernel's 16-bit tiles: [128 n][64 k] halves of 128-byte swizzled rows, k16 step kk at
-// 32 (kk % 4) bytes into half kk / 4.
+// The 16-bit A fragment (k16): register r = row g + 8 (r % 2), k = 8 (r / 2) + 2t, +1. V is stored
+// as the kernel's 16-bit V stages: panels of 64 n (n / 64) of [128 k][128 bytes], chunk c of line k
+// at c ^ (k % 8); k16 step kk starts 16 lines (2048 bytes) further. The descriptor is the attention
+// kernel's (smem_descriptor_mn_major_sw128), or with its two byte offsets swapped (`swapped`, a
+// diagnostic: it tells a descriptor error from a layout error).
 template <bool kBf16>
-__global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* vt_tile, float* out) {
+__global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* v_tile, bool swapped, float* out) {
   __shared__ __align__(1024) uint8_t v_smem[2 * kTile];
-  for (int i = threadIdx.x; i < 2 * kTile; i += 128) v_smem[i] = vt_tile[i];
+  for (int i = threadIdx.x; i < 2 * kTile; i += 128) v_smem[i] = v_tile[i];
   sageattn::ptx::fence_proxy_async_shared();
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -209,12 +211,14 @@ __global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* vt_tile, fl
       const int k0 = 16 * kk + 8 * (reg / 2) + 2 * t;
       a[kk][reg] = uint32_t{p[row * 128 + k0]} | (uint32_t{p[row * 128 + k0 + 1]} << 16);
     }
-  const uint64_t v_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(v_smem));
+  const uint32_t v_addr = sageattn::ptx::shared_address(v_smem);
+  const uint64_t v_desc = swapped ? sageattn::ptx::smem_descriptor_sw128(v_addr, 1024, kTile)
+                                  : sageattn::ptx::smem_descriptor_mn_major_sw128(v_addr, kTile);
   float acc[64];
   for (int i = 0; i < 64; ++i) acc[i] = 0.f;
   sageattn::ptx::wgmma_fence();
   for (int kk = 0; kk < 8; ++kk) {
-    const uint64_t desc = v_desc + 2 * (kk % 4) + (kk / 4) * (kTile >> 4);
+    const uint64_t desc = v_desc + kk * (2048 >> 4);
     if (kBf16)
       sageattn::ptx::wgmma_m64n128k16_bf16(acc, a[kk], desc, true);
     else
@@ -237,25 +241,28 @@ void check_wgmma_16bit() {
   };
   std::vector<float> p(64 * 128), v(128 * 128);  // p[row][k], v[k][n]
   std::vector<uint16_t> p_bits(p.size());
-  std::vector<uint8_t> vt_sw(2 * kTile);
+  std::vector<uint8_t> v_sw(2 * kTile);
   for (size_t i = 0; i < p.size(); ++i) p_bits[i] = bits(p[i] = dist(rng) / 8.f);
   for (int kk = 0; kk < 128; ++kk)
     for (int n = 0; n < 128; ++n) {
       const uint16_t b = bits(v[kk * 128 + n] = dist(rng) / 8.f);
-      const int offset = (kk / 64) * kTile + swizzled(n, 2 * (kk % 64));  // K-major: row n of half kk / 64
-      vt_sw[offset] = static_cast<uint8_t>(b & 0xff);
-      vt_sw[offset + 1] = static_cast<uint8_t>(b >> 8);
+      const int offset = (n / 64) * kTile + swizzled(kk, 2 * (n % 64));  // MN-major: line kk of panel n / 64
+      v_sw[offset] = static_cast<uint8_t>(b & 0xff);
+      v_sw[offset + 1] = static_cast<uint8_t>(b >> 8);
     }
   DeviceBuffer<uint16_t> dp(p_bits.size());
-  DeviceBuffer<uint8_t> dv(vt_sw.size());
+  DeviceBuffer<uint8_t> dv(v_sw.size());
   DeviceBuffer<float> dout(64 * 128);
   CUDA_OK(cudaMemcpy(dp.ptr, p_bits.data(), p_bits.size() * sizeof(uint16_t), cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(dv.ptr, vt_sw.data(), vt_sw.size(), cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float)));  // NaN poison
-  wgmma_16bit_kernel<kBf16><<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
-  CUDA_OK(cudaGetLastError());
-  CUDA_OK(cudaDeviceSynchronize());
-  EXPECT_EQ(product_mismatches(dout.ptr, p, v), 0) << "of 8192 fp32 results";
+  CUDA_OK(cudaMemcpy(dv.ptr, v_sw.data(), v_sw.size(), cudaMemcpyHostToDevice));
+  auto mismatches = [&](bool swapped) {
+    cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float));  // NaN poison
+    wgmma_16bit_kernel<kBf16><<<1, 128>>>(dp.ptr, dv.ptr, swapped, dout.ptr);
+    if (cudaDeviceSynchronize() != cudaSuccess) return -1;
+    return product_mismatches(dout.ptr, p, v);
+  };
+  const int bad = mismatches(false);
+  EXPECT_EQ(bad, 0) << "of 8192 fp32 results; with the descriptor's byte offsets swapped: " << mismatches(true);
 }
 
 TEST(Sm90Ptx, WgmmaF16RegisterAMatchesHostProduct) {
