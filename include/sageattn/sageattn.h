@@ -82,9 +82,10 @@ typedef enum sageattn_kernel {
      builds that include the sm_90a target. AUTO picks it on sm90. */
   SAGEATTN_KERNEL_SM90_WGMMA = 2,
   /* The accurate mode of SM90_WGMMA: the same kernel with a 16-bit P.V (P and V in the input dtype,
-     FP32 accumulation, V neither quantized nor smoothed, as SM80_MMA), about 3x less error on
-     Gaussian inputs for ~20% less speed (docs/accuracy.md, docs/performance.md). Same requirements
-     as SM90_WGMMA. */
+     FP32 accumulation, V neither quantized nor smoothed, as SM80_MMA): about 3x less error on
+     Gaussian inputs; faster than SM90_WGMMA below ~4K tokens, ~12% slower at 16K, and V's tiles
+     take twice the workspace of the FP8 ones (docs/accuracy.md, docs/performance.md). Same
+     requirements as SM90_WGMMA. */
   SAGEATTN_KERNEL_SM90_WGMMA_PV16 = 3,
   /* The fastest kernel with a 16-bit P.V: SM90_WGMMA_PV16 where AUTO would pick SM90_WGMMA, else
      SM80_MMA (what AUTO picks there too). */

@@ -12,7 +12,7 @@ How each upstream parameter is honoured:
   [B, Hq, Nq], of the unsmoothed scaled scores.
 - P.V precision: the ``pv_fp16`` functions always run a 16-bit P.V kernel (``kernel="auto_pv16"``:
   P and V in the input dtype, float32 accumulation), as their name promises: on Hopper the wgmma
-  kernel's 16-bit P.V variant, elsewhere (and at head dims <= 64 or > 128) the mma.sync one. The ``pv_fp8``
+  kernel's 16-bit P.V variant at head dims 65..128, elsewhere the mma.sync one. The ``pv_fp8``
   functions run ``kernel="auto"``: the FP8 P.V kernel where the library has one for the GPU, else
   the 16-bit one (more accurate than asked; FP8 P.V is a speed choice).
 - ``pv_accum_dtype``: upstream's values for each function are accepted (others raise ValueError).

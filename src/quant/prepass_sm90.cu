@@ -34,7 +34,8 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
 }
 
 // blockIdx.x: the Q/K items of quantize_qk_item, then the V tiles, head-major. kV16: 16-bit V
-// tiles (no shared memory), its own instantiation so the FP8 one keeps its shared-memory size.
+// tiles (a swizzled copy, no shared memory) instead of E4M3 ones; an instantiation each, so neither
+// carries the other's V code.
 template <typename T, bool kV16>
 __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {

@@ -90,8 +90,8 @@ def kernel_used(kernel, library, head_dim):
 
 def emulated(q, k, v, layout="HND", kernel="sm80_mma", **kw):
     """The library's CPU emulation of `kernel` for these GPU inputs: sm80_mma and sm90_wgmma_pv16
-    round P to q's dtype, sm90_wgmma runs the FP8 P.V with V smoothing (its default). Small shapes only: it is
-    single-threaded. Returns float64 (out HND, lse) on the GPU."""
+    round P to q's dtype, sm90_wgmma runs the FP8 P.V with V smoothing (its default). Small shapes
+    only: it is single-threaded. Returns float64 (out HND, lse) on the GPU."""
     if kernel == "sm90_wgmma":
         kw = dict(kw, dtype="e4m3", smooth_v=True)
     else:
