@@ -17,7 +17,7 @@ import math
 import torch
 
 import sageattention
-from sageattention import _profile, _timing
+from sageattention import _library, _profile, _timing
 
 
 def main():
@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--causal", action="store_true")
-    parser.add_argument("--kernel", default="auto", choices=["auto", "sm80_mma", "sm90_wgmma"])
+    parser.add_argument("--kernel", default="auto", choices=["auto", "sm80_mma", "sm90_wgmma", "sm90_wgmma_pv16"])
     parser.add_argument("--profile", action="store_true", help="also print the pre-pass / attention split (us)")
     args = parser.parse_args()
     gen = torch.Generator().manual_seed(args.seed)
@@ -38,13 +38,19 @@ def main():
 
     cu_device = cu.cuda()
     bounds = cu.tolist()
+    # The dense calls compared with run the kernel the packed call runs: "auto" on packed sequences
+    # is sm90_wgmma on Hopper (src/api/plan.cpp), while short dense calls would get its 16-bit variant.
+    dense_kernel = args.kernel
+    if dense_kernel == "auto":
+        hopper = torch.cuda.get_device_capability() == (9, 0) and "90a" in _library.load().compiled_archs
+        dense_kernel = "sm90_wgmma" if hopper else "sm80_mma"
 
     def varlen(lengths_on=cu_device):
         return sageattention.sageattn_varlen(q, k, v, lengths_on, lengths_on, max(lengths), max(lengths),
                                              is_causal=args.causal, kernel=args.kernel)
 
     def per_sequence():
-        return sageattention.varlen.attend_packed(q, k, v, bounds, bounds, args.causal, kernel=args.kernel)
+        return sageattention.varlen.attend_packed(q, k, v, bounds, bounds, args.causal, kernel=dense_kernel)
 
     out = varlen()
     dense_pieces = per_sequence()
@@ -58,7 +64,7 @@ def main():
     host_lengths_ms = _timing.time_cuda(lambda: varlen(cu))["median_ms"]
     loop_ms = _timing.time_cuda(per_sequence)["median_ms"]
     dense_ms = _timing.time_cuda(
-        lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal, kernel=args.kernel))["median_ms"]
+        lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal, kernel=dense_kernel))["median_ms"]
     varlen_tops, dense_tops = work / varlen_ms / 1e9, dense_work / dense_ms / 1e9
     print(torch.cuda.get_device_name(), "torch", torch.__version__)
     print(f"lengths {lengths} (total {total}), H={h} D={d} fp16 causal={args.causal} kernel={args.kernel}")
@@ -67,7 +73,7 @@ def main():
           f" varlen / dense = {varlen_tops / dense_tops:.2f}")
     if args.profile:
         for name, fn in (("varlen", varlen), ("dense", lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal,
-                                                                                     kernel=args.kernel))):
+                                                                                     kernel=dense_kernel))):
             split = _profile.split_prepass(_profile.kernel_times(fn))
             print(f"  {name}: attention {split['attention_us']:.0f} us, pre-pass {split['prepass_us']:.0f} us "
                   f"({split['prepass_share']:.0%}), {split['launches']:.0f} launches")

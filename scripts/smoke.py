@@ -189,7 +189,9 @@ def memory_overhead():
     q, k, v = (torch.randn(4, 32, 4096, 128, device="cuda", dtype=torch.float16) for _ in range(3))
     inputs = 3 * q.numel() * q.element_size()
     print("\nextra device memory per call, b4 h32 n4096 d128 fp16 (q, k, v: %.0f MB):" % (inputs / 1e6))
-    for kernel in ("auto", "sm80_mma"):
+    for kernel in ("auto", "sm90_wgmma", "sm90_wgmma_pv16", "sm80_mma"):
+        if kernel.startswith("sm90") and torch.cuda.get_device_capability() != (9, 0):
+            continue
         sageattention.sageattn(q, k, v, kernel=kernel)  # warm-up: the allocator's pools exist
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

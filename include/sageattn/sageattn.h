@@ -76,16 +76,21 @@ typedef enum sageattn_qk_granularity {
 } sageattn_qk_granularity;
 
 typedef enum sageattn_kernel {
-  SAGEATTN_KERNEL_AUTO = 0,      /* best kernel for the device */
+  /* Best kernel for the device and call: on sm90 (builds with 90a, head dims 65..128)
+     SM90_WGMMA_PV16 for dense calls with seqlen_q <= 4096 whose V a TMA tensor map can describe
+     (faster there, and more accurate), SM90_WGMMA otherwise; SM80_MMA on other GPUs and head dims. */
+  SAGEATTN_KERNEL_AUTO = 0,
   SAGEATTN_KERNEL_SM80_MMA = 1,  /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
   /* INT8 Q.K^T + FP8 (E4M3) P.V with wgmma, warp-specialized; sm90 (Hopper) only, and only in
-     builds that include the sm_90a target. AUTO picks it on sm90. */
+     builds that include the sm_90a target. AUTO picks it on sm90 above 4096 query rows and for
+     packed sequences. */
   SAGEATTN_KERNEL_SM90_WGMMA = 2,
   /* The accurate mode of SM90_WGMMA: the same kernel with a 16-bit P.V (P and V in the input dtype,
      FP32 accumulation, V neither quantized nor smoothed, as SM80_MMA): about 3x less error on
-     Gaussian inputs; faster than SM90_WGMMA below ~4K tokens, ~12% slower at 16K, and V's tiles
-     take twice the workspace of the FP8 ones (docs/accuracy.md, docs/performance.md). Same
-     requirements as SM90_WGMMA. */
+     Gaussian inputs; faster than SM90_WGMMA up to ~4K query rows, ~11% slower at 16K. Dense calls
+     read V with a TMA tensor map (no V pass, no V workspace); packed sequences and V views a map
+     cannot describe (a stride of 0) copy V into workspace tiles twice the size of the FP8 ones
+     (docs/accuracy.md, docs/performance.md). Same requirements as SM90_WGMMA. */
   SAGEATTN_KERNEL_SM90_WGMMA_PV16 = 3,
   /* The fastest kernel with a 16-bit P.V: SM90_WGMMA_PV16 where AUTO would pick SM90_WGMMA, else
      SM80_MMA (what AUTO picks there too). */

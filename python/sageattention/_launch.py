@@ -20,7 +20,8 @@ _ALIGN_BYTES = 16
 
 _sm_arch_by_device = {}
 _tls = threading.local()
-# sageattn_workspace_size depends only on sizes and options, never on pointers or strides; asking
+# sageattn_workspace_size depends only on sizes, options and V's strides (whether the 16-bit P.V
+# kernel can read V with a tensor map), never on pointers; asking
 # the library once per distinct key saves a C call (and its validation) per attention call. The
 # forward call validates every field itself, so nothing is skipped. Bounded: a model has few shapes,
 # a sweep that exceeds this just starts over.
@@ -146,10 +147,11 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
         *packing, int(rotate_qk),
     )
-    # The workspace of packed sequences also depends on the totals (packing[2:]).
+    # The workspace of packed sequences also depends on the totals (packing[2:]), that of the 16-bit
+    # P.V kernel on V's strides (views[2][1:]: src/api/tensor_map.h).
     key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
            qk_granularity, kernel, device_index, bool(smooth_v), _mask_key(attn_mask, attn_mask_type),
-           _mask_key(block_mask, 0), packing[2:])
+           _mask_key(block_mask, 0), packing[2:], views[2][1:])
     nbytes = _workspace_bytes_by_key.get(key)
     if nbytes is None:
         status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,

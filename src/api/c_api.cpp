@@ -8,6 +8,7 @@
 
 #include "api/check.h"
 #include "api/plan.h"
+#include "api/tensor_map.h"
 #include "api/workspace.h"
 #include "common/kernel_args.h"
 #include "common/tile_codes.h"
@@ -137,8 +138,8 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
   const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
   a.stat_chunks = chunks.count;
   a.stat_chunk_tokens = chunks.tokens_per_chunk;
-  a.v16 = plan.v16_tiles;
-  a.v_tiles = region<uint8_t>(workspace, layout.v_tiles);
+  a.v16 = !plan.fp8_v;
+  a.v_tiles = plan.v_tma ? nullptr : region<uint8_t>(workspace, layout.v_tiles);  // none: the kernel reads V
   if (plan.fp8_v) {
     a.stats = region<float>(workspace, layout.v_stats);
     a.v_scale = region<float>(workspace, layout.v_scale);
@@ -243,7 +244,11 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
   args.v_tiles = v.v_tiles;
   args.v_scale = v.v_scale;
   args.v_mean = v.v_mean;
-  return launch_attention_sm90(args, dtype, p.is_causal != 0, plan.v16_tiles, stream);
+  if (plan.v_tma) {
+    const cudaError_t map_err = encode_v_tensor_map(p, args.v_map);
+    if (map_err != cudaSuccess) return map_err;
+  }
+  return launch_attention_sm90(args, dtype, p.is_causal != 0, !plan.fp8_v, stream);
 #else
   return cudaErrorInvalidDeviceFunction;  // make_plan never selects a kernel this build lacks
 #endif

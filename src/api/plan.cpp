@@ -1,5 +1,6 @@
 #include "api/plan.h"
 
+#include "api/tensor_map.h"
 #include "common/tile_codes.h"
 #include "common/tiling.h"
 
@@ -14,6 +15,11 @@ bool has_sm90_kernels() {
 }
 
 namespace {
+
+// AUTO's 16-bit P.V on sm90 up to this many query rows (dense calls whose V a tensor map can read).
+// H200, hd128, B4 H32, one run, TOPS 16-bit / FP8 P.V: non-causal 1K 312/234, 2K 445/375, 4K 540/510,
+// 8K 581/606, 16K 606/679; causal 1K 171/136, 2K 293/259, 4K 400/394, 8K 484/517.
+constexpr int kAutoPv16MaxSeqlenQ = 4096;
 
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
 // B200/B300: 163-227 KB); sm86, sm89, sm120 and sm121 allow 99-101 KB.
@@ -51,11 +57,15 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   }
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 would be zero-padded to 128 on the sm90 kernel (twice the tensor work); they
-    // stay on the sm80 kernel, which has a native 64 instantiation.
+    // stay on the sm80 kernel, which has a native 64 instantiation. On sm90, AUTO takes the 16-bit
+    // P.V where it is the faster of the two: it needs no V pass when a tensor map reads V, which
+    // outweighs its slower P.V while each V token serves few query blocks (docs/performance.md).
     const bool sm90 = sm90_possible && padded_head_dim(p.head_dim) == 128;
-    kernel = !sm90                                 ? SAGEATTN_KERNEL_SM80_MMA
-             : kernel == SAGEATTN_KERNEL_AUTO_PV16 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16
-                                                   : SAGEATTN_KERNEL_SM90_WGMMA;
+    const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 ||
+                      (p.seqlen_q <= kAutoPv16MaxSeqlenQ && v_tensor_map_possible(p));
+    kernel = !sm90  ? SAGEATTN_KERNEL_SM80_MMA
+             : pv16 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16
+                    : SAGEATTN_KERNEL_SM90_WGMMA;
   }
   plan = Plan{};
   plan.kernel = kernel;
@@ -65,7 +75,8 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
     plan.k_blocks = 2 * plan.v_tiles;
     plan.fp8_v = kernel == SAGEATTN_KERNEL_SM90_WGMMA;
-    plan.v16_tiles = !plan.fp8_v;
+    plan.v_tma = !plan.fp8_v && v_tensor_map_possible(p);
+    plan.v16_tiles = !plan.fp8_v && !plan.v_tma;
   } else {
     plan.padded_head_dim = padded_head_dim(p.head_dim);
     plan.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));

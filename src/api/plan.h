@@ -14,7 +14,9 @@ struct Plan {
   int q_blocks = 0;           // 128-row Q blocks
   int k_blocks = 0;           // 64-token K quantization blocks (even on sm90: 128-token tiles)
   bool fp8_v = false;         // V is quantized to FP8 tiles (sm90)
-  bool v16_tiles = false;     // V is copied into 16-bit tiles (sm90 with 16-bit P.V)
+  bool v16_tiles = false;     // V is copied into 16-bit tiles (sm90 with 16-bit P.V, packed or
+                              // with strides a tensor map cannot describe)
+  bool v_tma = false;         // sm90 with 16-bit P.V: the kernel reads V itself (tensor_map.h)
   int v_tiles = 0;            // 128-token V tiles (either kind)
   // Masks (docs/design/masks.md): the mask pass runs when an element mask is given and writes one
   // code per (code_batch, code_heads, q_blocks, mask_kv_blocks); a dimension both masks broadcast

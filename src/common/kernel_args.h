@@ -65,12 +65,20 @@ struct QuantizeVArgs {
   bool smooth_v;
   int stat_chunks, stat_chunk_tokens;
 
-  bool v16;          // 16-bit tiles instead of E4M3 ones
+  bool v16;          // 16-bit tiles instead of E4M3 ones (and no V statistics)
   float* stats;      // [B, Hkv, stat_chunks, 3 (sum, max, min), 128]; FP8 only
-  uint8_t* v_tiles;  // [B, Hkv, tiles, 128 * 128] E4M3, or [B, Hkv, tiles, 2 panels, 128 * 64] 16-bit
+  // [B, Hkv, tiles, 128 * 128] E4M3, or [B, Hkv, tiles, 2 panels, 128 * 64] 16-bit; NULL: no V
+  // work at all (16-bit P.V reading V with a tensor map)
+  uint8_t* v_tiles;
   float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
   float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
   Packing packing;
+};
+
+// The bytes of a CUtensorMap (TMA descriptor, 128 bytes, aligned as cuda.h declares it), opaque so that
+// kernel code needs no driver header; src/api/tensor_map.cpp fills it.
+struct alignas(128) TensorMap {
+  unsigned long long opaque[16];
 };
 
 struct AttentionArgs {
@@ -83,8 +91,9 @@ struct AttentionArgs {
   void* out;
   int64_t out_stride_batch, out_stride_head, out_stride_token;
   // sm90 only: the V tiles (E4M3 or 16-bit, QuantizeVArgs) and, for E4M3, the per-channel scale
-  // and mean.
+  // and mean. 16-bit P.V of a dense call without v_tiles: V is read with v_map instead.
   const uint8_t* v_tiles;
+  TensorMap v_map;  // p.v as [head_dim, seqlen_kv, heads_kv, batch], box 64 x 128 (tensor_map.h)
   const float* v_scale;
   const float* v_mean;
   float* lse;                   // NULL when not wanted

@@ -52,6 +52,19 @@ __device__ __forceinline__ void bulk_copy_global_to_shared(uint32_t smem_dst, co
       : "memory");
 }
 
+// Loads one box of a 4-D tensor map (TMA, sm90) into shared memory, coordinates innermost first
+// (elements; out-of-bounds elements arrive as zeros); completion is counted on `bar`'s transaction
+// count like bulk_copy_global_to_shared. `tensor_map` is the generic address of a CUtensorMap in
+// kernel parameter space (a __grid_constant__ parameter) or global memory.
+__device__ __forceinline__ void tma_load_4d(uint32_t smem_dst, const void* tensor_map, int c0, int c1, int c2, int c3,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(smem_dst),
+      "l"(tensor_map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+}
+
 }  // namespace sageattn::ptx
 
 namespace sageattn::ptx {

@@ -68,7 +68,8 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
-  const int64_t blocks = qk_items(qk) + static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
+  const int64_t v_blocks = v.v_tiles == nullptr ? 0 : static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
+  const int64_t blocks = qk_items(qk) + v_blocks;
   auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
   kernel<<<static_cast<unsigned>(blocks), kQuantizeThreads, 0, stream>>>(qk, v);
   return cudaGetLastError();

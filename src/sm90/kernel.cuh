@@ -122,6 +122,10 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
     }
     ++local_item;
     const int tiles = rows.keys.tiles;
+    // 16-bit V of a dense call without tiles: two TMA loads per tile from the caller's tensor (its
+    // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
+    const bool v_map = kVTileBytes == 2 * kTileBytes && is_v && a.v_tiles == nullptr;
+    const int kv_head = w.head / (a.heads_q / a.heads_kv);
     const char* src = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
     const int tile_bytes = is_v ? kVTileBytes : kTileBytes;
     src += rows.k_row0 * (tile_bytes / kKeyTile);  // K rows: 128 bytes per token; V tiles: 128 or 256
@@ -132,6 +136,13 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
       const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
       ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile_counter) ^ 1u);
       ptx::mbarrier_arrive_expect_tx(full, tile_bytes);
+      if constexpr (kVTileBytes == 2 * kTileBytes) {  // 16-bit V: two panels of 64 channels x 128 tokens
+        if (v_map) {
+          ptx::tma_load_4d(sh.v(s), &a.v_map, 0, tile * kKeyTile, kv_head, w.batch, full);
+          ptx::tma_load_4d(sh.v(s) + kTileBytes, &a.v_map, 64, tile * kKeyTile, kv_head, w.batch, full);
+          continue;
+        }
+      }
       ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * tile_bytes,
                                       tile_bytes, full);
     }
@@ -334,8 +345,10 @@ enum ElementMask : int {
 // packed sequences (varlen), whose offsets and lengths come from device memory; apart because the
 // per-item values held in registers cost the dense causal kernel 1-2.5 % (H200, 4K and 16K).
 // kPv16: the P.V precision (PvTraits).
+// The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
+// its parameter-space address.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
-__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const AttentionArgs a) {
+__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
   using Pv = PvTraits<kPv16>;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   extern __shared__ __align__(1024) unsigned char shared_raw[];

@@ -355,16 +355,43 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
   const size_t fp8_v = 2 * 1 * 3 * 128 * 128;
   const size_t extra_k_rows = 2 * 1 * 64 * 128;
   EXPECT_GE(sm90, sm80 + fp8_v + extra_k_rows);
-  // The 16-bit P.V keeps V in 32 KB tiles and needs no V statistics, scales or means.
+  // The 16-bit P.V reads V with a tensor map: no V tiles, statistics, scales or means ...
   p.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
   const size_t sm90_pv16 = workspace_bytes(p);
-  EXPECT_GE(sm90_pv16, sm80 + 2 * fp8_v + extra_k_rows);
-  EXPECT_LE(sm90_pv16, sm80 + 2 * fp8_v + extra_k_rows + 4 * 256);  // plus region alignment and K scales
-  // AUTO on sm90 picks the wgmma kernel at head dim 128, AUTO_PV16 its 16-bit variant ...
+  EXPECT_GE(sm90_pv16, sm80 + extra_k_rows);
+  EXPECT_LE(sm90_pv16, sm80 + extra_k_rows + 256);  // plus the padding block's K scales (one region)
+  // ... unless V's strides rule the map out (a head dimension broadcast with stride 0): then the
+  // pre-pass copies V into 32 KB tiles, twice the FP8 ones.
+  {
+    sageattn_params broadcast = p;
+    broadcast.heads_kv = 2;
+    broadcast.v.stride_head = 0;
+    sageattn_params plain = broadcast;
+    plain.v.stride_head = broadcast.v.stride_token * broadcast.seqlen_kv;
+    const size_t without_map = workspace_bytes(broadcast);
+    EXPECT_EQ(without_map, workspace_bytes(plain) + 2 * 2 * 3 * 128 * 128 * 2) << "2 batches x 2 heads x 3 tiles";
+  }
+  // AUTO on sm90 picks the 16-bit variant at head dim 128 up to 4096 query rows, AUTO_PV16 always ...
   p.kernel = SAGEATTN_KERNEL_AUTO;
-  EXPECT_EQ(workspace_bytes(p), sm90);
+  EXPECT_EQ(workspace_bytes(p), sm90_pv16);
   p.kernel = SAGEATTN_KERNEL_AUTO_PV16;
   EXPECT_EQ(workspace_bytes(p), sm90_pv16);
+  {
+    sageattn_params long_q = p;
+    long_q.seqlen_q = 4097;
+    long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+    const size_t fp8 = workspace_bytes(long_q);
+    long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+    const size_t pv16 = workspace_bytes(long_q);
+    ASSERT_NE(fp8, pv16);
+    long_q.kernel = SAGEATTN_KERNEL_AUTO;
+    EXPECT_EQ(workspace_bytes(long_q), fp8) << "AUTO above 4096 query rows: FP8 P.V";
+    long_q.seqlen_q = 4096;
+    long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+    const size_t pv16_4096 = workspace_bytes(long_q);
+    long_q.kernel = SAGEATTN_KERNEL_AUTO;
+    EXPECT_EQ(workspace_bytes(long_q), pv16_4096) << "AUTO at 4096 query rows: 16-bit P.V";
+  }
   // ... and on sm80 both pick the mma.sync one.
   p.sm_arch = 80;
   EXPECT_EQ(workspace_bytes(p), sm80);

@@ -76,16 +76,23 @@ def sm90_available(library):
     return torch.cuda.get_device_capability() == (9, 0) and "90a" in library.compiled_archs
 
 
-def kernel_used(kernel, library, head_dim):
+# "auto" runs the 16-bit P.V on sm90 up to this many query rows (src/api/plan.cpp).
+AUTO_PV16_MAX_SEQLEN_Q = 4096
+
+
+def kernel_used(kernel, library, head_dim, seqlen_q, packed=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
-    does: sm90_wgmma (sm90_wgmma_pv16) on compute capability 9.0 with a 90a build for head dims
-    65..128 (padded to 128), else sm80_mma (head dims <= 64 would be padded to 128 on the sm90
-    kernel, which stops at 128)."""
+    does: on compute capability 9.0 with a 90a build for head dims 65..128 (padded to 128)
+    sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls with at most 4096 query rows and V views
+    with nonzero strides) or sm90_wgmma, else sm80_mma (head dims <= 64 would be padded to 128 on
+    the sm90 kernel, which stops at 128)."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
     if not (sm90_available(library) and 64 < head_dim <= 128):
         return "sm80_mma"
-    return "sm90_wgmma" if kernel == "auto" else "sm90_wgmma_pv16"
+    if kernel == "auto_pv16" or (not packed and seqlen_q <= AUTO_PV16_MAX_SEQLEN_Q):
+        return "sm90_wgmma_pv16"
+    return "sm90_wgmma"
 
 
 def emulated(q, k, v, layout="HND", kernel="sm80_mma", **kw):

@@ -30,10 +30,10 @@ WORLD = 2
 # Split vs whole-sequence call. 16-bit P.V: both round nearly alike. FP8 P.V: each ring step rounds
 # P~ against its own shard's row maximum and quantizes V per shard, so the two results carry
 # independent E4M3 noise of ~3.9e-2 each (Ulysses computes every head exactly as the single call).
-MAX_REL_L1_VS_SINGLE = {"sm80_mma": 1e-2, "sm90_wgmma": 6e-2}
+MAX_REL_L1_VS_SINGLE = {"sm80_mma": 1e-2, "sm90_wgmma": 6e-2, "sm90_wgmma_pv16": 1e-2}
 # The kernel's relative L1 on Gaussian inputs: ~1.1e-2 with 16-bit P.V (sm80_mma), ~3.9e-2 with
 # FP8 P.V (sm90_wgmma, what "auto" runs at head dim > 64 on Hopper; measured 3.85e-2 here).
-MAX_REL_L1_VS_FLOAT64 = {"sm80_mma": 2.5e-2, "sm90_wgmma": 5e-2}
+MAX_REL_L1_VS_FLOAT64 = {"sm80_mma": 2.5e-2, "sm90_wgmma": 5e-2, "sm90_wgmma_pv16": 2.5e-2}
 MAX_WORSE_THAN_SINGLE = 1.25        # split error <= this x whole-sequence error + half an output ulp:
 # ring attention rounds each partial output to the model dtype before merging them, so where
 # rounding dominates (bf16 on realistic inputs) its output carries up to two roundings instead of one.
@@ -117,7 +117,7 @@ def test_split_sequence_matches_single_gpu(shard_results, name, library):
     vs_single = rel_l1(split_out, single_out)
     split_err, single_err = rel_l1(split_out, ref_out), rel_l1(single_out, ref_out)
     summary = f"rel L1: split vs single {vs_single:.2e}, split vs f64 {split_err:.2e}, single vs f64 {single_err:.2e}"
-    kernel = kernel_used("auto", library, q.shape[-1])
+    kernel = kernel_used("auto", library, q.shape[-1], q.shape[2])
     assert vs_single <= MAX_REL_L1_VS_SINGLE[kernel], summary
     bound = MAX_REL_L1_VS_FLOAT64[kernel]
     assert single_err <= bound and split_err <= bound, summary

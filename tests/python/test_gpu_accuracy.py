@@ -120,6 +120,19 @@ def test_outlier_large_is_finite_and_close(kernel):
     assert err <= 1e-1
 
 
+def test_broadcast_v_heads(kernel):
+    """V expanded over its heads (stride 0): the 16-bit P.V kernel cannot describe it with a tensor
+    map and takes the pre-pass copy instead (src/api/tensor_map.h); every kernel must give the
+    result of the same values materialized. 300 keys: a partial last tile."""
+    q, k, v = make_inputs("k_bias", (2, 4, 200, 128), (2, 2, 300, 128), seed=12)
+    v_broadcast = v[:, :1].expand(2, 2, 300, 128)
+    assert v_broadcast.stride(1) == 0
+    out = sageattn(q, k, v_broadcast, kernel=kernel)
+    same = sageattn(q, k, v_broadcast.contiguous(), kernel=kernel)
+    torch.testing.assert_close(out, same, rtol=0, atol=0)
+    check_call(q, k, v_broadcast.contiguous(), kernel, what="broadcast V heads (materialized)")
+
+
 ODD_LENGTHS = [1, 7, 63, 65, 127, 129, 1000, 1023, 3001]
 
 

@@ -70,7 +70,7 @@ def test_compat_functions_are_sageattn_calls(name, kernel, extra, layout, head_d
         qk_quant_gran=gran)
     same_result(out, expected_out)
     same_result(lse, expected_lse)
-    check_against_emulation(out, lse, q, k, v, kernel_used(kernel, library, head_dim), layout, is_causal=True,
+    check_against_emulation(out, lse, q, k, v, kernel_used(kernel, library, head_dim, 333), layout, is_causal=True,
                             sm_scale=0.1, qk_quant_gran=gran, what=f"{name} {layout} d={head_dim}")
 
 
@@ -97,7 +97,7 @@ def test_smooth_v(name, dtype, q_len, kv_len, heads, library):
                           dtype=dtype, seed=q_len)
     v = v + (8 * torch.randn(1, heads[1], 1, head_dim, device="cuda")).to(dtype)  # a strong V bias
     out, lse = getattr(compat, name)(q, k, v, is_causal=True, smooth_v=True, return_lse=True)
-    kernel = kernel_used("auto_pv16" if "pv_fp16" in name else "auto", library, head_dim)
+    kernel = kernel_used("auto_pv16" if "pv_fp16" in name else "auto", library, head_dim, q_len)
     ref, ref_lse = exact(q, k, v, is_causal=True)
     # The tolerance: the emulation of what the wrapper runs (the kernel on V minus its channel
     # mean, rounded to dtype; the mean added back after) plus its two roundings to dtype, of the
@@ -153,7 +153,7 @@ def test_varlen_matches_block_diagonal_attention(dtype, is_causal, seed, kernel,
     out = sageattn_varlen(q, k, v, cu_q, cu_k, max(lengths_q), max(lengths_k), is_causal=is_causal, kernel=kernel)
     ref = exact_reference.varlen_attention(q, k, v, cu_q.tolist(), cu_k.tolist(), is_causal)
     assert out.shape == q.shape and out.dtype == dtype and torch.isfinite(out).all()
-    kernel = kernel_used(kernel, library, head_dim)
+    kernel = kernel_used(kernel, library, head_dim, max(lengths_q), packed=True)
     emul = varlen_emulated(q, k, v, cu_q.tolist(), cu_k.tolist(), is_causal, kernel)
     assert_global_oracle(out, ref, emul, dtype, what=f"[{kernel}] varlen {lengths_q} {lengths_k}")
     for s in range(batch):
@@ -180,7 +180,7 @@ def test_patched_sdpa_keeps_sdpa_semantics(q_len, kv_len, is_causal, routed, lib
         out = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
     assert stats.routed == int(routed) and stats.total == 1
     if routed:
-        bound = REL_L1_BIASED[kernel_used("auto", library, q.shape[-1])]
+        bound = REL_L1_BIASED[kernel_used("auto", library, q.shape[-1], q.shape[2])]
         assert rel_l1(out, top_left_reference(q, k, v, is_causal)) < bound
     else:
         assert torch.equal(out, expected_sdpa) and stats.fallbacks == {"causal_top_left": 1}
@@ -195,7 +195,7 @@ def test_patched_sdpa_routes_masks_when_asked(library):
         routed_bool = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         routed_bias = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     assert stats.as_dict() == {"routed": 2, "fallbacks": {}, "total": 2}
-    bound = REL_L1_BIASED[kernel_used("auto", library, q.shape[-1])]
+    bound = REL_L1_BIASED[kernel_used("auto", library, q.shape[-1], q.shape[2])]
     for out, mask in ((routed_bool, keep), (routed_bias, bias)):
         assert rel_l1(out, exact(q, k, v, attn_mask=mask)[0]) < bound
         assert torch.all(out[0, :, 7] == 0)
@@ -210,6 +210,6 @@ def test_patched_sdpa_gqa_and_fallbacks_on_the_gpu(library):
         fp32 = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), enable_gqa=True)
     assert stats.as_dict() == {"routed": 1, "fallbacks": {"attn_mask": 1, "dtype": 1}, "total": 3}
     reference = exact(q, k, v)[0]
-    assert rel_l1(gqa, reference) < REL_L1_BIASED[kernel_used("auto", library, q.shape[-1])]
+    assert rel_l1(gqa, reference) < REL_L1_BIASED[kernel_used("auto", library, q.shape[-1], q.shape[2])]
     assert torch.equal(masked, F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True))
     assert fp32.dtype == torch.float32

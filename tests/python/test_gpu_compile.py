@@ -20,8 +20,9 @@ from gpu_helpers import make_inputs
 
 pytestmark = pytest.mark.gpu
 
-# NHD, GQA, odd lengths. Head dim 64 runs the 16-bit P.V kernel everywhere; 128 runs, on Hopper, the
-# FP8 P.V kernel wherever "auto" is the kernel (sageattn, the fp8_cuda_sm90 function, patched SDPA).
+# NHD, GQA, odd lengths. Head dim 64 runs the sm80 kernel everywhere; 128 runs, on Hopper, the wgmma
+# kernel wherever "auto" is the kernel (sageattn, the fp8_cuda_sm90 function, patched SDPA): at these
+# lengths its 16-bit P.V variant (src/api/plan.cpp).
 HEAD_DIMS = [64, 128]
 
 

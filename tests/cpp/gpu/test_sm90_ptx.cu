@@ -1,6 +1,6 @@
 // The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
 // operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy + mbarrier
-// round trip, the E4M3 pack, and the exact int -> float and polynomial exp2 helpers. A failure
+// round trip, a TMA box load (swizzle, zero fill), the E4M3 pack, and the exact int -> float and polynomial exp2 helpers. A failure
 // here names the broken piece; the end-to-end GPU suite only says "the output is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
 #include <cuda_runtime.h>
@@ -19,6 +19,7 @@
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
+#include "api/tensor_map.h"
 #include "reference/reference.h"
 
 namespace {
@@ -277,7 +278,10 @@ TEST(Sm90Ptx, WgmmaBf16RegisterAMatchesHostProduct) {
 
 // ---- bulk copy + mbarrier: 16 KB global -> shared -> global ---------------------------------------
 
-__global__ void bulk_copy_kernel(const uint8_t* src, uint8_t* dst) {
+// One 16 KB asynchronous copy into shared memory that completes on an mbarrier (`issue(smem, bar)`,
+// run by thread 0, starts it), then the tile copied out to `dst` as it landed.
+template <typename Issue>
+__device__ void async_tile_to_global(uint8_t* dst, Issue issue) {
   __shared__ __align__(1024) uint8_t smem[kTile];
   __shared__ __align__(8) uint64_t barrier;
   const uint32_t bar = sageattn::ptx::shared_address(&barrier);
@@ -288,10 +292,16 @@ __global__ void bulk_copy_kernel(const uint8_t* src, uint8_t* dst) {
   __syncthreads();
   if (threadIdx.x == 0) {
     sageattn::ptx::mbarrier_arrive_expect_tx(bar, kTile);
-    sageattn::ptx::bulk_copy_global_to_shared(sageattn::ptx::shared_address(smem), src, kTile, bar);
+    issue(sageattn::ptx::shared_address(smem), bar);
   }
   sageattn::ptx::mbarrier_wait(bar, 0);
   for (int i = threadIdx.x; i < kTile; i += blockDim.x) dst[i] = smem[i];
+}
+
+__global__ void bulk_copy_kernel(const uint8_t* src, uint8_t* dst) {
+  async_tile_to_global(dst, [&](uint32_t smem, uint32_t bar) {
+    sageattn::ptx::bulk_copy_global_to_shared(smem, src, kTile, bar);
+  });
 }
 
 TEST(Sm90Ptx, BulkCopyLandsEveryByte) {
@@ -308,6 +318,57 @@ TEST(Sm90Ptx, BulkCopyLandsEveryByte) {
   std::vector<uint8_t> dst(kTile);
   CUDA_OK(cudaMemcpy(dst.data(), ddst.ptr, kTile, cudaMemcpyDeviceToHost));
   EXPECT_EQ(std::memcmp(src.data(), dst.data(), kTile), 0);
+}
+
+// ---- TMA: one 64 x 128 box of a 4-D tensor map, 128-byte swizzled, zeros out of bounds -------------
+
+__global__ void tma_box_kernel(const __grid_constant__ sageattn::TensorMap map, int c0, int c1, int c2, int c3,
+                               uint8_t* dst) {
+  async_tile_to_global(dst, [&](uint32_t smem, uint32_t bar) {
+    sageattn::ptx::tma_load_4d(smem, &map, c0, c1, c2, c3, bar);
+  });
+}
+
+TEST(Sm90Ptx, TmaBoxIsSwizzledAndZeroFilled) {
+  REQUIRE_SM90();
+  // V as the kernel maps it, [head_dim, tokens, heads, batch] innermost first, from an NHD tensor
+  // [batch][tokens][heads][head_dim] (strides not monotonic), head_dim 40 < the box's 64 channels
+  // and 100 tokens < 128: the box's missing channels and tokens must arrive as zeros.
+  constexpr int kDim = 40, kTokens = 100, kHeads = 3, kBatch = 2;
+  std::vector<uint16_t> v(static_cast<size_t>(kBatch) * kTokens * kHeads * kDim);
+  std::mt19937 rng(6);
+  for (auto& x : v) x = static_cast<uint16_t>(rng() | 1u);  // nonzero bit patterns
+  DeviceBuffer<uint16_t> dv(v.size());
+  DeviceBuffer<uint8_t> dout(kTile);
+  CUDA_OK(cudaMemcpy(dv.ptr, v.data(), v.size() * sizeof(uint16_t), cudaMemcpyHostToDevice));
+  const uint64_t dims[4] = {kDim, kTokens, kHeads, kBatch};
+  const uint64_t strides[3] = {kHeads * kDim * 2, kDim * 2, uint64_t{kTokens} * kHeads * kDim * 2};
+  const uint32_t box[4] = {64, 128, 1, 1};
+  sageattn::TensorMap map{};
+  CUDA_OK(sageattn::encode_tensor_map_4d(map, dv.ptr, SAGEATTN_DTYPE_FP16, dims, strides, box));
+  for (const int c0 : {0, 64}) {
+    for (const int c1 : {0, 64}) {
+      const int head = 2, batch = 1;
+      CUDA_OK(cudaMemset(dout.ptr, 0xff, kTile));  // poison
+      tma_box_kernel<<<1, 128>>>(map, c0, c1, head, batch, dout.ptr);
+      CUDA_OK(cudaGetLastError());
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<uint8_t> out(kTile);
+      CUDA_OK(cudaMemcpy(out.data(), dout.ptr, kTile, cudaMemcpyDeviceToHost));
+      int bad = 0;
+      for (int row = 0; row < 128; ++row)
+        for (int ch = 0; ch < 64; ++ch) {
+          const int token = c1 + row, channel = c0 + ch;
+          const uint16_t want = token < kTokens && channel < kDim
+                                    ? v[((static_cast<size_t>(batch) * kTokens + token) * kHeads + head) * kDim + channel]
+                                    : 0;
+          uint16_t got;
+          std::memcpy(&got, out.data() + swizzled(row, 2 * ch), 2);
+          bad += got != want;
+        }
+      EXPECT_EQ(bad, 0) << "box at channel " << c0 << ", token " << c1 << " (of 8192 elements)";
+    }
+  }
 }
 
 // ---- element conversions ------------------------------------------------------------------------
