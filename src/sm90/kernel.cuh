@@ -1,4 +1,4 @@
-// The sm90a attention kernel: INT8 Q.K^T and FP8 P.V on wgmma, warp-specialized.
+// The sm90a attention kernel: INT8 Q.K^T and FP8 (or, kPv16, 16-bit) P.V on wgmma, warp-specialized.
 // docs/design/sm90_kernel.md explains the structure; in short, a CTA of three warpgroups runs work
 // items (128-row Q block, head, batch): one item per CTA by default, several with
 // SAGEATTN_SM90_PERSISTENT:
@@ -10,6 +10,8 @@
 //    maximum -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
 //    O_tile = P~.V~ (4 x m64n128k32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
 //    two-level accumulation: the tensor core's FP8 accumulator only sums one tile).
+// kPv16 (the accurate mode, PvTraits): P = 2^(x - m) in the input dtype, 8 x m64n128k16 with V
+// MN-major, accumulated straight into O; V of dense calls comes by TMA from the caller's tensor.
 // Tiles a mask removes entirely (common/mask.cuh) are neither loaded nor computed.
 #pragma once
 #include <cmath>
