@@ -76,9 +76,11 @@ typedef enum sageattn_qk_granularity {
 } sageattn_qk_granularity;
 
 typedef enum sageattn_kernel {
-  /* Best kernel for the device and call: on sm90 (builds with 90a, head dims 65..128)
+  /* Best kernel for the device and call: on sm90 (builds with 90a) at head dims 65..128
      SM90_WGMMA_PV16 for dense calls with seqlen_q <= 4096 whose V a TMA tensor map can describe
-     (faster there, and more accurate), SM90_WGMMA otherwise; SM80_MMA on other GPUs and head dims. */
+     (faster there, and more accurate), SM90_WGMMA otherwise; at head dims <= 64 SM90_WGMMA from
+     seqlen_q > 4096 on (padded to 128, still faster there), SM80_MMA below; SM80_MMA on other
+     GPUs and at head dims above 128. */
   SAGEATTN_KERNEL_AUTO = 0,
   SAGEATTN_KERNEL_SM80_MMA = 1,  /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
   /* INT8 Q.K^T + FP8 (E4M3) P.V with wgmma, warp-specialized; sm90 (Hopper) only, and only in
@@ -92,8 +94,8 @@ typedef enum sageattn_kernel {
      cannot describe (a stride of 0) copy V into workspace tiles twice the size of the FP8 ones
      (docs/accuracy.md, docs/performance.md). Same requirements as SM90_WGMMA. */
   SAGEATTN_KERNEL_SM90_WGMMA_PV16 = 3,
-  /* The fastest kernel with a 16-bit P.V: SM90_WGMMA_PV16 where AUTO would pick SM90_WGMMA, else
-     SM80_MMA (what AUTO picks there too). */
+  /* The fastest kernel with a 16-bit P.V: SM90_WGMMA_PV16 wherever AUTO would pick an sm90 kernel,
+     else SM80_MMA (what AUTO picks there too). */
   SAGEATTN_KERNEL_AUTO_PV16 = 4
 } sageattn_kernel;
 

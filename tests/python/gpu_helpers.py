@@ -82,13 +82,14 @@ AUTO_PV16_MAX_SEQLEN_Q = 4096
 
 def kernel_used(kernel, library, head_dim, seqlen_q, packed=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
-    does: on compute capability 9.0 with a 90a build for head dims 65..128 (padded to 128)
-    sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls with at most 4096 query rows and V views
-    with nonzero strides) or sm90_wgmma, else sm80_mma (head dims <= 64 would be padded to 128 on
-    the sm90 kernel, which stops at 128)."""
+    does: on compute capability 9.0 with a 90a build, for head dims 65..128 and for head dims <= 64
+    above 4096 query rows (padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls
+    with at most 4096 query rows and V views with nonzero strides) or sm90_wgmma; else sm80_mma
+    (the sm90 kernel stops at head dim 128)."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
-    if not (sm90_available(library) and 64 < head_dim <= 128):
+    long_enough = head_dim > 64 or seqlen_q > AUTO_PV16_MAX_SEQLEN_Q
+    if not (sm90_available(library) and head_dim <= 128 and long_enough):
         return "sm80_mma"
     if kernel == "auto_pv16" or (not packed and seqlen_q <= AUTO_PV16_MAX_SEQLEN_Q):
         return "sm90_wgmma_pv16"
