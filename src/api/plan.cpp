@@ -20,9 +20,10 @@ namespace {
 // H200, hd128, B4 H32, one run, TOPS 16-bit / FP8 P.V: non-causal 1K 312/234, 2K 445/375, 4K 540/510,
 // 8K 581/606, 16K 606/679; causal 1K 171/136, 2K 293/259, 4K 400/394, 8K 484/517.
 constexpr int kAutoPv16MaxSeqlenQ = 4096;
-// Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows on. H100,
-// hd64, B4 H32, one run, TOPS sm80 / sm90 FP8 P.V: non-causal 4K 253.5 / 278.2, 8K 269.0 / 327.7,
-// 16K 284.1 / 355.8; causal 4K 220.4 / 215.7, 8K 249.0 / 275.0, 16K 266.4 / 329.4.
+// Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows and keys
+// on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run, TOPS
+// sm80 / sm90 FP8 P.V: non-causal 4K 253.5 / 278.2, 8K 269.0 / 327.7, 16K 284.1 / 355.8; causal 4K
+// 220.4 / 215.7, 8K 249.0 / 275.0, 16K 266.4 / 329.4.
 constexpr int kAutoSm90MinSeqlenQHd64 = kAutoPv16MaxSeqlenQ + 1;
 
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
@@ -61,12 +62,14 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   }
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 are zero-padded to 128 on the sm90 kernel (twice the tensor work): they run
-    // the sm80 kernel's native 64 instantiation unless the sequence is long enough for the sm90
-    // kernel to win anyway (kAutoSm90MinSeqlenQHd64). On sm90, AUTO takes the 16-bit P.V where it
+    // the sm80 kernel's native 64 instantiation unless queries and keys are long enough for the
+    // sm90 kernel to win anyway (kAutoSm90MinSeqlenQHd64). On sm90, AUTO takes the 16-bit P.V where it
     // is the faster of the two: it needs no V pass when a tensor map reads V, which outweighs its
     // slower P.V while each V token serves few query blocks (docs/performance.md).
     const int padded = padded_head_dim(p.head_dim);
-    const bool sm90 = sm90_possible && (padded == 128 || (padded == 64 && p.seqlen_q >= kAutoSm90MinSeqlenQHd64));
+    const bool long_hd64 = padded == 64 && p.seqlen_q >= kAutoSm90MinSeqlenQHd64 &&
+                           p.seqlen_kv >= kAutoSm90MinSeqlenQHd64;
+    const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
     const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 ||
                       (p.seqlen_q <= kAutoPv16MaxSeqlenQ && v_tensor_map_possible(p));
     kernel = !sm90  ? SAGEATTN_KERNEL_SM80_MMA

@@ -392,18 +392,21 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
     EXPECT_EQ(workspace_bytes(long_q), pv16_4096) << "AUTO at 4096 query rows: 16-bit P.V";
   }
-  // Head dim 64: the sm80 kernel's native 64 up to 4096 query rows, the sm90 kernel (FP8 P.V, rows
-  // padded to 128) above.
+  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both exceed 4096, then the
+  // sm90 kernel (FP8 P.V, rows padded to 128).
   {
     sageattn_params hd64 = p;
     hd64.head_dim = 64;
-    for (int seqlen_q : {100, 4096, 4097}) {
-      hd64.seqlen_q = seqlen_q;
-      hd64.kernel = seqlen_q > 4096 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
-      const size_t expected = workspace_bytes(hd64);
-      hd64.kernel = SAGEATTN_KERNEL_AUTO;
-      EXPECT_EQ(workspace_bytes(hd64), expected) << "AUTO at head dim 64, seqlen_q " << seqlen_q;
-    }
+    for (int seqlen_q : {100, 4096, 4097})
+      for (int seqlen_kv : {300, 4096, 5000}) {
+        hd64.seqlen_q = seqlen_q;
+        hd64.seqlen_kv = seqlen_kv;
+        const bool sm90 = seqlen_q > 4096 && seqlen_kv > 4096;
+        hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
+        const size_t expected = workspace_bytes(hd64);
+        hd64.kernel = SAGEATTN_KERNEL_AUTO;
+        EXPECT_EQ(workspace_bytes(hd64), expected) << "AUTO at head dim 64, " << seqlen_q << " x " << seqlen_kv;
+      }
   }
   // ... and on sm80 both pick the mma.sync one.
   p.sm_arch = 80;

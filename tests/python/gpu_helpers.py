@@ -80,15 +80,16 @@ def sm90_available(library):
 AUTO_PV16_MAX_SEQLEN_Q = 4096
 
 
-def kernel_used(kernel, library, head_dim, seqlen_q, packed=False):
+def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
     does: on compute capability 9.0 with a 90a build, for head dims 65..128 and for head dims <= 64
-    above 4096 query rows (padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls
+    above 4096 query rows and keys (seqlen_kv: seqlen_q if not given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls
     with at most 4096 query rows and V views with nonzero strides) or sm90_wgmma; else sm80_mma
     (the sm90 kernel stops at head dim 128)."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
-    long_enough = head_dim > 64 or seqlen_q > AUTO_PV16_MAX_SEQLEN_Q
+    seqlen_kv = seqlen_q if seqlen_kv is None else seqlen_kv
+    long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) > AUTO_PV16_MAX_SEQLEN_Q
     if not (sm90_available(library) and head_dim <= 128 and long_enough):
         return "sm80_mma"
     if kernel == "auto_pv16" or (not packed and seqlen_q <= AUTO_PV16_MAX_SEQLEN_Q):
