@@ -82,6 +82,7 @@ __device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
 // workspace rows of its Q head and of its K/V head (tiles are 128 rows of 128 bytes).
 struct ItemRows {
   bool empty;
+  int kv_head;  // the K/V head of the item's query head (GQA / MQA)
   SequenceSide queries, keys_side;
   KeyRange keys;
   int64_t q_row0, k_row0;
@@ -96,10 +97,10 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
   r.empty = kPacked && q_start >= r.queries.length;  // dense grids end with their last Q block
   const int all_tiles = kPacked ? static_cast<int>(ceil_div(r.keys_side.length, kKeyTile)) : a.k_blocks / 2;
   r.keys = key_range<kCausal, kQRows, kKeyTile>(r.queries.length, r.keys_side.length, all_tiles, q_start);
-  const int kv_head = w.head / (a.heads_q / a.heads_kv);
+  r.kv_head = w.head / (a.heads_q / a.heads_kv);
   r.q_row0 = workspace_row0(packing.cu_q, r.queries, w.batch, w.head, a.heads_q, packing.slots_q,
                             static_cast<int64_t>(a.q_blocks) * kQRows);
-  r.k_row0 = workspace_row0(packing.cu_kv, r.keys_side, w.batch, kv_head, a.heads_kv, packing.slots_kv,
+  r.k_row0 = workspace_row0(packing.cu_kv, r.keys_side, w.batch, r.kv_head, a.heads_kv, packing.slots_kv,
                             static_cast<int64_t>(a.k_blocks / 2) * kKeyTile);
   return r;
 }
@@ -127,10 +128,10 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
     // 16-bit V of a dense call without tiles: two TMA loads per tile from the caller's tensor (its
     // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
     const bool v_map = kVTileBytes == 2 * kTileBytes && is_v && a.v_tiles == nullptr;
-    const int kv_head = w.head / (a.heads_q / a.heads_kv);
-    const char* src = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
+    const char* base = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
     const int tile_bytes = is_v ? kVTileBytes : kTileBytes;
-    src += rows.k_row0 * (tile_bytes / kKeyTile);  // K rows: 128 bytes per token; V tiles: 128 or 256
+    // K rows: 128 bytes per token; V tiles: 128 or 256 (unused, and base NULL, with v_map).
+    const int64_t item_offset = rows.k_row0 * (tile_bytes / kKeyTile);
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
          tile = codes.next_visited<kKeyTile>(tile + 1, tiles), ++tile_counter) {
@@ -140,13 +141,13 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
       ptx::mbarrier_arrive_expect_tx(full, tile_bytes);
       if constexpr (kVTileBytes == 2 * kTileBytes) {  // 16-bit V: two panels of 64 channels x 128 tokens
         if (v_map) {
-          ptx::tma_load_4d(sh.v(s), &a.v_map, 0, tile * kKeyTile, kv_head, w.batch, full);
-          ptx::tma_load_4d(sh.v(s) + kTileBytes, &a.v_map, 64, tile * kKeyTile, kv_head, w.batch, full);
+          ptx::tma_load_4d(sh.v(s), &a.v_map, 0, tile * kKeyTile, rows.kv_head, w.batch, full);
+          ptx::tma_load_4d(sh.v(s) + kTileBytes, &a.v_map, 64, tile * kKeyTile, rows.kv_head, w.batch, full);
           continue;
         }
       }
-      ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s), src + static_cast<int64_t>(tile) * tile_bytes,
-                                      tile_bytes, full);
+      ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s),
+                                      base + item_offset + static_cast<int64_t>(tile) * tile_bytes, tile_bytes, full);
     }
   }
 }
@@ -398,8 +399,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const WorkItem w = work_item<kCausal>(a, index);
     const ItemRows rows = item_rows<kCausal, kPacked>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
-    const int q_block = w.q_block, head = w.head, batch = w.batch;
-    const int kv_head = head / (a.heads_q / a.heads_kv);
+    const int q_block = w.q_block, head = w.head, batch = w.batch, kv_head = rows.kv_head;
     const int q_start = q_block * kQRows;
     const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
