@@ -1,6 +1,10 @@
 // Throughput of the per-score instructions of the sm90 softmax, per SM per clock, on the current
 // GPU. Development tool (not part of the library): which pipe bounds the softmax (ex2 and the
 // E4M3 pack are both suspected to run on the quarter-rate XU pipe).
+// H100 80GB HBM3 (2026-11-26): ex2.approx.ftz 16.0, cvt e4m3x2 23.8, cvt f16x2 31.1, i2f (I2FP.F32.S32)
+// 60.1, ffma 121.3 per SM per clock; ex2.approx.f16x2 7.9 instructions (15.8 results) per SM per
+// clock: on sm_90 it is two MUFU.EX2.F16 and a PRMT (cuobjdump), so packed halves do not double
+// the exponential rate.
 //   nvcc -O3 -std=c++17 -Isrc -gencode=arch=compute_90a,code=sm_90a tools/bench_softmax_ops.cu -o bench_ops
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -14,14 +18,17 @@
 constexpr int kChains = 8;
 constexpr int kIterations = 4096;
 
-enum Kind { kEx2, kE4m3Pack, kF16Pack, kI2F, kFfma, kEx2AndPack };
+enum Kind { kEx2, kE4m3Pack, kF16Pack, kI2F, kFfma, kEx2AndPack, kEx2F16x2, kI2FRn, kHadd2, kE4m3FromF16x2 };
 
 template <int kKind>
 __global__ void __launch_bounds__(256) op_loop(float* sink) {
   float x[kChains];
   uint32_t acc = 0;
+  __half2 h[kChains];
 #pragma unroll
   for (int c = 0; c < kChains; ++c) x[c] = 1e-3f * static_cast<float>(threadIdx.x + c);
+#pragma unroll
+  for (int c = 0; c < kChains; ++c) h[c] = __floats2half2_rn(-x[c], x[c]);
   for (int it = 0; it < kIterations; ++it) {
 #pragma unroll
     for (int c = 0; c < kChains; ++c) {
@@ -34,6 +41,17 @@ __global__ void __launch_bounds__(256) op_loop(float* sink) {
       }
       if constexpr (kKind == kI2F) x[c] += static_cast<float>(static_cast<int>(acc) + c), acc += 1u;
       if constexpr (kKind == kFfma) x[c] = fmaf(x[c], 0.999f, 1e-3f);
+      if constexpr (kKind == kEx2F16x2) h[c] = h2exp2(h[c]);  // two results per instruction
+      if constexpr (kKind == kI2FRn) x[c] += __int2float_rn(static_cast<int>(acc) + c), acc += 1u;
+      if constexpr (kKind == kHadd2) {
+        __half2 h = *reinterpret_cast<__half2*>(&acc);
+        h = __hadd2(h, __float2half2_rn(1e-3f));
+        acc = *reinterpret_cast<uint32_t*>(&h);
+      }
+      if constexpr (kKind == kE4m3FromF16x2) {
+        __half2 h = __floats2half2_rn(x[c], x[c] + 1.f);
+        acc += sageattn::ptx::e4m3x2_from_f16x2(*reinterpret_cast<uint32_t*>(&h)), x[c] += 1e-7f;
+      }
       if constexpr (kKind == kEx2AndPack) {
         x[c] = sageattn::ptx::exp2_approx(x[c]);
         if (c % 2) acc += sageattn::ptx::e4m3x2(x[c - 1], x[c]);
@@ -41,7 +59,7 @@ __global__ void __launch_bounds__(256) op_loop(float* sink) {
     }
   }
   float total = static_cast<float>(acc);
-  for (int c = 0; c < kChains; ++c) total += x[c];
+  for (int c = 0; c < kChains; ++c) total += x[c] + __low2float(h[c]) + __high2float(h[c]);
   if (total == 12345.f) sink[threadIdx.x] = total;
 }
 
@@ -80,5 +98,10 @@ int main() {
   report<kI2F>("i2f (+add)", prop.multiProcessorCount, ghz);
   report<kFfma>("ffma", prop.multiProcessorCount, ghz);
   report<kEx2AndPack>("ex2 + e4m3 per 2", prop.multiProcessorCount, ghz);
+  // The loops below run other instructions besides the one named (see op_loop): compare SASS.
+  report<kEx2F16x2>("ex2.approx.f16x2 (x2)", prop.multiProcessorCount, ghz);
+  report<kI2FRn>("i2f.rn (+add)", prop.multiProcessorCount, ghz);
+  report<kHadd2>("hadd2 (1 chain)", prop.multiProcessorCount, ghz);
+  report<kE4m3FromF16x2>("f16x2 + e4m3x2.f16x2", prop.multiProcessorCount, ghz);
   return 0;
 }

@@ -17,4 +17,11 @@ __device__ __forceinline__ uint32_t e4m3x4(float x0, float x1, float x2, float x
   return static_cast<uint32_t>(e4m3x2(x0, x1)) | (static_cast<uint32_t>(e4m3x2(x2, x3)) << 16);
 }
 
+// Two halves (a packed f16x2, low half first) -> two E4M3 bytes, the low half in the low byte.
+__device__ __forceinline__ uint16_t e4m3x2_from_f16x2(uint32_t halves) {
+  uint16_t packed;
+  asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;\n" : "=h"(packed) : "r"(halves));
+  return packed;
+}
+
 }  // namespace sageattn::ptx

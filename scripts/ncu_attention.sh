@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Hardware-counter profile of one attention kernel launch (development tool, GPU machine only):
+# warp-state sampling per SASS instruction (where the warps wait), pipe utilization and issue
+# statistics. Writes three files to $OUT (the device tool returns at most 8): NAME.details.txt
+# (ncu's sections), NAME.sass.csv (every instruction with its stall samples) and NAME.summary.txt
+# (samples by opcode and the hottest instructions), which it also prints.
+#   KERNEL=sm90_wgmma SEQLEN=8192 scripts/ncu_attention.sh
+#   KEEP_REPORT=1 ...   # also keep NAME.ncu-rep (ncu -i NAME.ncu-rep --page source ... re-reads it)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+KERNEL=${KERNEL:-sm90_wgmma}
+SEQLEN=${SEQLEN:-8192}
+HEADS=${HEADS:-32}
+HEAD_DIM=${HEAD_DIM:-128}
+CAUSAL=${CAUSAL:-0}
+NAME=${NAME:-${KERNEL}_n${SEQLEN}_c${CAUSAL}}
+REPORT=/tmp/$NAME
+cat > /tmp/ncu_one_call.py <<PY
+import torch, sageattention
+torch.manual_seed(0)
+q, k, v = (torch.randn(1, $HEADS, $SEQLEN, $HEAD_DIM, device="cuda", dtype=torch.float16) for _ in range(3))
+for _ in range(2):
+    sageattention.sageattn(q, k, v, is_causal=bool($CAUSAL), kernel="$KERNEL")
+torch.cuda.synchronize()
+PY
+# --clock-control none: leave the clocks as the benchmarks see them (device METHOD.md).
+ncu --clock-control none --kernel-name regex:attention_sm --launch-skip 1 --launch-count 1 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section InstructionStats \
+    --section WarpStateStats --section SourceCounters --section Occupancy --section LaunchStats \
+    -f -o "$REPORT" python3 /tmp/ncu_one_call.py > "$REPORT.log" 2>&1 || { tail -20 "$REPORT.log"; exit 1; }
+ncu -i "$REPORT.ncu-rep" --page details > "$OUT/$NAME.details.txt" 2>&1
+ncu -i "$REPORT.ncu-rep" --page source --csv --print-source sass > "$OUT/$NAME.sass.csv" 2>&1
+[ "${KEEP_REPORT:-0}" = 1 ] && cp "$REPORT.ncu-rep" "$OUT/"
+python3 - "$OUT/$NAME.sass.csv" > "$OUT/$NAME.summary.txt" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+header = next(i for i, r in enumerate(rows) if "Address" in r)
+cols, data = rows[header], rows[header + 1:]
+src, allc, stall = cols.index("Source"), cols.index("Warp Stall Sampling (All Samples)"), \
+    cols.index("Warp Stall Sampling (Not-issued Samples)")
+execs = cols.index("Instructions Executed")
+num = lambda v: int(float(v.replace(",", "") or 0))
+total = sum(num(r[allc]) for r in data) or 1
+by_op = {}
+for r in data:
+    words = r[src].split()
+    op = (words[1] if words and words[0].startswith("@") else (words[0] if words else "?")).split(".")[0]
+    s = by_op.setdefault(op, [0, 0, 0])
+    s[0] += num(r[allc]); s[1] += num(r[stall]); s[2] += 1
+print(f"{total} samples; by opcode (samples, not-issued, static count):")
+for op, (a, n, c) in sorted(by_op.items(), key=lambda kv: -kv[1][0])[:20]:
+    print(f"  {op:10s} {a:8d} {100 * a / total:5.1f}%  not issued {n:8d}  x{c}")
+print("hottest instructions (samples, not-issued, executions):")
+for r in sorted(data, key=lambda r: -num(r[allc]))[:25]:
+    print(f"  {num(r[allc]):7d} {num(r[stall]):7d} {num(r[execs]):10d}  {r[src][:80]}")
+PY
+grep -E "Duration|SM Frequency|Issue Slots Busy|Executed Ipc A|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|highest-utilized" \
+    "$OUT/$NAME.details.txt"
+cat "$OUT/$NAME.summary.txt"
