@@ -642,6 +642,20 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
     const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
     const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
     const int64_t lse_row = lse_row0(kPacked ? a.packing : Packing{}, rows.queries, batch, head, a.heads_q, a.seqlen_q);
+    // The channel scales and means of this thread's 32 columns, loaded together and once for both
+    // rows: loaded per column under the head-dim test, each load's latency was serialized with its
+    // store (ncu, H100, 8K: these loads held 10 % of the kernel's stall samples). Both vectors
+    // have kFp8VTileChannels entries per K/V head, so columns past head_dim are readable.
+    float channel_scale[kAccRegs / 2], channel_mean[kAccRegs / 2];
+    if constexpr (!kPv16) {
+#pragma unroll
+      for (int j = 0; j < kAccRegs / 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          channel_scale[2 * j + e] = v_scale[8 * j + 2 * (lane % 4) + e];
+          channel_mean[2 * j + e] = v_mean[8 * j + 2 * (lane % 4) + e];
+        }
+    }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float sum = quad_sum(st.sum[r]);
@@ -653,14 +667,12 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 #pragma unroll
       for (int j = 0; j < kAccRegs / 4; ++j) {
         const int col = 8 * j + 2 * (lane % 4);
-        if (col < a.head_dim) {
-          float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
-          if constexpr (!kPv16) {
-            y0 = y0 * v_scale[col] + (any ? v_mean[col] : 0.f);
-            y1 = y1 * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
-          }
-          *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+        float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
+        if constexpr (!kPv16) {
+          y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
+          y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
         }
+        if (col < a.head_dim) *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
       }
       if (a.lse != nullptr && lane % 4 == 0) {
         float lse = -INFINITY;
