@@ -44,13 +44,13 @@ __global__ void __launch_bounds__(256) op_loop(float* sink) {
       if constexpr (kKind == kEx2F16x2) h[c] = h2exp2(h[c]);  // two results per instruction
       if constexpr (kKind == kI2FRn) x[c] += __int2float_rn(static_cast<int>(acc) + c), acc += 1u;
       if constexpr (kKind == kHadd2) {
-        __half2 h = *reinterpret_cast<__half2*>(&acc);
-        h = __hadd2(h, __float2half2_rn(1e-3f));
-        acc = *reinterpret_cast<uint32_t*>(&h);
+        __half2 sum = *reinterpret_cast<__half2*>(&acc);
+        sum = __hadd2(sum, __float2half2_rn(1e-3f));
+        acc = *reinterpret_cast<uint32_t*>(&sum);
       }
       if constexpr (kKind == kE4m3FromF16x2) {
-        __half2 h = __floats2half2_rn(x[c], x[c] + 1.f);
-        acc += sageattn::ptx::e4m3x2_from_f16x2(*reinterpret_cast<uint32_t*>(&h)), x[c] += 1e-7f;
+        __half2 pair = __floats2half2_rn(x[c], x[c] + 1.f);
+        acc += sageattn::ptx::e4m3x2_from_f16x2(*reinterpret_cast<uint32_t*>(&pair)), x[c] += 1e-7f;
       }
       if constexpr (kKind == kEx2AndPack) {
         x[c] = sageattn::ptx::exp2_approx(x[c]);
