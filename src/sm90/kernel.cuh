@@ -1,15 +1,15 @@
 // The sm90a attention kernel: INT8 Q.K^T and FP8 (or, kPv16, 16-bit) P.V on wgmma, warp-specialized.
-// docs/design/sm90_kernel.md explains the structure; in short, a CTA of three warpgroups runs work
-// items (128-row Q block, head, batch): one item per CTA by default, several with
-// SAGEATTN_SM90_PERSISTENT:
-//  - warpgroup 0, the producer: two threads stream each item's Q tile and the K and V tiles through
+// docs/design/sm90_kernel.md explains the structure; in short, a CTA of three or four warpgroups
+// (CtaShape) runs work items (a block of 128 or 192 query rows, head, batch): one item per CTA by
+// default, several with SAGEATTN_SM90_PERSISTENT:
+//  - warpgroup 0, the producer: two threads stream each item's Q rows and the K and V tiles through
 //    a kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored
 //    every tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
-//  - warpgroups 1 and 2, the consumers: 64 query rows each; per 128-token tile
+//  - the consumers (2 or 3): 64 query rows each; per 128-token tile
 //    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 with the exact running
 //    maximum -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
 //    O_tile = P~.V~ (4 x m64n128k32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
-//    two-level accumulation: the tensor core's FP8 accumulator only sums one tile).
+//    two-level accumulation), or, with 3 consumers, O *= rescale and O += P~.V~ on the tensor core.
 // kPv16 (the accurate mode, PvTraits): P = 2^(x - m) in the input dtype, 8 x m64n128k16 with V
 // MN-major, accumulated straight into O; V of dense calls comes by TMA from the caller's tensor.
 // Tiles a mask removes entirely (common/mask.cuh) are neither loaded nor computed.
@@ -35,15 +35,15 @@
 
 namespace sageattn::sm90 {
 
-// Shared memory: [Q tile][K stages][V stages][barriers], tiles 1024-byte aligned (swizzle atoms).
-template <int kVTileBytes>
+// Shared memory: [Q rows][K stages][V stages][barriers], tiles 1024-byte aligned (swizzle atoms).
+template <int kVTileBytes, int kQBytes>
 struct SharedLayout {
   uint32_t base;
   __device__ uint32_t q() const { return base; }
-  __device__ uint32_t k(int stage) const { return base + kTileBytes + stage * kTileBytes; }
-  __device__ uint32_t v(int stage) const { return base + (1 + kStages) * kTileBytes + stage * kVTileBytes; }
+  __device__ uint32_t k(int stage) const { return base + kQBytes + stage * kTileBytes; }
+  __device__ uint32_t v(int stage) const { return base + kQBytes + kStages * kTileBytes + stage * kVTileBytes; }
   __device__ uint32_t barrier(int index) const {
-    return base + (1 + kStages) * kTileBytes + kStages * kVTileBytes + 8 * index;
+    return base + kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * index;
   }
   __device__ uint32_t q_full() const { return barrier(0); }
   __device__ uint32_t k_full(int s) const { return barrier(1 + s); }
@@ -60,21 +60,29 @@ struct SharedLayout {
 __device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>(tile % kStages); }
 __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kStages) & 1u; }
 
-// One work item: a 128-row Q block of one (batch, head). Items are numbered with the Q block
-// fastest, so the CTAs running at the same time share K/V heads in L2; causal items run longest
-// (last Q block) first.
+// One work item: a block of kRows query rows (128 or 192, CtaShape) of one (batch, head). Items
+// are numbered with the row block fastest, so the CTAs running at the same time share K/V heads in
+// L2; causal items run longest (last row block) first.
 struct WorkItem {
   int q_block, head, batch;
 };
-template <bool kCausal>
+// Row blocks per (batch, head): the plan's 128-row Q blocks, or for 192-row items (dense calls
+// only) ceil(seqlen_q / 192).
+template <int kRows>
+__host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
+  return kRows == kQRows ? a.q_blocks : static_cast<int>(ceil_div(a.seqlen_q, kRows));
+}
+template <bool kCausal, int kRows>
 __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index) {
-  const int block = static_cast<int>(index % a.q_blocks);
-  const int64_t head_index = index / a.q_blocks;
-  return {kCausal ? a.q_blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
+  const int blocks = row_blocks<kRows>(a);
+  const int block = static_cast<int>(index % blocks);
+  const int64_t head_index = index / blocks;
+  return {kCausal ? blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
           static_cast<int>(head_index / a.heads_q)};
 }
-__device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
-  return static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
+template <int kRows>
+__host__ __device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
+  return static_cast<int64_t>(row_blocks<kRows>(a)) * a.heads_q * a.batch;
 }
 
 // Where one item's rows are: its sequence's lengths (packed sequences shorter than the bound
@@ -87,16 +95,16 @@ struct ItemRows {
   KeyRange keys;
   int64_t q_row0, k_row0;
 };
-template <bool kCausal, bool kPacked>
+template <bool kCausal, bool kPacked, int kRows>
 __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const WorkItem& w) {
   const Packing packing = kPacked ? a.packing : Packing{};  // dense: everything below folds to constants
   ItemRows r;
   r.queries = query_side(packing, w.batch, a.seqlen_q);
   r.keys_side = key_side(packing, w.batch, a.seqlen_kv);
-  const int q_start = w.q_block * kQRows;
+  const int q_start = w.q_block * kRows;
   r.empty = kPacked && q_start >= r.queries.length;  // dense grids end with their last Q block
   const int all_tiles = kPacked ? static_cast<int>(ceil_div(r.keys_side.length, kKeyTile)) : a.k_blocks / 2;
-  r.keys = key_range<kCausal, kQRows, kKeyTile>(r.queries.length, r.keys_side.length, all_tiles, q_start);
+  r.keys = key_range<kCausal, kRows, kKeyTile>(r.queries.length, r.keys_side.length, all_tiles, q_start);
   r.kv_head = w.head / (a.heads_q / a.heads_kv);
   r.q_row0 = workspace_row0(packing.cu_q, r.queries, w.batch, w.head, a.heads_q, packing.slots_q,
                             static_cast<int64_t>(a.q_blocks) * kQRows);
@@ -108,20 +116,25 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 // Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
 // previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). The K
 // thread also loads each item's Q tile once the consumers have released the previous one.
-template <bool kCausal, bool kMasks, bool kPacked, int kVTileBytes>
-__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes>& sh, bool is_v) {
+template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
+__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
+                                        bool is_v) {
   uint32_t tile_counter = 0;
   uint32_t local_item = 0;  // items this CTA ran (not skipped): their parity is the Q barrier phase
-  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal>(a, index);
-    const ItemRows rows = item_rows<kCausal, kPacked>(a, w);
+  for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
+    const WorkItem w = work_item<kCausal, kRows>(a, index);
+    const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
     if (!is_v) {
+      // The head's workspace rows end at the plan's last 128-row Q block; a 192-row item may
+      // reach past it (rows past seqlen_q, never stored): only the rows that exist are copied.
+      const int q_start = w.q_block * kRows;
+      const int q_rows = min(kRows, a.q_blocks * kQRows - q_start);
       ptx::mbarrier_wait(sh.q_empty(), (local_item & 1u) ^ 1u);
-      ptx::mbarrier_arrive_expect_tx(sh.q_full(), kTileBytes);
-      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (rows.q_row0 + w.q_block * kQRows) * kHeadDim,
-                                      kTileBytes, sh.q_full());
+      ptx::mbarrier_arrive_expect_tx(sh.q_full(), q_rows * kHeadDim);
+      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (rows.q_row0 + q_start) * kHeadDim, q_rows * kHeadDim,
+                                      sh.q_full());
     }
     ++local_item;
     const int tiles = rows.keys.tiles;
@@ -351,14 +364,17 @@ enum ElementMask : int {
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
-__global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
+__global__ void __launch_bounds__(CtaShape<kPv16, kCausal, kMasks, kPacked>::kThreads, 1)
+    attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
   using Pv = PvTraits<kPv16>;
+  using Shape = CtaShape<kPv16, kCausal, kMasks, kPacked>;
+  constexpr int kRows = Shape::kRows;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
   // launch reserves the extra kAlignSlack bytes).
   const uint32_t raw = ptx::shared_address(shared_raw);
-  const SharedLayout<Pv::kVTileBytes> sh{(raw + 1023u) & ~1023u};
+  const SharedLayout<Pv::kVTileBytes, Shape::kQBytes> sh{(raw + 1023u) & ~1023u};
 
   // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
   // a branch it considers divergent gets serialized (ptxas C7520).
@@ -366,49 +382,55 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 
   if (threadIdx.x == 0) {
     ptx::mbarrier_init(sh.q_full(), 1);
-    ptx::mbarrier_init(sh.q_empty(), kConsumerWarps);
+    ptx::mbarrier_init(sh.q_empty(), Shape::kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(sh.k_full(s), 1);
       ptx::mbarrier_init(sh.v_full(s), 1);
-      ptx::mbarrier_init(sh.k_empty(s), kConsumerWarps);
-      ptx::mbarrier_init(sh.v_empty(s), kConsumerWarps);
+      ptx::mbarrier_init(sh.k_empty(s), Shape::kConsumerWarps);
+      ptx::mbarrier_init(sh.v_empty(s), Shape::kConsumerWarps);
     }
     ptx::mbarrier_init_fence();
   }
   __syncthreads();
 
   if (warpgroup == 0) {
-    ptx::warpgroup_release_registers<kProducerRegisters>();
-    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal, kMasks, kPacked>(a, sh, threadIdx.x == 32);
+    ptx::warpgroup_release_registers<Shape::kProducerRegisters>();
+    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32);
     return;
   }
-  ptx::warpgroup_claim_registers<kConsumerRegisters>();
+  ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();
 
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
   const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
-  const int my_turn = 1 + consumer, other_turn = 2 - consumer;
+  const int my_turn = 1 + consumer, other_turn = 2 - consumer;  // ping-pong (2 consumers)
   constexpr int kTurnThreads = 256;
   uint32_t first_tile = 0;  // the CTA-wide number of this item's tile 0 (see stage_of)
   uint32_t local_item = 0;
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's Q and first K/V tiles while this one finishes its last P.V and its epilogue.
-  for (int64_t index = blockIdx.x; index < work_items(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal>(a, index);
-    const ItemRows rows = item_rows<kCausal, kPacked>(a, w);
+  for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
+    const WorkItem w = work_item<kCausal, kRows>(a, index);
+    const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
-    const int q_block = w.q_block, head = w.head, batch = w.batch, kv_head = rows.kv_head;
-    const int q_start = q_block * kQRows;
+    const int head = w.head, batch = w.batch, kv_head = rows.kv_head;
+    const int q_start = w.q_block * kRows;
     const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
     const KeyRange keys = rows.keys;
-    // Per-thread Q groups: rows with equal row % 8 in each 32-row slice; this thread's two rows share one.
-    const float q_factor =
-        a.q_scale[(rows.q_row0 / kQRows + q_block) * kQGroupsPerBlock + row_in_block / kWarpRows * kQGroupsPerWarp +
-                  row_in_block % kQGroupsPerWarp] *
-        a.sm_scale_log2;
+    // Per-thread Q groups: rows with equal row % 8 in each 32-row slice of a 128-row Q block; this
+    // thread's two rows share one. Rows past the head's last Q block (192-row items only) have no
+    // group: factor 0, finite scores, never stored.
+    const int q_block = kRows == kQRows ? w.q_block : (q_start + row_in_block) / kQRows;
+    const int row_of_block = kRows == kQRows ? row_in_block : (q_start + row_in_block) % kQRows;
+    float q_factor = a.sm_scale_log2;
+    if (kRows == kQRows || q_block < a.q_blocks)
+      q_factor *= a.q_scale[(rows.q_row0 / kQRows + q_block) * kQGroupsPerBlock +
+                            row_of_block / kWarpRows * kQGroupsPerWarp + row_of_block % kQGroupsPerWarp];
+    else
+      q_factor = 0.f;
     const float* k_scales = a.k_scale + rows.k_row0 / kKBlockTokens * kKGroupsPerBlock;
     const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};
 
@@ -434,10 +456,17 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 #endif
       ptx::wgmma_commit();
     };
-    // E4M3: each tile's P.V goes to o_tile, promoted into o in FP32 (the two-level accumulation).
-    // 16-bit: the tensor core accumulates in full FP32, so P.V goes straight into o, rescaled first
-    // (after the softmax that changed the maxima); o_tile is then unused and compiled away, which
-    // is what makes room for the 32 registers of 16-bit P (the kernel spilled 80-190 bytes with it).
+    // kDirectAcc (16-bit P.V, and the 3-consumer FP8 kernel): P.V accumulates straight into o on
+    // the tensor core, o rescaled first (after the softmax that changed the maxima). 16-bit P.V
+    // accumulates in full FP32; the FP8 one in the tensor core's reduced-precision accumulator,
+    // measured as accurate as the per-tile promotion up to 32K keys (docs/accuracy.md). Without
+    // o_tile's 64 registers a consumer holds o, one score tile and P: room for 16-bit P, or for a
+    // third FP8 consumer warpgroup. Otherwise (FP8, 2 consumers) each tile's P.V goes to o_tile,
+    // promoted into o in FP32 (the two-level accumulation): with two consumers, direct
+    // accumulation measured equal non-causal and 1-1.5 % slower causal (H100, same-build A/B; its
+    // rescale sits between the softmax and the next P.V issue, the promotion overlaps the next
+    // Q.K^T).
+    constexpr bool kDirectAcc = Shape::kDirectAcc;
     float o_tile[kAccRegs];
     PFragments<kPv16> p;
     auto issue_pv = [&](int slot) {
@@ -447,7 +476,9 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
       for (int kk = 0; kk < Pv::kSteps; ++kk) {
-        if constexpr (!kPv16) {
+        if constexpr (!kPv16 && kDirectAcc) {
+          ptx::wgmma_m64n128k32_e4m3(o, p[kk], v_desc + 2 * kk, true);
+        } else if constexpr (!kPv16) {
           ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
         } else {
           // k16 step kk: tokens 16kk.. start 16 lines of 128 bytes further (descriptor units: 16 bytes).
@@ -544,8 +575,8 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
         softmax_to_p<T, kPv16>(t, st, p, rescale);
       }
     };
-    auto accumulate_pv = [&](int slot) {
-      if constexpr (kPv16) {
+    auto finish_pv = [&](int slot) {
+      if constexpr (kDirectAcc) {
         ptx::fence_operands(o);
         release(sh.v_empty(stage_of(first_tile + slot)));
       } else {
@@ -555,10 +586,10 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
         for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
       }
     };
-    // 16-bit P.V: o (complete: its last P.V was waited for) moves to the new maxima before the
-    // next P.V accumulates into it.
+    // kDirectAcc: o (complete: its last P.V was waited for) moves to the new maxima before the next
+    // P.V accumulates into it.
     auto rescale_o = [&] {
-      if constexpr (kPv16) {
+      if constexpr (kDirectAcc) {
 #pragma unroll
         for (int i = 0; i < kAccRegs; ++i) o[i] *= rescale[(i / 2) % 2];
       }
@@ -580,19 +611,37 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       issue_qk(0);
       ptx::wgmma_wait<0>();
       softmax_tile(0, tile, next, element);  // o is still 0: nothing to rescale
-      if (SAGEATTN_SM90_PINGPONG && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
+      if (Shape::kPingPong && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
-      if (SAGEATTN_SM90_PINGPONG) ptx::named_barrier_sync(my_turn, kTurnThreads);
+      if constexpr (Shape::kConsumers == 3) {
+        // 160 registers hold o, one score tile and P, but not P.V and Q.K^T in flight at once:
+        // ptxas serialized every wgmma of the overlapped turn below (C7512). P.V completes (and
+        // frees P) before Q.K^T claims the score registers; the other two consumers keep the
+        // tensor cores busy meanwhile.
+        wait_v(slot - 1);
+        ptx::wgmma_fence();
+        issue_pv(slot - 1);
+        ptx::wgmma_wait<0>();
+        finish_pv(slot - 1);
+        wait_k(slot);
+        ptx::wgmma_fence();
+        issue_qk(slot);
+        ptx::wgmma_wait<0>();
+        softmax_tile(slot, tile, next, element);
+        rescale_o();
+        return;
+      }
+      if (Shape::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
       wait_v(slot - 1);
       wait_k(slot);
       ptx::wgmma_fence();
       issue_pv(slot - 1);
       issue_qk(slot);
-      if (SAGEATTN_SM90_PINGPONG && (consumer == 0 || next < keys.tiles))
+      if (Shape::kPingPong && (consumer == 0 || next < keys.tiles))
         ptx::named_barrier_arrive(other_turn, kTurnThreads);
       ptx::wgmma_wait<1>();  // P.V of the previous tile is done; Q.K^T of this one may still run
-      accumulate_pv(slot - 1);
+      finish_pv(slot - 1);
       ptx::wgmma_wait<0>();
       softmax_tile(slot, tile, next, element);
       rescale_o();
@@ -631,7 +680,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_sm90_kernel(const __gri
       ptx::wgmma_fence();
       issue_pv(visited - 1);
       ptx::wgmma_wait<0>();
-      accumulate_pv(visited - 1);
+      finish_pv(visited - 1);
     }
 
     // Epilogue: out = O / l * delta_v + vbar (E4M3) or O / l (16-bit); rows without any allowed key

@@ -10,19 +10,17 @@
 
 namespace sageattn::sm90 {
 
-template <typename T, bool kCausal, bool kPv16>
-cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  auto kernel = a.packing.cu_q != nullptr    ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, true, kPv16>
-                : a.tile_codes.data == nullptr ? attention_sm90_kernel<T, kCausal, false, kNoElementMask, false, kPv16>
-                : a.mask.data == nullptr       ? attention_sm90_kernel<T, kCausal, true, kNoElementMask, false, kPv16>
-                : a.mask_bits.data != nullptr  ? attention_sm90_kernel<T, kCausal, true, kElementBits, false, kPv16>
-                                               : attention_sm90_kernel<T, kCausal, true, kElementValues, false, kPv16>;
-  constexpr int kSharedBytes = PvTraits<kPv16>::kSharedBytes;
+// One instantiation: its CTA shape (CtaShape) sets the threads, the shared memory and the items.
+template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
+cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
+  using Shape = CtaShape<kPv16, kCausal, kMasks, kPacked>;
+  auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
+  constexpr int kSharedBytes = PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
   // One CTA per work item, or (SAGEATTN_SM90_PERSISTENT) one per SM looping over the items.
-  const int64_t items = static_cast<int64_t>(a.q_blocks) * a.heads_q * a.batch;
+  const int64_t items = work_items<Shape::kRows>(a);
   int64_t ctas = items;
   if (SAGEATTN_SM90_PERSISTENT) {
     int device = 0, sms = 0;
@@ -32,8 +30,17 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
     ctas = items < sms ? items : sms;
   }
   constexpr int64_t kMaxGridX = 2147483647;
-  kernel<<<static_cast<unsigned>(ctas < kMaxGridX ? ctas : kMaxGridX), kThreads, kSharedBytes, stream>>>(a);
+  kernel<<<static_cast<unsigned>(ctas < kMaxGridX ? ctas : kMaxGridX), Shape::kThreads, kSharedBytes, stream>>>(a);
   return cudaGetLastError();
+}
+
+template <typename T, bool kCausal, bool kPv16>
+cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.packing.cu_q != nullptr) return launch_one<T, kCausal, false, kNoElementMask, true, kPv16>(a, stream);
+  if (a.tile_codes.data == nullptr) return launch_one<T, kCausal, false, kNoElementMask, false, kPv16>(a, stream);
+  if (a.mask.data == nullptr) return launch_one<T, kCausal, true, kNoElementMask, false, kPv16>(a, stream);
+  if (a.mask_bits.data != nullptr) return launch_one<T, kCausal, true, kElementBits, false, kPv16>(a, stream);
+  return launch_one<T, kCausal, true, kElementValues, false, kPv16>(a, stream);
 }
 
 template <typename T, bool kPv16>

@@ -38,22 +38,45 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_EXPERIMENT
 #define SAGEATTN_SM90_EXPERIMENT 0
 #endif
+// Consumer warpgroups of the plain FP8 kernel (no masks, not packed): 3 (192 query rows per work
+// item) or 2 (128). The other instantiations always have 2 (CtaShape).
+#ifndef SAGEATTN_SM90_FP8_CONSUMERS
+#define SAGEATTN_SM90_FP8_CONSUMERS 3
+#endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
-constexpr int kThreads = 3 * 128;            // producer warpgroup + 2 consumer warpgroups
-constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
-constexpr int kConsumerWarps = 8;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
-// setmaxnreg moves registers within what the CTA holds at launch: with __launch_bounds__(384, 1)
-// that is 168 per thread (65536 / 384 rounded down to a multiple of 8), 64512 in all;
-// 128 * 32 + 256 * 232 = 63488 fits. The producer loops over work items (item decode, key range,
-// two stream counters) and spilled at 24; the consumers need no more than 232.
-constexpr int kProducerRegisters = 32;
-constexpr int kConsumerRegisters = 232;
-static_assert(128 * kProducerRegisters + 256 * kConsumerRegisters <= kLaunchRegisters * kThreads,
-              "setmaxnreg cannot hand out more registers than the CTA was launched with");
 constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty per stage
 constexpr int kAlignSlack = 1024;
+
+// The CTA of one instantiation: a producer warpgroup and 2 or 3 consumer warpgroups of 64 query rows.
+// Why 3 for the plain FP8 kernel: ncu (H100, 8K) found each consumer warp's softmax a long serial
+// stream and the schedulers 55 % idle with two consumer warps each; a third warp per scheduler
+// hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 % causal at
+// 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
+// FP8 P.V accumulates into o on the tensor core (kDirectAcc, kernel.cuh): a consumer holds o, one
+// score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that; masked
+// and packed calls keep 2 (their tile codes and sequence offsets are per 128-row Q block).
+// setmaxnreg moves registers within what the CTA holds at launch (65536 / threads, rounded down
+// to a multiple of 8, per thread). The producer loops over work items (item decode, key range, two
+// stream counters) and spilled at 24 registers; 32 does not.
+template <bool kPv16, bool kCausal, bool kMasks, bool kPacked>
+struct CtaShape {
+  static constexpr int kConsumers = !kPv16 && !kMasks && !kPacked ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
+  static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
+  static constexpr int kRows = 64 * kConsumers;  // query rows per work item
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kConsumerWarps = 4 * kConsumers;
+  static constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegisters = 32;
+  static constexpr int kConsumerRegisters = kConsumers == 3 ? 160 : 232;
+  static_assert(128 * kProducerRegisters + 128 * kConsumers * kConsumerRegisters <= kLaunchRegisters * kThreads,
+                "setmaxnreg cannot hand out more registers than the CTA was launched with");
+  static constexpr bool kPingPong = SAGEATTN_SM90_PINGPONG && kConsumers == 2;
+  // P.V accumulated by the tensor core across tiles (no FP32 o_tile; kernel.cuh).
+  static constexpr bool kDirectAcc = kPv16 || kConsumers == 3;
+  static constexpr int kQBytes = kRows * kHeadDim;
+};
 
 // The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
 // 16 KB K-major V tiles, k32 steps, the FP8 accumulator promoted to FP32 every tile. 16-bit (the
@@ -66,7 +89,8 @@ struct PvTraits {
   static constexpr int kVPanelBytes = kTileBytes;  // 16-bit tiles: channels 64..127 start here
   static constexpr int kSteps = kPv16 ? kKeyTile / 16 : kKeyTile / 32;  // wgmma k steps per tile
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
-  static constexpr int kSharedBytes = (1 + kStages) * kTileBytes + kStages * kVTileBytes + 8 * kBarriers + kAlignSlack;
+  template <int kQBytes>
+  static constexpr int kSharedBytes = kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * kBarriers + kAlignSlack;
 };
 
 }  // namespace sageattn::sm90

@@ -72,12 +72,28 @@ def check_against_reference(q, k, v, kernel, layout, what, **mask_kw):
     assert torch.all(out[empty] == 0), f"{what}: rows without keys must be zeros"
 
 
+def assert_same_instantiation_result(kernel, a, b, a_lse, b_lse):
+    """A masked call equals the unmasked one it stands for bit for bit (same arithmetic per row),
+    except the output of the FP8 sm90 kernel: its plain instantiation runs three consumer
+    warpgroups that accumulate P.V on the tensor core across tiles, the masked one two that
+    promote every tile into FP32 (src/sm90/traits.cuh, CtaShape); its 192-row items also send more
+    tiles near the causal diagonal through the masked softmax, which rounds s * c before the
+    exponent instead of fusing it: the last bits of the output and the LSE differ."""
+    if kernel == "sm90_wgmma":
+        assert rel_l1(a, b) < 1e-3, f"[{kernel}] masked and unmasked outputs differ: {rel_l1(a, b):.2e}"
+        assert torch.equal(torch.isinf(a_lse), torch.isinf(b_lse))
+        finite = torch.isfinite(a_lse)
+        assert (a_lse[finite] - b_lse[finite]).abs().max().item() < 1e-3
+    else:
+        assert torch.equal(a, b) and torch.equal(a_lse, b_lse)
+
+
 @pytest.mark.parametrize("nq, nk", [(777, 777), (1000, 1000), (256, 256)])
-def test_boolean_causal_mask_is_is_causal_bit_for_bit(kernel, nq, nk):
+def test_boolean_causal_mask_is_is_causal(kernel, nq, nk):
     q, k, v = make_inputs("k_bias", (2, 4, nq, 128), (2, 2, nk, 128), seed=nq)
     masked, masked_lse = run(q, k, v, kernel, attn_mask=tril(nq, nk))
     causal, causal_lse = run(q, k, v, kernel, is_causal=True)
-    assert torch.equal(masked, causal) and torch.equal(masked_lse, causal_lse)
+    assert_same_instantiation_result(kernel, masked, causal, masked_lse, causal_lse)
 
 
 @pytest.mark.parametrize("nq, nk", [(300, 1000), (1000, 300)])
@@ -131,7 +147,7 @@ def test_all_true_block_mask_is_no_mask(kernel):
         blocks = torch.ones(12, 12, dtype=torch.bool, device="cuda")
         a, a_lse = run(q, k, v, kernel, is_causal=is_causal, block_mask=blocks)
         b, b_lse = run(q, k, v, kernel, is_causal=is_causal)
-        assert torch.equal(a, b) and torch.equal(a_lse, b_lse)
+        assert_same_instantiation_result(kernel, a, b, a_lse, b_lse)
 
 
 @pytest.mark.parametrize("layout", ["HND", "NHD"])
