@@ -66,8 +66,8 @@ __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kSt
 struct WorkItem {
   int q_block, head, batch;
 };
-// Row blocks per (batch, head): the plan's 128-row Q blocks, or for 192-row items (dense calls
-// only) ceil(seqlen_q / 192).
+// Row blocks per (batch, head): the plan's 128-row Q blocks, or for 192-row items
+// ceil(seqlen_q / 192) (packed sequences: of the longest; shorter ones leave items empty).
 template <int kRows>
 __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
   return kRows == kQRows ? a.q_blocks : static_cast<int>(ceil_div(a.seqlen_q, kRows));
@@ -127,10 +127,10 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
     if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
     if (!is_v) {
-      // The head's workspace rows end at the plan's last 128-row Q block; a 192-row item may
-      // reach past it (rows past seqlen_q, never stored): only the rows that exist are copied.
+      // The sequence's workspace rows end at its last 128-row Q block; a 192-row item may reach
+      // past it (rows past the sequence, never stored): only the rows that exist are copied.
       const int q_start = w.q_block * kRows;
-      const int q_rows = min(kRows, a.q_blocks * kQRows - q_start);
+      const int q_rows = min(kRows, static_cast<int>(ceil_div(rows.queries.length, kQRows)) * kQRows - q_start);
       ptx::mbarrier_wait(sh.q_empty(), (local_item & 1u) ^ 1u);
       ptx::mbarrier_arrive_expect_tx(sh.q_full(), q_rows * kHeadDim);
       ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (rows.q_row0 + q_start) * kHeadDim, q_rows * kHeadDim,
@@ -421,12 +421,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kCausal, kMasks, kPacked>::kTh
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
     const KeyRange keys = rows.keys;
     // Per-thread Q groups: rows with equal row % 8 in each 32-row slice of a 128-row Q block; this
-    // thread's two rows share one. Rows past the head's last Q block (192-row items only) have no
-    // group: factor 0, finite scores, never stored.
+    // thread's two rows share one. Rows past the sequence's last Q block (192-row items only) have
+    // no group: factor 0, finite scores, never stored.
     const int q_block = kRows == kQRows ? w.q_block : (q_start + row_in_block) / kQRows;
     const int row_of_block = kRows == kQRows ? row_in_block : (q_start + row_in_block) % kQRows;
     float q_factor = a.sm_scale_log2;
-    if (kRows == kQRows || q_block < a.q_blocks)
+    if (kRows == kQRows || q_block < ceil_div(seqlen_q, kQRows))
       q_factor *= a.q_scale[(rows.q_row0 / kQRows + q_block) * kQGroupsPerBlock +
                             row_of_block / kWarpRows * kQGroupsPerWarp + row_of_block % kQGroupsPerWarp];
     else

@@ -38,8 +38,8 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_EXPERIMENT
 #define SAGEATTN_SM90_EXPERIMENT 0
 #endif
-// Consumer warpgroups of the plain FP8 kernel (no masks, not packed): 3 (192 query rows per work
-// item) or 2 (128). The other instantiations always have 2 (CtaShape).
+// Consumer warpgroups of the FP8 kernel without masks (dense or packed): 3 (192 query rows per
+// work item) or 2 (128). The other instantiations always have 2 (CtaShape).
 #ifndef SAGEATTN_SM90_FP8_CONSUMERS
 #define SAGEATTN_SM90_FP8_CONSUMERS 3
 #endif
@@ -50,19 +50,19 @@ constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty 
 constexpr int kAlignSlack = 1024;
 
 // The CTA of one instantiation: a producer warpgroup and 2 or 3 consumer warpgroups of 64 query rows.
-// Why 3 for the plain FP8 kernel: ncu (H100, 8K) found each consumer warp's softmax a long serial
-// stream and the schedulers 55 % idle with two consumer warps each; a third warp per scheduler
-// hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 % causal at
+// Why 3 for the FP8 kernel without masks: ncu (H100, 8K) found each consumer warp's softmax a long
+// serial stream and the schedulers 55 % idle with two consumer warps each; a third warp per
+// scheduler hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 % causal at
 // 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
 // FP8 P.V accumulates into o on the tensor core (kDirectAcc, kernel.cuh): a consumer holds o, one
 // score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that; masked
-// and packed calls keep 2 (their tile codes and sequence offsets are per 128-row Q block).
+// calls keep 2 (their tile codes are per 128-row Q block).
 // setmaxnreg moves registers within what the CTA holds at launch (65536 / threads, rounded down
 // to a multiple of 8, per thread). The producer loops over work items (item decode, key range, two
 // stream counters) and spilled at 24 registers; 32 does not.
 template <bool kPv16, bool kCausal, bool kMasks, bool kPacked>
 struct CtaShape {
-  static constexpr int kConsumers = !kPv16 && !kMasks && !kPacked ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
+  static constexpr int kConsumers = !kPv16 && !kMasks ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
   static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
   static constexpr int kRows = 64 * kConsumers;  // query rows per work item
   static constexpr int kThreads = 128 * (1 + kConsumers);
