@@ -220,6 +220,12 @@ SAGEATTN_API sageattn_status sageattn_check(const sageattn_params* params, char*
 SAGEATTN_API sageattn_status sageattn_workspace_size(const sageattn_params* params, size_t* bytes,
                                                      char* reason, size_t reason_capacity);
 
+/* The kernel forward() runs for these params: AUTO and AUTO_PV16 resolved for the device (or for
+   params->sm_arch when it is set), other kernels as given. Same checks as sageattn_check; *kernel
+   is written only on OK. Touches no device memory. */
+SAGEATTN_API sageattn_status sageattn_selected_kernel(const sageattn_params* params, int32_t* kernel,
+                                                      char* reason, size_t reason_capacity);
+
 /* Runs attention on `stream`. `workspace` is device memory of at least workspace_size() bytes,
    256-byte aligned, that nothing else uses until the work on `stream` is done. */
 SAGEATTN_API sageattn_status sageattn_forward(const sageattn_params* params, void* workspace,

@@ -140,6 +140,7 @@ FUNCTIONS = {
     "sageattn_default_params": (SageattnParams, []),
     "sageattn_check": (_c_enum, [_params_p, _reason, _size]),
     "sageattn_workspace_size": (_c_enum, [_params_p, ctypes.POINTER(_size), _reason, _size]),
+    "sageattn_selected_kernel": (_c_enum, [_params_p, ctypes.POINTER(ctypes.c_int32), _reason, _size]),
     "sageattn_forward": (_c_enum, [_params_p, _ptr, _size, _ptr, _reason, _size]),
     "sageattn_reference_exact": (_c_enum, [_problem_p, _ptr, _ptr, _ptr, _ptr, _ptr]),
     "sageattn_reference_emulated": (

@@ -288,6 +288,18 @@ sageattn_status sageattn_check(const sageattn_params* params, char* reason, size
   return status;
 }
 
+sageattn_status sageattn_selected_kernel(const sageattn_params* params, int32_t* kernel, char* reason,
+                                         size_t capacity) {
+  if (kernel == nullptr) return fail(SAGEATTN_STATUS_INVALID_ARGUMENT, "kernel is NULL", reason, capacity);
+  std::string text;
+  Plan plan;
+  const sageattn_status status = validate(params, plan, text);
+  if (status != SAGEATTN_STATUS_OK) return fail(status, text, reason, capacity);
+  *kernel = plan.kernel;
+  write_reason("", reason, capacity);
+  return SAGEATTN_STATUS_OK;
+}
+
 sageattn_status sageattn_workspace_size(const sageattn_params* params, size_t* bytes, char* reason,
                                         size_t capacity) {
   std::string text;

@@ -334,6 +334,54 @@ TEST(ApiKernel, Sm90WgmmaRunsOnlyOnComputeCapability90) {
   }
 }
 
+// sageattn_selected_kernel: the kernel forward() runs, AUTO and AUTO_PV16 resolved (src/api/plan.cpp).
+int32_t selected(const sageattn_params& p) {
+  int32_t kernel = -1;
+  char reason[256];
+  EXPECT_EQ(sageattn_selected_kernel(&p, &kernel, reason, sizeof reason), SAGEATTN_STATUS_OK) << reason;
+  return kernel;
+}
+
+TEST(ApiKernel, SelectedKernelResolvesAuto) {
+  const bool sm90 = built_with_sm90();
+  const int32_t fp8 = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
+  const int32_t pv16 = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16 : SAGEATTN_KERNEL_SM80_MMA;
+  struct Case {
+    int seqlen_q, seqlen_kv, head_dim, sm_arch;
+    sageattn_kernel kernel;
+    int32_t expected;
+  };
+  const Case cases[] = {
+      {4096, 4096, 128, 90, SAGEATTN_KERNEL_AUTO, pv16},      // 16-bit P.V up to 4096 query rows
+      {4097, 4097, 128, 90, SAGEATTN_KERNEL_AUTO, fp8},       // FP8 P.V above
+      {4097, 77, 96, 90, SAGEATTN_KERNEL_AUTO, fp8},          // padded to 128: still sm90
+      {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
+      {8192, 77, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},   // ... not for short keys
+      {4096, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
+      {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},  // above 128: sm80's variant
+      {8192, 8192, 128, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
+      {8192, 8192, 128, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
+      {8192, 8192, 128, 89, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
+      {100, 130, 128, 80, SAGEATTN_KERNEL_SM80_MMA, SAGEATTN_KERNEL_SM80_MMA},  // explicit: as given
+  };
+  for (const Case& c : cases) {
+    sageattn_params p = valid_params(c.seqlen_q, c.seqlen_kv, c.head_dim, c.sm_arch);
+    p.kernel = c.kernel;
+    EXPECT_EQ(selected(p), c.expected) << c.seqlen_q << " x " << c.seqlen_kv << ", head_dim " << c.head_dim
+                                       << ", sm_arch " << c.sm_arch << ", kernel " << c.kernel;
+  }
+  // Invalid params: the check's status and reason, *kernel untouched; NULL output rejected.
+  sageattn_params bad = valid_params();
+  bad.sm_scale = -1.f;
+  int32_t kernel = 12345;
+  char reason[256];
+  EXPECT_EQ(sageattn_selected_kernel(&bad, &kernel, reason, sizeof reason), kInvalid);
+  EXPECT_EQ(kernel, 12345);
+  EXPECT_NE(std::string(reason).find("sm_scale"), std::string::npos) << reason;
+  const sageattn_params good = valid_params();
+  EXPECT_EQ(sageattn_selected_kernel(&good, nullptr, reason, sizeof reason), kInvalid);
+}
+
 size_t workspace_bytes(const sageattn_params& p) {
   size_t bytes = 0;
   char reason[256];
