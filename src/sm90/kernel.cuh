@@ -364,10 +364,10 @@ enum ElementMask : int {
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
-__global__ void __launch_bounds__(CtaShape<kPv16, kCausal, kMasks, kPacked>::kThreads, 1)
+__global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
   using Pv = PvTraits<kPv16>;
-  using Shape = CtaShape<kPv16, kCausal, kMasks, kPacked>;
+  using Shape = CtaShape<kPv16, kMasks>;
   constexpr int kRows = Shape::kRows;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   extern __shared__ __align__(1024) unsigned char shared_raw[];

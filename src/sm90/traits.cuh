@@ -5,7 +5,7 @@
 namespace sageattn::sm90 {
 
 constexpr int kHeadDim = 128;
-constexpr int kQRows = kQBlockRows;          // 128: two consumer warpgroups of 64 rows
+constexpr int kQRows = kQBlockRows;          // 128: the pre-pass's Q blocks (work items: CtaShape::kRows)
 constexpr int kKeyTile = kSm90KeyTileTokens; // 128 tokens per K/V tile
 constexpr int kTileBytes = 128 * 128;        // Q, K (int8 rows of 128) and E4M3 V tiles alike
 static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes && kKeyTile * kHeadDim == kTileBytes,
@@ -52,15 +52,15 @@ constexpr int kAlignSlack = 1024;
 // The CTA of one instantiation: a producer warpgroup and 2 or 3 consumer warpgroups of 64 query rows.
 // Why 3 for the FP8 kernel without masks: ncu (H100, 8K) found each consumer warp's softmax a long
 // serial stream and the schedulers 55 % idle with two consumer warps each; a third warp per
-// scheduler hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 % causal at
-// 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
+// scheduler hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 %
+// causal at 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
 // FP8 P.V accumulates into o on the tensor core (kDirectAcc, kernel.cuh): a consumer holds o, one
 // score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that; masked
 // calls keep 2 (their tile codes are per 128-row Q block).
 // setmaxnreg moves registers within what the CTA holds at launch (65536 / threads, rounded down
 // to a multiple of 8, per thread). The producer loops over work items (item decode, key range, two
 // stream counters) and spilled at 24 registers; 32 does not.
-template <bool kPv16, bool kCausal, bool kMasks, bool kPacked>
+template <bool kPv16, bool kMasks>
 struct CtaShape {
   static constexpr int kConsumers = !kPv16 && !kMasks ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
   static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
@@ -79,7 +79,7 @@ struct CtaShape {
 };
 
 // The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
-// 16 KB K-major V tiles, k32 steps, the FP8 accumulator promoted to FP32 every tile. 16-bit (the
+// 16 KB K-major V tiles, k32 steps, accumulated as CtaShape::kDirectAcc says. 16-bit (the
 // input dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB MN-major V tiles (two 16 KB
 // panels of 64 channels, quant/v_tiles16.cuh) read by a transposed wgmma, k16 steps, FP32
 // accumulation inside the tensor core.
