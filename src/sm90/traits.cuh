@@ -22,10 +22,6 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_POLY_EXP2
 #define SAGEATTN_SM90_POLY_EXP2 0
 #endif
-// 1: unmasked tiles skip the int -> float conversion (softmax_to_fp8_raw in kernel.cuh).
-#ifndef SAGEATTN_SM90_MAGIC_FFMA
-#define SAGEATTN_SM90_MAGIC_FFMA 0
-#endif
 // 1: one CTA per SM, each looping over work items in static round-robin (the next item's loads
 // overlap the current item's tail); 0: one CTA per work item. Measured equal non-causal and 4 %
 // slower causal at 16K (static round-robin balances causal items worse than the hardware's
