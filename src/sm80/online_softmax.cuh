@@ -10,14 +10,6 @@
 #include "ptx/math.cuh"
 #include "sm80/traits.cuh"
 
-// Experiment switch, measured with scripts/bench_variants.sh (default 0 = the path the GPU suite
-// validated). 1 = no per-row branch on huge logits: the row maximum is rounded down and every ex2
-// argument is clamped to kLazyRescaleLog2 + 1, which keeps p finite (<= 512) and the maximum's
-// p >= 1 for any magnitude at the cost of one FMNMX per score (docs/performance.md, "Regression").
-#ifndef SAGEATTN_SM80_CLAMPED_EXP
-#define SAGEATTN_SM80_CLAMPED_EXP 0
-#endif
-
 namespace sageattn::sm80 {
 
 template <class Tr>
@@ -26,9 +18,6 @@ struct OnlineSoftmax {
   // Probabilities may reach 2^kLazyRescaleLog2 = 256 against a stale maximum: exact in the fp32
   // accumulators, and fp16/bf16 keep their relative precision there (fp16 max is 65504).
   static constexpr float kLazyRescaleLog2 = 8.f;
-  // Below this |row maximum| (base-2 logits) the maximum's rounding error is < 2^-14 in the exponent,
-  // so probabilities may come from one FFMA; above it they take the exact two-step path.
-  static constexpr float kFusedMaxLimit = 1024.f;
   float row_max[kRows];      // reference max of x = s * c (base-2 logits), at most kLazyRescaleLog2
                              // below the true running max; -inf before any key
   float row_sum[kRows];      // this lane's share of sum(exp2(x - row_max))
@@ -59,9 +48,9 @@ struct OnlineSoftmax {
 #pragma unroll
         for (int nt = 0; nt < Tr::kNTiles; ++nt)
           tile_max = max(tile_max, max(s[mt][nt][2 * half], s[mt][nt][2 * half + 1]));
-        const float candidate = SAGEATTN_SM80_CLAMPED_EXP
-                                    ? quad_max(__fmul_rd(static_cast<float>(tile_max), c))
-                                    : quad_max(static_cast<float>(tile_max) * c);
+        // Rounded down, so the maximum's own exponent argument is >= 0 (p >= 1, the row sum never 0)
+        // whatever the magnitude.
+        const float candidate = quad_max(__fmul_rd(static_cast<float>(tile_max), c));
         // Lazy rescaling: keep a stale maximum until a score exceeds it by kLazyRescaleLog2, so
         // O is rescaled on a handful of tiles per row instead of (nearly) every tile.
         float new_max = row_max[r];
@@ -71,43 +60,20 @@ struct OnlineSoftmax {
           rescale[r] = ptx::exp2_approx(row_max[r] - new_max);
           row_max[r] = new_max;
         }
+        // One FFMA and one ex2 per score, the argument clamped to kLazyRescaleLog2 + 1: with huge
+        // logits (|x| >= 2^24, inputs near fp16's range) the FFMA's rounding can exceed the true
+        // difference by whole units, and the clamp keeps p finite (<= 512). It replaced a per-row
+        // branch to an exact two-step path (the clamp's FMNMX is cheaper than that branch: +3.3 to
+        // +4.5 %, H100, same-build A/B, docs/performance.md).
         float sum = 0.f;
-        if (SAGEATTN_SM80_CLAMPED_EXP) {
 #pragma unroll
-          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
+        for (int nt = 0; nt < Tr::kNTiles; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float prob = ptx::exp2_approx(fminf(
-                  fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max), kLazyRescaleLog2 + 1.f));
-              p[mt][nt][2 * half + e] = prob;
-              sum += prob;
-            }
-          }
-        } else if (fabsf(new_max) < kFusedMaxLimit) {
-#pragma unroll
-          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float prob =
-                  ptx::exp2_approx(fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max));
-              p[mt][nt][2 * half + e] = prob;
-              sum += prob;
-            }
-          }
-        } else {
-          // Huge logits (|x| >= 2^10, e.g. inputs near fp16's range): the rounded maximum can
-          // differ from the exact s * c by half an ulp, which is >= 1 in the exponent from 2^24 on,
-          // so the FFMA could give ex2(+2048) = inf. Rounding s * c first makes x - max exact
-          // (<= 0 against the maximum), as in the masked path.
-#pragma unroll
-          for (int nt = 0; nt < Tr::kNTiles; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const float x = __fmul_rn(static_cast<float>(s[mt][nt][2 * half + e]), c);
-              const float prob = ptx::exp2_approx(__fsub_rn(x, new_max));
-              p[mt][nt][2 * half + e] = prob;
-              sum += prob;
-            }
+          for (int e = 0; e < 2; ++e) {
+            const float prob = ptx::exp2_approx(
+                fminf(fmaf(static_cast<float>(s[mt][nt][2 * half + e]), c, -new_max), kLazyRescaleLog2 + 1.f));
+            p[mt][nt][2 * half + e] = prob;
+            sum += prob;
           }
         }
         row_sum[r] = row_sum[r] * rescale[r] + sum;
