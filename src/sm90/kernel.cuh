@@ -167,7 +167,8 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
 
 // Row statistics of the two rows (g and g + 8 of the warp's 16) a consumer thread holds.
 struct RowState {
-  float max[2];  // running maximum of the base-2 scores (-inf until a key is seen)
+  float max[2];  // reference of the base-2 scores: >= every score seen, at most kHeadroom above
+                 // the largest (-inf until a key is seen); P~ = unit * 2^(x - max) <= unit
   float sum[2];  // this thread's share of sum unit * 2^(x - max) (unit: 448 for E4M3 P~, else 1)
 };
 
@@ -192,19 +193,23 @@ __device__ __forceinline__ void new_maxima(const float (&tile_max)[2], const Row
   for (int r = 0; r < 2; ++r) m[r] = fmaxf(quad_max(tile_max[r]), st.max[r]);
 }
 
-// Moves the running maxima to `m`: the factor for the O accumulated so far, the rescaled partial
-// sums, and the ex2 offsets: unit * 2^(x - m) = 2^(x - (m - log2 unit)); a row without keys so far
-// uses offset 0 so that -inf - (-inf) never appears. Exact maximum (no lazy rescaling): P~ must
-// never exceed 448, or E4M3 would saturate.
+// Moves each reference that `m` (the new maximum) exceeds to m + kHeadroom: the factor for the O
+// accumulated so far, the rescaled partial sums, and the ex2 offsets: unit * 2^(x - ref) =
+// 2^(x - (ref - log2 unit)); a row without keys so far uses offset 0 so that -inf - (-inf) never
+// appears. The reference never falls below a score: P~ must never exceed 448, or E4M3 would
+// saturate.
+constexpr float kHeadroom = SAGEATTN_SM90_HEADROOM;
 template <bool kPv16>
 __device__ __forceinline__ void commit_maxima(const float (&m)[2], RowState& st, float (&rescale)[2],
                                               float (&offset)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    rescale[r] = m[r] == st.max[r] ? 1.f : ptx::exp2_approx(st.max[r] - m[r]);  // old max -inf -> 0
-    st.max[r] = m[r];
+    const bool moved = m[r] > st.max[r];  // m >= st.max
+    const float reference = moved ? m[r] + kHeadroom : st.max[r];
+    rescale[r] = moved ? ptx::exp2_approx(st.max[r] - reference) : 1.f;  // old max -inf -> 0
+    st.max[r] = reference;
     st.sum[r] *= rescale[r];
-    offset[r] = m[r] == -INFINITY ? 0.f : m[r] - PvTraits<kPv16>::kLog2PUnit;
+    offset[r] = reference == -INFINITY ? 0.f : reference - PvTraits<kPv16>::kLog2PUnit;
   }
 }
 
@@ -270,8 +275,13 @@ __device__ __forceinline__ void half_maxima(const V (&values)[kAccRegs], int r, 
 // final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles as
 // exact integer sums and their two scales: c > 0 (or 0 for an all-zero group), so
 // max(s * c) = max(s) * c per half, and one FFMA (s * c - offset) and one ex2 per score.
+// kHeadroom > 0: when no score of the warp's rows exceeds its reference (a vote over each lane's
+// own maxima; the quad needs no shuffles), the reference stays, the exponentials go against it and
+// the function returns true: nothing to rescale, so the shuffles, the reference update and the o
+// rescale leave the chain from the scores to P. A row without a reference yet (-inf) or on the
+// exact path takes the update below.
 template <typename T, bool kPv16>
-__device__ __forceinline__ void softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2]) {
+__device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2]) {
   float tile_max[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -279,9 +289,26 @@ __device__ __forceinline__ void softmax_to_p(TileScores& t, RowState& st, PFragm
     half_maxima(t.s, r, first, second);
     tile_max[r] = fmaxf(first * t.c[0], second * t.c[1]);
   }
-  float m[2], offset[2];
-  new_maxima(tile_max, st, m);
-  commit_maxima<kPv16>(m, st, rescale, offset);
+  float offset[2];
+  bool unmoved = false;
+  if (kHeadroom > 0.f) {
+    bool fits = true;
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      fits = fits && st.max[r] != -INFINITY && fabsf(st.max[r]) < kFusedMaxLimit && tile_max[r] <= st.max[r];
+    unmoved = __all_sync(0xffffffffu, fits);
+  }
+  if (unmoved) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      rescale[r] = 1.f;
+      offset[r] = st.max[r] - PvTraits<kPv16>::kLog2PUnit;
+    }
+  } else {
+    float m[2];
+    new_maxima(tile_max, st, m);
+    commit_maxima<kPv16>(m, st, rescale, offset);
+  }
   float x[kAccRegs];
   // Huge logits (inputs near fp16's range) would lose whole units of the exponent to the folded
   // offset (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact
@@ -303,6 +330,7 @@ __device__ __forceinline__ void softmax_to_p(TileScores& t, RowState& st, PFragm
     }
   }
   sum_and_pack<T, kPv16>(x, st, p);
+  return unmoved;
 }
 
 // How an element mask reaches the softmax of a kTileElementMask tile.
@@ -463,6 +491,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     };
     // Wait for the tile's S, free its K stage, dequantize, softmax, pack P.
     float rescale[2] = {1.f, 1.f};
+    bool o_unmoved = false;  // the last softmax moved no reference of the warp (skip the o rescale)
     // Every score of this thread has its Q group and one of two K groups (one per 64-token half of
     // the tile), so dequantization is one factor per half. The K scales of the next tile are loaded
     // one tile ahead: a global load right before the softmax would stall it by its full latency.
@@ -480,6 +509,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
       t.c[0] = q_factor * k_scale_next[0];
       t.c[1] = q_factor * k_scale_next[1];
       load_k_scales(next);
+      o_unmoved = false;
       // One I2FP per score (exact: |s| < 127 * 127 * 128 < 2^24). IADD3 + FADD through the
       // 1.5 * 2^23 bit pattern, meant to spare a slow pipe, cost one more issue slot per score:
       // I2FP measured +7 % at 4K and 16K non-causal (H100, same-build A/B, docs/performance.md).
@@ -491,7 +521,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
       } else if (tile < keys.unmasked_tiles && !element) {
-        softmax_to_p<T, kPv16>(t, st, p, rescale);
+        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale);
       } else {
         const char* mask_rows[2] = {nullptr, nullptr};
         // kElementBits: the keep bits of rows g and g + 8, shifted to this lane's keys; all ones on
@@ -529,7 +559,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
           t.s[i] = x;
         }
         t.c[0] = t.c[1] = 1.f;
-        softmax_to_p<T, kPv16>(t, st, p, rescale);
+        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale);
       }
     };
     auto finish_pv = [&](int slot) {
@@ -547,6 +577,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     // P.V accumulates into it.
     auto rescale_o = [&] {
       if constexpr (kDirectAcc) {
+        if (o_unmoved) return;
 #pragma unroll
         for (int i = 0; i < kAccRegs; ++i) o[i] *= rescale[(i / 2) % 2];
       }
