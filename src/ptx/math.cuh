@@ -1,6 +1,5 @@
 // Special-function unit wrappers.
 #pragma once
-#include <cstdint>
 
 namespace sageattn::ptx {
 

@@ -33,7 +33,8 @@ struct OnlineSoftmax {
 
   // Tiles where every key is allowed for every row. c = q_scale * k_scale * tau * log2e is >= 0 and
   // the same for all scores of this lane, so max(s * c) = c * max(s): the row maximum costs one
-  // integer max per score, and each probability one I2F, one FFMA and one ex2.
+  // integer max per score, and each probability one I2F, one FFMA, one FMNMX (the clamp below) and
+  // one ex2.
   // (Folding the int->float conversion into the FFMA with the 1.5 * 2^23 magic-number trick was
   // tried and rejected: the folded constant 1.5 * 2^23 * c + m carries an absolute rounding error
   // of ~0.75 * c in the exponent, which overflows ex2 when scores are large (|x| ~ 6e4 inputs).)
