@@ -270,24 +270,39 @@ __device__ __forceinline__ void half_maxima(const V (&values)[kAccRegs], int r, 
   second = v[kBlocksPerHalf];
 }
 
+// Per row of this thread, the largest score of the tile: max(s) * c per 64-key half (c >= 0), from
+// the int32 sums (exact, so the same value as from their float conversions) or from final scores.
+template <typename V>
+__device__ __forceinline__ void row_maxima(const V (&values)[kAccRegs], const float (&c)[2], float (&tile_max)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    V first, second;
+    half_maxima(values, r, first, second);
+    tile_max[r] = fmaxf(static_cast<float>(first) * c[0], static_cast<float>(second) * c[1]);
+  }
+}
+
 // Updates the row state with one tile and turns its scores into packed P fragments; `rescale`
 // is what the previously accumulated O of each row must be multiplied by. Masked tiles arrive as
 // final base-2 scores with -inf where masked and c = {1, 1} (see the caller); unmasked tiles as
 // exact integer sums and their two scales: c > 0 (or 0 for an all-zero group), so
-// max(s * c) = max(s) * c per half, and one FFMA (s * c - offset) and one ex2 per score.
+// max(s * c) = max(s) * c per half (tile_max, row_maxima), and one FFMA (s * c - offset) and one ex2
+// per score.
 // kHeadroom > 0: when no score of the warp's rows exceeds its reference (a vote over each lane's
 // own maxima; the quad needs no shuffles), the reference stays, the exponentials go against it and
 // the function returns true: nothing to rescale, so the shuffles, the reference update and the o
 // rescale leave the chain from the scores to P. A row without a reference yet (-inf) or on the
 // exact path takes the update below.
+// given_max: the row maxima if the caller has them (row_maxima), else null.
 template <typename T, bool kPv16>
-__device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2]) {
+__device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2],
+                                             const float* given_max = nullptr) {
   float tile_max[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float first, second;
-    half_maxima(t.s, r, first, second);
-    tile_max[r] = fmaxf(first * t.c[0], second * t.c[1]);
+  if (given_max != nullptr) {
+    tile_max[0] = given_max[0];
+    tile_max[1] = given_max[1];
+  } else {
+    row_maxima(t.s, t.c, tile_max);
   }
   float offset[2];
   bool unmoved = false;
@@ -510,6 +525,14 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
       t.c[1] = q_factor * k_scale_next[1];
       load_k_scales(next);
       o_unmoved = false;
+#if SAGEATTN_SM90_INT_MAX
+      // The row maxima of unmasked tiles from the int32 sums: sm_90 has a three-input integer
+      // max (VIMNMX3), not a float one (prepared, not measured).
+      float int_max[2];
+      if (tile < keys.unmasked_tiles && !element) row_maxima(acc, t.c, int_max);
+#else
+      float* const int_max = nullptr;
+#endif
       // One I2FP per score (exact: |s| < 127 * 127 * 128 < 2^24). IADD3 + FADD through the
       // 1.5 * 2^23 bit pattern, meant to spare a slow pipe, cost one more issue slot per score:
       // I2FP measured +7 % at 4K and 16K non-causal (H100, same-build A/B, docs/performance.md).
@@ -521,7 +544,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
       } else if (tile < keys.unmasked_tiles && !element) {
-        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale);
+        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale, int_max);
       } else {
         const char* mask_rows[2] = {nullptr, nullptr};
         // kElementBits: the keep bits of rows g and g + 8, shifted to this lane's keys; all ones on

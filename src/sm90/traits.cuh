@@ -49,6 +49,12 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_HEADROOM
 #define SAGEATTN_SM90_HEADROOM 2
 #endif
+// 1: the row maxima of unmasked tiles come from the int32 sums (IMNMX, which ptxas fuses into the
+// three-input VIMNMX3) instead of their float conversions (two-input FMNMX). Same values; prepared,
+// not yet measured.
+#ifndef SAGEATTN_SM90_INT_MAX
+#define SAGEATTN_SM90_INT_MAX 0
+#endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
