@@ -167,7 +167,7 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
 
 // Row statistics of the two rows (g and g + 8 of the warp's 16) a consumer thread holds.
 struct RowState {
-  float max[2];  // reference of the base-2 scores: >= every score seen, at most kHeadroom above
+  float max[2];  // reference of the base-2 scores: >= every score seen, at most the headroom above
                  // the largest (-inf until a key is seen); P~ = unit * 2^(x - max) <= unit
   float sum[2];  // this thread's share of sum unit * 2^(x - max) (unit: 448 for E4M3 P~, else 1)
 };
@@ -193,19 +193,18 @@ __device__ __forceinline__ void new_maxima(const float (&tile_max)[2], const Row
   for (int r = 0; r < 2; ++r) m[r] = fmaxf(quad_max(tile_max[r]), st.max[r]);
 }
 
-// Moves each reference that `m` (the new maximum) exceeds to m + kHeadroom: the factor for the O
+// Moves each reference that `m` (the new maximum) exceeds to m + headroom: the factor for the O
 // accumulated so far, the rescaled partial sums, and the ex2 offsets: unit * 2^(x - ref) =
 // 2^(x - (ref - log2 unit)); a row without keys so far uses offset 0 so that -inf - (-inf) never
 // appears. The reference never falls below a score: P~ must never exceed 448, or E4M3 would
 // saturate.
-constexpr float kHeadroom = SAGEATTN_SM90_HEADROOM;
 template <bool kPv16>
 __device__ __forceinline__ void commit_maxima(const float (&m)[2], RowState& st, float (&rescale)[2],
                                               float (&offset)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const bool moved = m[r] > st.max[r];  // m >= st.max
-    const float reference = moved ? m[r] + kHeadroom : st.max[r];
+    const float reference = moved ? m[r] + PvTraits<kPv16>::kHeadroom : st.max[r];
     rescale[r] = moved ? ptx::exp2_approx(st.max[r] - reference) : 1.f;  // old max -inf -> 0
     st.max[r] = reference;
     st.sum[r] *= rescale[r];
@@ -288,7 +287,7 @@ __device__ __forceinline__ void row_maxima(const V (&values)[kAccRegs], const fl
 // exact integer sums and their two scales: c > 0 (or 0 for an all-zero group), so
 // max(s * c) = max(s) * c per half (tile_max, row_maxima), and one FFMA (s * c - offset) and one ex2
 // per score.
-// kHeadroom > 0: when no score of the warp's rows exceeds its reference (a vote over each lane's
+// Headroom > 0: when no score of the warp's rows exceeds its reference (a vote over each lane's
 // own maxima; the quad needs no shuffles), the reference stays, the exponentials go against it and
 // the function returns true: nothing to rescale, so the shuffles, the reference update and the o
 // rescale leave the chain from the scores to P. A row without a reference yet (-inf) or on the
@@ -306,7 +305,7 @@ __device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragm
   }
   float offset[2];
   bool unmoved = false;
-  if (kHeadroom > 0.f) {
+  if (PvTraits<kPv16>::kHeadroom > 0.f) {
     bool fits = true;
 #pragma unroll
     for (int r = 0; r < 2; ++r)

@@ -49,6 +49,11 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_HEADROOM
 #define SAGEATTN_SM90_HEADROOM 2
 #endif
+// The same for the 16-bit P.V, whose P = 2^(x - ref) loses nothing to a larger headroom in fp16
+// or bf16 (prepared, not yet measured: e.g. 8 makes reference moves rarer still).
+#ifndef SAGEATTN_SM90_HEADROOM_PV16
+#define SAGEATTN_SM90_HEADROOM_PV16 SAGEATTN_SM90_HEADROOM
+#endif
 // 1: the row maxima of unmasked tiles come from the int32 sums (IMNMX, which ptxas fuses into the
 // three-input VIMNMX3) instead of their float conversions (two-input FMNMX). Same values; prepared,
 // not yet measured.
@@ -101,6 +106,8 @@ struct PvTraits {
   static constexpr int kVPanelBytes = kTileBytes;  // 16-bit tiles: channels 64..127 start here
   static constexpr int kSteps = kPv16 ? kKeyTile / 16 : kKeyTile / 32;  // wgmma k steps per tile
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
+  // Softmax reference headroom (SAGEATTN_SM90_HEADROOM, SAGEATTN_SM90_HEADROOM_PV16).
+  static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
   template <int kQBytes>
   static constexpr int kSharedBytes = kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * kBarriers + kAlignSlack;
 };
