@@ -6,8 +6,9 @@
 //    a kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored
 //    every tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
 //  - the consumers (2 or 3): 64 query rows each; per 128-token tile
-//    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 with the exact running
-//    maximum -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
+//    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 against a per-row
+//    reference m >= every score (moved to max + headroom when exceeded) -> P~ = e4m3(448 * 2^(x - m))
+//    packed straight into the register A fragment ->
 //    O_tile = P~.V~ (4 x m64n128k32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
 //    two-level accumulation), or, with 3 consumers, O *= rescale and O += P~.V~ on the tensor core.
 // kPv16 (the accurate mode, PvTraits): P = 2^(x - m) in the input dtype, 8 x m64n128k16 with V
@@ -187,7 +188,7 @@ constexpr float kFusedMaxLimit = 1024.f;
 // are all -inf. Without this, one such row would send its whole warp down the exact path.
 __device__ __forceinline__ bool fused_ok(float m) { return m == -INFINITY || fabsf(m) < kFusedMaxLimit; }
 
-// Per row of this thread: max over the quad of `tile_max` and the running maximum.
+// Per row of this thread: max over the quad of `tile_max` and the current reference.
 __device__ __forceinline__ void new_maxima(const float (&tile_max)[2], const RowState& st, float (&m)[2]) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) m[r] = fmaxf(quad_max(tile_max[r]), st.max[r]);
