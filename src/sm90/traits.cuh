@@ -43,22 +43,16 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 // running maximum; h > 0 = the reference moves to (tile maximum + h) only when a tile exceeds it,
 // and a tile that exceeds no reference of its warp skips the reference update and the o rescale.
 // H100, same-build A/B against h = 0 (TOPS 4K / 16K non-causal, causal): h = 2 +2 % / +5 %, +3 %
-// / +3 %; h = 4 +4 % / +6 %, +5 % / +4 %. The price is h bits of E4M3 range for P~ (largest P~
-// of a row in [448 / 2^h, 448]): Gaussian relative L1 3.83e-2 -> 3.89e-2 (h = 2) -> 3.91e-2
-// (h = 4) at 4K. 2 is the value the GPU suite validated (docs/performance.md).
+// / +3 %; h = 4 +4 % / +6 %, +5 % / +4 % (and +1-2 % over h = 2 in a later call). The price is h
+// bits of E4M3 range for P~ (largest P~ of a row in [448 / 2^h, 448]): Gaussian relative L1
+// 3.83e-2 -> 3.89e-2 (h = 2) -> 3.91e-2 (h = 4) at 4K; the GPU suite passed on h = 4.
 #ifndef SAGEATTN_SM90_HEADROOM
-#define SAGEATTN_SM90_HEADROOM 2
+#define SAGEATTN_SM90_HEADROOM 4
 #endif
 // The same for the 16-bit P.V, whose P = 2^(x - ref) loses nothing to a larger headroom in fp16
-// or bf16 (prepared, not yet measured: e.g. 8 makes reference moves rarer still).
+// or bf16; 8 measured no faster than 4 there (H100, 2026-11-26), so it follows the FP8 value.
 #ifndef SAGEATTN_SM90_HEADROOM_PV16
 #define SAGEATTN_SM90_HEADROOM_PV16 SAGEATTN_SM90_HEADROOM
-#endif
-// 1: the row maxima of unmasked tiles come from the int32 sums (IMNMX, which ptxas fuses into the
-// three-input VIMNMX3) instead of their float conversions (two-input FMNMX). Same values; prepared,
-// not yet measured.
-#ifndef SAGEATTN_SM90_INT_MAX
-#define SAGEATTN_SM90_INT_MAX 0
 #endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
