@@ -110,9 +110,9 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
   const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
   a.column_sum_chunks = chunks.count;
   a.column_sum_chunk_tokens = chunks.tokens_per_chunk;
-  a.q_int8 = region<int8_t>(workspace, layout.q_int8);
+  a.q_int8 = layout.has_q_int8 ? region<int8_t>(workspace, layout.q_int8) : nullptr;
   a.k_int8 = region<int8_t>(workspace, layout.k_int8);
-  a.q_scale = region<float>(workspace, layout.q_scale);
+  a.q_scale = layout.has_q_int8 ? region<float>(workspace, layout.q_scale) : nullptr;
   a.k_scale = region<float>(workspace, layout.k_scale);
   a.k_column_sums = layout.has_k_column_sums ? region<float>(workspace, layout.k_column_sums) : nullptr;
   a.lse_correction =
@@ -192,8 +192,14 @@ void set_mask_args(const sageattn_params& p, const Plan& plan, const MaskTileArg
 AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& quant) {
   AttentionArgs a{};
   a.q_int8 = quant.q_int8;
-  a.k_int8 = quant.k_int8;
   a.q_scale = quant.q_scale;
+  a.q = p.q.data;
+  a.q_stride_batch = p.q.stride_batch;
+  a.q_stride_head = p.q.stride_head;
+  a.q_stride_token = p.q.stride_token;
+  a.q_rotate = quant.rotate;
+  a.q_per_warp = quant.per_warp;
+  a.k_int8 = quant.k_int8;
   a.k_scale = quant.k_scale;
   a.v = p.v.data;
   a.v_stride_batch = p.v.stride_batch;

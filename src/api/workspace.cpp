@@ -39,9 +39,13 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
 
   WorkspaceLayout layout;
   RegionAllocator regions;
-  layout.q_int8 = regions.take(q_rows * head_dim);
+  // The sm90 kernels quantize Q themselves (sm90/q_quantize.cuh).
+  layout.has_q_int8 = !is_sm90_kernel(plan.kernel);
+  if (layout.has_q_int8) {
+    layout.q_int8 = regions.take(q_rows * head_dim);
+    layout.q_scale = regions.take(q_rows / kQBlockRows * kQGroupsPerBlock * sizeof(float));
+  }
   layout.k_int8 = regions.take(k_rows * head_dim);
-  layout.q_scale = regions.take(q_rows / kQBlockRows * kQGroupsPerBlock * sizeof(float));
   layout.k_scale = regions.take(k_rows / kKBlockTokens * kKGroupsPerBlock * sizeof(float));
   layout.has_k_column_sums = p.smooth_k != 0;
   if (layout.has_k_column_sums) layout.k_column_sums = regions.take(kv_heads * chunks * head_dim * sizeof(float));

@@ -43,6 +43,8 @@ struct QuantizeArgs {
 
   // Per-token buffers are [B, H, rows, ...] for dense batches and [H, slots * 128, ...] for packed
   // sequences (Packing); the pre-pass rows are rotated (common/rotation.h) before quantization.
+  // Q of the sm90 kernel is quantized inside it: q_int8 and q_scale are NULL there, and the Q items
+  // only compute lse_correction (when not NULL; qk_items).
   int8_t* q_int8;        // [B, Hq, q_blocks * 128, padded_head_dim]
   int8_t* k_int8;        // [B, Hkv, k_blocks * 64, padded_head_dim]
   float* q_scale;        // [B, Hq, q_blocks, kQGroupsPerBlock]
@@ -82,9 +84,14 @@ struct alignas(128) TensorMap {
 };
 
 struct AttentionArgs {
-  const int8_t* q_int8;
-  const int8_t* k_int8;
+  const int8_t* q_int8;   // sm80: the pre-pass's INT8 Q and its scales
   const float* q_scale;
+  // sm90: the caller's Q (the kernel quantizes it, sm90/q_quantize.cuh) and how: rotated
+  // (common/rotation.h), per-warp groups instead of per-thread ones.
+  const void* q;
+  int64_t q_stride_batch, q_stride_head, q_stride_token;
+  bool q_rotate, q_per_warp;
+  const int8_t* k_int8;
   const float* k_scale;
   const void* v;
   int64_t v_stride_batch, v_stride_head, v_stride_token;

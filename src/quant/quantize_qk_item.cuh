@@ -25,10 +25,15 @@ struct QuantizeQkShared {
   float row_inv_scale[kRowsPerQuantizeItem];
 };
 
-// Work items of one call: Q blocks, then pairs of K blocks.
+// Q blocks have work here unless the attention kernel quantizes Q itself (sm90: q_int8 NULL) and
+// no LSE correction is wanted.
+__host__ __device__ inline int64_t q_items(const QuantizeArgs& a) {
+  return a.q_int8 == nullptr && a.lse_correction == nullptr ? 0 : static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
+}
+
+// Work items of one call: Q blocks (q_items), then pairs of K blocks.
 __host__ __device__ inline int64_t qk_items(const QuantizeArgs& a) {
-  return static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks +
-         static_cast<int64_t>(a.batch) * a.heads_kv * ((a.k_blocks + 1) / 2);
+  return q_items(a) + static_cast<int64_t>(a.batch) * a.heads_kv * ((a.k_blocks + 1) / 2);
 }
 
 // Maximum of one row's 8-element segments across the lanes that share that row.
@@ -84,10 +89,10 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
   float* row_amax = shared.row_amax;
   float* row_inv_scale = shared.row_inv_scale;
 
-  const int64_t q_items = static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
+  const int64_t q_item_count = q_items(a);
   const int k_items_per_head = (a.k_blocks + 1) / 2;
-  const bool is_q = item < q_items;
-  const int64_t local = is_q ? item : item - q_items;
+  const bool is_q = item < q_item_count;
+  const int64_t local = is_q ? item : item - q_item_count;
   const int items_per_head = is_q ? a.q_blocks : k_items_per_head;
   const int heads = is_q ? a.heads_q : a.heads_kv;
   const int block = static_cast<int>(local % items_per_head);
@@ -112,7 +117,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
                                         : static_cast<int>(ceil_div(seqlen, kPackedSlotRows)) * kPackedSlotRows;
   const int64_t ws_row0 = workspace_row0(cu, side, batch, head, heads, is_q ? a.packing.slots_q : a.packing.slots_kv,
                                          dense_rows);
-  int8_t* dst = (is_q ? a.q_int8 : a.k_int8) + ws_row0 * kHeadDim;
+  int8_t* const dst_rows = is_q ? a.q_int8 : a.k_int8;  // NULL for Q quantized by the attention kernel
   const int kv_head = is_q ? head / (a.heads_q / a.heads_kv) : head;
   const bool subtract_mean = !is_q && a.smooth_k;
   const bool lse_correction = is_q && a.lse_correction != nullptr;
@@ -159,6 +164,25 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
       for (int e = 0; e < 8; ++e) x[e] = __fsub_rn(x[e], mean[col + e]);
     }
   };
+  // dot(q, mean(K)) of each row for the LSE correction, on the unrotated row.
+  auto store_lse_correction = [&](int p, const float (&x)[8]) {
+    float dot = 0.f;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
+    dot = row_sum<kLanesPerRow>(dot);
+    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
+    if (lane % kLanesPerRow == 0 && row < seqlen) a.lse_correction[ws_row0 + row] = dot;
+  };
+  if (dst_rows == nullptr) {  // the Q item of a kernel that quantizes Q: the LSE correction only
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      float x[8];
+      values(p, x);
+      store_lse_correction(p, x);
+    }
+    return;
+  }
+  int8_t* const dst = dst_rows + ws_row0 * kHeadDim;
 
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
@@ -201,12 +225,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     if (row >= padded_rows) continue;  // second half of an odd last K pair
     float x[8];
     values(p, x);
-    // dot(q, mean(K)) for the LSE correction, on the unrotated row.
-    float dot = 0.f;
-    if (lse_correction) {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
-    }
+    if (lse_correction) store_lse_correction(p, x);
     if (a.rotate) rotate_block8(x);
     const float inv = row_inv_scale[local_row];
     uint32_t packed[2] = {0u, 0u};
@@ -220,11 +239,6 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     const int stored_col = kHeadDim == 128 && a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
     *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
         make_uint2(packed[0], packed[1]);
-    if (lse_correction) {
-      dot = row_sum<kLanesPerRow>(dot);
-      if (lane % kLanesPerRow == 0 && row < seqlen)
-        a.lse_correction[ws_row0 + row] = dot;
-    }
   }
 }
 

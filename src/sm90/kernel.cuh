@@ -2,10 +2,11 @@
 // docs/design/sm90_kernel.md explains the structure; in short, a CTA of three or four warpgroups
 // (CtaShape) runs work items (a block of 128 or 192 query rows, head, batch): one item per CTA by
 // default, several with SAGEATTN_SM90_PERSISTENT:
-//  - warpgroup 0, the producer: two threads stream each item's Q rows and the K and V tiles through
-//    a kStages-deep ring of shared-memory stages with the bulk-copy engine (the pre-pass stored
-//    every tile contiguous and already swizzled, so one copy instruction moves a whole 16 KB tile);
-//  - the consumers (2 or 3): 64 query rows each; per 128-token tile
+//  - warpgroup 0, the producer: two threads stream the K and V tiles through a kStages-deep ring
+//    of shared-memory stages with the bulk-copy engine (the pre-pass stored every tile contiguous
+//    and already swizzled, so one copy instruction moves a whole 16 KB tile);
+//  - the consumers (2 or 3): 64 query rows each, which they quantize to INT8 in shared memory at
+//    the item's start (q_quantize.cuh); per 128-token tile
 //    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 against a per-row
 //    reference m >= every score (moved to max + headroom when exceeded) -> P~ = e4m3(448 * 2^(x - m))
 //    packed straight into the register A fragment ->
@@ -32,11 +33,13 @@
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
+#include "sm90/q_quantize.cuh"
 #include "sm90/traits.cuh"
 
 namespace sageattn::sm90 {
 
-// Shared memory: [Q rows][K stages][V stages][barriers], tiles 1024-byte aligned (swizzle atoms).
+// Shared memory: [Q rows][K stages][V stages][barriers][Q maximum exchange], tiles 1024-byte aligned
+// (swizzle atoms).
 template <int kVTileBytes, int kQBytes>
 struct SharedLayout {
   uint32_t base;
@@ -46,12 +49,12 @@ struct SharedLayout {
   __device__ uint32_t barrier(int index) const {
     return base + kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * index;
   }
-  __device__ uint32_t q_full() const { return barrier(0); }
-  __device__ uint32_t k_full(int s) const { return barrier(1 + s); }
-  __device__ uint32_t v_full(int s) const { return barrier(1 + kStages + s); }
-  __device__ uint32_t k_empty(int s) const { return barrier(1 + 2 * kStages + s); }
-  __device__ uint32_t v_empty(int s) const { return barrier(1 + 3 * kStages + s); }
-  __device__ uint32_t q_empty() const { return barrier(1 + 4 * kStages); }
+  __device__ uint32_t k_full(int s) const { return barrier(s); }
+  __device__ uint32_t v_full(int s) const { return barrier(kStages + s); }
+  __device__ uint32_t k_empty(int s) const { return barrier(2 * kStages + s); }
+  __device__ uint32_t v_empty(int s) const { return barrier(3 * kStages + s); }
+  // kQExchangeFloats per consumer warpgroup (q_quantize.cuh).
+  __device__ uint32_t q_exchange() const { return barrier(kBarriers); }
 };
 
 // The K/V tiles a CTA streams are numbered across its work items; tile `tile` uses stage
@@ -115,29 +118,17 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 }
 
 // Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
-// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). The K
-// thread also loads each item's Q tile once the consumers have released the previous one.
+// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). Q is
+// not theirs: the consumers quantize their own rows (q_quantize.cuh).
 template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
 __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
                                         bool is_v) {
   uint32_t tile_counter = 0;
-  uint32_t local_item = 0;  // items this CTA ran (not skipped): their parity is the Q barrier phase
   for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
     const WorkItem w = work_item<kCausal, kRows>(a, index);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
-    if (!is_v) {
-      // The sequence's workspace rows end at its last 128-row Q block; a 192-row item may reach
-      // past it (rows past the sequence, never stored): only the rows that exist are copied.
-      const int q_start = w.q_block * kRows;
-      const int q_rows = min(kRows, static_cast<int>(ceil_div(rows.queries.length, kQRows)) * kQRows - q_start);
-      ptx::mbarrier_wait(sh.q_empty(), (local_item & 1u) ^ 1u);
-      ptx::mbarrier_arrive_expect_tx(sh.q_full(), q_rows * kHeadDim);
-      ptx::bulk_copy_global_to_shared(sh.q(), a.q_int8 + (rows.q_row0 + q_start) * kHeadDim, q_rows * kHeadDim,
-                                      sh.q_full());
-    }
-    ++local_item;
     const int tiles = rows.keys.tiles;
     // 16-bit V of a dense call without tiles: two TMA loads per tile from the caller's tensor (its
     // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
@@ -383,8 +374,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0);
 
   if (threadIdx.x == 0) {
-    ptx::mbarrier_init(sh.q_full(), 1);
-    ptx::mbarrier_init(sh.q_empty(), Shape::kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(sh.k_full(s), 1);
       ptx::mbarrier_init(sh.v_full(s), 1);
@@ -409,7 +398,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;  // ping-pong (2 consumers)
   constexpr int kTurnThreads = 256;
   uint32_t first_tile = 0;  // the CTA-wide number of this item's tile 0 (see stage_of)
-  uint32_t local_item = 0;
+  // Generic pointers to this consumer's Q rows and maximum exchange (quantize_q_rows).
+  unsigned char* const q_rows = shared_raw + (sh.q() - raw) + consumer * (kTileBytes / 2);
+  float* const q_exchange = reinterpret_cast<float*>(shared_raw + (sh.q_exchange() - raw)) + consumer * kQExchangeFloats;
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's Q and first K/V tiles while this one finishes its last P.V and its epilogue.
@@ -422,17 +413,14 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
     const KeyRange keys = rows.keys;
-    // Per-thread Q groups: rows with equal row % 8 in each 32-row slice of a 128-row Q block; this
-    // thread's two rows share one. Rows past the sequence's last Q block (192-row items only) have
-    // no group: factor 0, finite scores, never stored.
+    // Q rows of this consumer, quantized here (q_quantize.cuh): the groups of the pre-pass, and rows
+    // past the sequence are zeros (a group of such rows only: factor 0, finite scores, never stored).
+    const T* q_head = static_cast<const T*>(a.q) +
+                      token0_offset(rows.queries, batch, head, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
+    const float q_factor = a.sm_scale_log2 * quantize_q_rows<T>(q_head, a.q_stride_token, q_start + consumer * 64,
+                                                                seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp, q_rows,
+                                                                q_exchange, kQBarrier0 + consumer);
     const int q_block = kRows == kQRows ? w.q_block : (q_start + row_in_block) / kQRows;
-    const int row_of_block = kRows == kQRows ? row_in_block : (q_start + row_in_block) % kQRows;
-    float q_factor = a.sm_scale_log2;
-    if (kRows == kQRows || q_block < ceil_div(seqlen_q, kQRows))
-      q_factor *= a.q_scale[(rows.q_row0 / kQRows + q_block) * kQGroupsPerBlock +
-                            row_of_block / kWarpRows * kQGroupsPerWarp + row_of_block % kQGroupsPerWarp];
-    else
-      q_factor = 0.f;
     const float* k_scales = a.k_scale + rows.k_row0 / kKBlockTokens * kKGroupsPerBlock;
     const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};
 
@@ -440,8 +428,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) o[i] = 0.f;
     RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
-
-    ptx::mbarrier_wait(sh.q_full(), local_item & 1u);
 
     // The wgmma issue helpers wait for nothing: callers wait for the stage barriers first, then
     // fence, then issue. Any instruction between the fence and the wgmmas that touches their
@@ -681,9 +667,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
         tile = next;
       }
     }
-    // Every Q.K^T of this item is complete (the last one was waited for before its softmax): the
-    // producer may load the next item's Q.
-    release(sh.q_empty());
     if (visited > 0) {
       wait_v(visited - 1);
       ptx::wgmma_fence();
@@ -742,7 +725,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
       }
     }
     first_tile += static_cast<uint32_t>(visited);
-    ++local_item;
   }  // work items
 }
 

@@ -57,7 +57,11 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 constexpr int kStages = SAGEATTN_SM90_STAGES;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
-constexpr int kBarriers = 2 + 4 * kStages;  // Q full/empty, K and V full/empty per stage
+constexpr int kBarriers = 4 * kStages;  // K and V full/empty per stage
+// The consumers' Q quantization (q_quantize.cuh): kQExchangeFloats floats of shared memory each and
+// named barrier kQBarrier0 + consumer (ids 1 and 2 are the ping-pong turns).
+constexpr int kQExchangeFloats = 128;
+constexpr int kQBarrier0 = 4;
 constexpr int kAlignSlack = 1024;
 
 // The CTA of one instantiation: a producer warpgroup and 2 or 3 consumer warpgroups of 64 query rows.
@@ -103,7 +107,8 @@ struct PvTraits {
   // Softmax reference headroom (SAGEATTN_SM90_HEADROOM, SAGEATTN_SM90_HEADROOM_PV16).
   static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
   template <int kQBytes>
-  static constexpr int kSharedBytes = kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * kBarriers + kAlignSlack;
+  static constexpr int kSharedBytes = kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * kBarriers +
+                                      kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 + kAlignSlack;
 };
 
 }  // namespace sageattn::sm90

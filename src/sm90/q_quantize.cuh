@@ -1,0 +1,115 @@
+// Q quantized inside the sm90 kernel: at the start of each work item, every consumer warpgroup turns
+// its 64 query rows from the caller's 16-bit tensor into INT8 rows in shared memory, in the K-major,
+// 128-byte swizzled layout its wgmma descriptors read, and keeps its threads' dequantization
+// factor in a register. Groups, rounding and scales are exactly the pre-pass's
+// (quant/quantize_qk_item.cuh, docs/design/quantization.md), so the result is bit for bit the same;
+// what it saves is the pre-pass's read of Q and the write and read of an INT8 copy of it, a third
+// of the pre-pass's memory traffic (docs/design/sm90_kernel.md, "Q in the kernel").
+#pragma once
+#include <cstdint>
+
+#include "common/element.cuh"
+#include "common/kernel_args.h"
+#include "common/rotation.h"
+#include "common/tiling.h"
+#include "ptx/mbarrier.cuh"
+#include "ptx/wgmma.cuh"
+#include "sm90/traits.cuh"
+
+namespace sageattn::sm90 {
+
+// The pre-pass's __float2int_rn(x * inv) as the low byte of (x * inv + 1.5 * 2^23): for |v| < 2^22
+// the sum's mantissa holds round-to-nearest-even(v) in two's complement, and |x * inv| <= 127 here
+// (inv = 127 / amax rounded, |x| <= amax; the pre-pass's clamp never binds). An FADD on the FMA
+// pipe instead of an F2I on the 16-per-clock conversion pipe: 64 per thread and item.
+__device__ __forceinline__ uint32_t int8_byte_bits(float x, float inv) {
+  return __float_as_uint(__fadd_rn(__fmul_rn(x, inv), 12582912.f));
+}
+
+// Packs the low bytes of four words, first word lowest.
+__device__ __forceinline__ uint32_t pack_low_bytes(uint32_t b0, uint32_t b1, uint32_t b2, uint32_t b3) {
+  return __byte_perm(__byte_perm(b0, b1, 0x0040u), __byte_perm(b2, b3, 0x0040u), 0x5410u);
+}
+
+// Quantizes rows row0 + warp * 16 + lane / 4 + {0, 8} (sequence rows; this consumer's 64 rows)
+// of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x 128-byte
+// region of shared memory) and returns the scale of this thread's group (0 for a group without a
+// quantizable row). Rows at or past `seqlen` and columns at or past `head_dim` are zeros. Groups
+// (per-thread): rows of one 32-row slice with equal row % 8, i.e. these two rows and the same two
+// of the partner warp (warp ^ 1); per-warp: the whole slice. Every thread of the consumer
+// warpgroup must call it: it synchronizes them on named barrier `barrier` (twice), and returns
+// once the INT8 rows are visible to the warpgroup's wgmmas.
+template <typename T>
+__device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t stride_token, int row0, int seqlen,
+                                                 int head_dim, bool rotate, bool per_warp, unsigned char* q_rows,
+                                                 float* exchange, int barrier) {
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
+  const int local_row = warp * 16 + lane / 4;  // and local_row + 8
+  // Chunk j of a lane: the 8 columns from 8 * (4 j + lane % 4), so that each load instruction of a
+  // quad reads 64 contiguous bytes of its row.
+  uint4 raw[2][4];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + local_row + 8 * r;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int col = 8 * (4 * j + lane % 4);
+      raw[r][j] = make_uint4(0u, 0u, 0u, 0u);
+      if (row < seqlen && col < head_dim)
+        raw[r][j] = *reinterpret_cast<const uint4*>(head_rows + row * stride_token + col);
+    }
+  }
+  auto values = [&](int r, int j, float (&x)[8]) {
+    unpack8<T>(raw[r][j], x);
+    if (rotate) rotate_block8(x);
+  };
+  float m = 0.f;
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float x[8];
+      values(r, j, x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
+    }
+  // The quad holds both rows whole; per-warp groups span the warp's 16 rows.
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+  m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+  if (per_warp) {
+#pragma unroll
+    for (int offset = 4; offset < 32; offset *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+  }
+  static_assert(kQExchangeFloats == 128, "one float per thread of the warpgroup");
+  exchange[warp * 32 + lane] = m;
+  ptx::named_barrier_sync(barrier, 128);
+  const float amax = fmaxf(m, exchange[(warp ^ 1) * 32 + lane]);
+  const bool quantizable = amax >= kMinQuantizableAmax;
+  const float inv = quantizable ? 127.f / amax : 0.f;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = local_row + 8 * r;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float x[8];
+      values(r, j, x);
+      uint32_t b[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) b[e] = int8_byte_bits(x[e], inv);
+      // Byte column 8 (4 j + lane % 4) lies in 16-byte chunk (4 j + lane % 4) / 2, stored at chunk
+      // index ^ (row % 8) (the 128-byte swizzle of the descriptors).
+      const int chunk = (4 * j + lane % 4) / 2;
+      const int offset = row * 128 + ((chunk ^ (row % 8)) * 16) + (lane % 2) * 8;
+      *reinterpret_cast<uint2*>(q_rows + offset) =
+          make_uint2(pack_low_bytes(b[0], b[1], b[2], b[3]), pack_low_bytes(b[4], b[5], b[6], b[7]));
+    }
+  }
+  // The wgmmas read shared memory through the async proxy.
+  ptx::fence_proxy_async_shared();
+  ptx::named_barrier_sync(barrier, 128);
+  if (!quantizable) return 0.f;
+  // Q's scale absorbs the rotation's factor 8 (exact: a power of two).
+  return rotate ? amax / 127.f * kRotationScale : amax / 127.f;
+}
+
+}  // namespace sageattn::sm90
