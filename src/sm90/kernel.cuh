@@ -403,7 +403,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   float* const q_exchange = reinterpret_cast<float*>(shared_raw + (sh.q_exchange() - raw)) + consumer * kQExchangeFloats;
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
-  // item's Q and first K/V tiles while this one finishes its last P.V and its epilogue.
+  // item's first K/V tiles while this one finishes its last P.V and its epilogue.
   for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
     const WorkItem w = work_item<kCausal, kRows>(a, index);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
@@ -413,6 +413,26 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
     const KeyRange keys = rows.keys;
+    if constexpr (Shape::kConsumers == 3) {  // no masks: every tile is visited, no turns
+      // A consumer whose 64 rows all lie past the sequence (the last 192-row item of a length that
+      // is not a multiple of 192: at 1K, 1 item in 6) computes nothing: it only frees each stage
+      // after its tile arrived (never earlier: an arrival must count toward that tile's phase),
+      // leaving the SM's issue slots and tensor cores to the consumers with rows.
+      if (q_start + consumer * 64 >= seqlen_q) {
+        for (int slot = 0; slot < keys.tiles; ++slot) {
+          const uint32_t tile = first_tile + static_cast<uint32_t>(slot);
+          ptx::mbarrier_wait(sh.k_full(stage_of(tile)), phase_of(tile));
+          ptx::mbarrier_wait(sh.v_full(stage_of(tile)), phase_of(tile));
+          __syncwarp();
+          if (lane == 0) {
+            ptx::mbarrier_arrive(sh.k_empty(stage_of(tile)));
+            ptx::mbarrier_arrive(sh.v_empty(stage_of(tile)));
+          }
+        }
+        first_tile += static_cast<uint32_t>(keys.tiles);
+        continue;
+      }
+    }
     // Q rows of this consumer, quantized here (q_quantize.cuh): the groups of the pre-pass, and rows
     // past the sequence are zeros (a group of such rows only: factor 0, finite scores, never stored).
     const T* q_head = static_cast<const T*>(a.q) +
