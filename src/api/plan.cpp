@@ -16,15 +16,18 @@ bool has_sm90_kernels() {
 
 namespace {
 
-// AUTO's 16-bit P.V on sm90 up to this many query rows (dense calls whose V a tensor map can read).
-// H200, hd128, B4 H32, one run, TOPS 16-bit / FP8 P.V: non-causal 1K 312/234, 2K 445/375, 4K 540/510,
-// 8K 581/606, 16K 606/679; causal 1K 171/136, 2K 293/259, 4K 400/394, 8K 484/517.
-constexpr int kAutoPv16MaxSeqlenQ = 4096;
+// AUTO's 16-bit P.V on sm90 up to this many query rows (dense calls whose V a tensor map can read):
+// where it is the faster of the two, or within 3 % (its error is 3.5x smaller on Gaussian inputs).
+// H100, hd128, B4 H32, one run (2026-11-26, Q quantized in the kernel), TOPS 16-bit / FP8 P.V:
+// non-causal 1K 325.8/286.8, 2K 474.3/488.7, 4K 582.0/659.9, 16K 598.7/870.9; causal 1K
+// 198.0/154.9, 2K 333.9/299.6, 4K 465.6/462.9, 16K 620.0/772.3.
+constexpr int kAutoPv16MaxSeqlenQ = 2048;
+constexpr int kAutoPv16MaxSeqlenQCausal = 4096;
 // Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows and keys
 // on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run, TOPS
 // sm80 / sm90 FP8 P.V: non-causal 4K 253.5 / 278.2, 8K 269.0 / 327.7, 16K 284.1 / 355.8; causal 4K
 // 220.4 / 215.7, 8K 249.0 / 275.0, 16K 266.4 / 329.4.
-constexpr int kAutoSm90MinSeqlenQHd64 = kAutoPv16MaxSeqlenQ + 1;
+constexpr int kAutoSm90MinSeqlenQHd64 = 4097;
 
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
 // B200/B300: 163-227 KB); sm86, sm89, sm120 and sm121 allow 99-101 KB.
@@ -70,8 +73,8 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     const bool long_hd64 = padded == 64 && p.seqlen_q >= kAutoSm90MinSeqlenQHd64 &&
                            p.seqlen_kv >= kAutoSm90MinSeqlenQHd64;
     const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
-    const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 ||
-                      (p.seqlen_q <= kAutoPv16MaxSeqlenQ && v_tensor_map_possible(p));
+    const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;
+    const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 || (p.seqlen_q <= pv16_max && v_tensor_map_possible(p));
     kernel = !sm90  ? SAGEATTN_KERNEL_SM80_MMA
              : pv16 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16
                     : SAGEATTN_KERNEL_SM90_WGMMA;

@@ -76,23 +76,28 @@ def sm90_available(library):
     return torch.cuda.get_device_capability() == (9, 0) and "90a" in library.compiled_archs
 
 
-# "auto" runs the 16-bit P.V on sm90 up to this many query rows (src/api/plan.cpp).
-AUTO_PV16_MAX_SEQLEN_Q = 4096
+# "auto" runs the 16-bit P.V on sm90 up to this many query rows, non-causal and causal
+# (src/api/plan.cpp); head dims <= 64 run the sm90 kernel above AUTO_SM90_MIN_SEQLEN_HD64 - 1.
+AUTO_PV16_MAX_SEQLEN_Q = 2048
+AUTO_PV16_MAX_SEQLEN_Q_CAUSAL = 4096
+AUTO_SM90_MIN_SEQLEN_HD64 = 4097
 
 
-def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None):
+def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None, causal=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
     does: on compute capability 9.0 with a 90a build, for head dims 65..128 and for head dims <= 64
-    above 4096 query rows and keys (seqlen_kv: seqlen_q if not given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls
-    with at most 4096 query rows and V views with nonzero strides) or sm90_wgmma; else sm80_mma
-    (the sm90 kernel stops at head dim 128)."""
+    when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64 (seqlen_kv: seqlen_q if not
+    given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls with at most
+    AUTO_PV16_MAX_SEQLEN_Q[_CAUSAL] query rows and V views with nonzero strides) or sm90_wgmma;
+    else sm80_mma (the sm90 kernel stops at head dim 128)."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
     seqlen_kv = seqlen_q if seqlen_kv is None else seqlen_kv
-    long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) > AUTO_PV16_MAX_SEQLEN_Q
+    long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) >= AUTO_SM90_MIN_SEQLEN_HD64
     if not (sm90_available(library) and head_dim <= 128 and long_enough):
         return "sm80_mma"
-    if kernel == "auto_pv16" or (not packed and seqlen_q <= AUTO_PV16_MAX_SEQLEN_Q):
+    pv16_max = AUTO_PV16_MAX_SEQLEN_Q_CAUSAL if causal else AUTO_PV16_MAX_SEQLEN_Q
+    if kernel == "auto_pv16" or (not packed and seqlen_q <= pv16_max):
         return "sm90_wgmma_pv16"
     return "sm90_wgmma"
 

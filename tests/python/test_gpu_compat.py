@@ -70,7 +70,8 @@ def test_compat_functions_are_sageattn_calls(name, kernel, extra, layout, head_d
         qk_quant_gran=gran)
     same_result(out, expected_out)
     same_result(lse, expected_lse)
-    check_against_emulation(out, lse, q, k, v, kernel_used(kernel, library, head_dim, 333), layout, is_causal=True,
+    check_against_emulation(out, lse, q, k, v, kernel_used(kernel, library, head_dim, 333, causal=True), layout,
+                            is_causal=True,
                             sm_scale=0.1, qk_quant_gran=gran, what=f"{name} {layout} d={head_dim}")
 
 
@@ -97,7 +98,7 @@ def test_smooth_v(name, dtype, q_len, kv_len, heads, library):
                           dtype=dtype, seed=q_len)
     v = v + (8 * torch.randn(1, heads[1], 1, head_dim, device="cuda")).to(dtype)  # a strong V bias
     out, lse = getattr(compat, name)(q, k, v, is_causal=True, smooth_v=True, return_lse=True)
-    kernel = kernel_used("auto_pv16" if "pv_fp16" in name else "auto", library, head_dim, q_len)
+    kernel = kernel_used("auto_pv16" if "pv_fp16" in name else "auto", library, head_dim, q_len, causal=True)
     ref, ref_lse = exact(q, k, v, is_causal=True)
     # The tolerance: the emulation of what the wrapper runs (the kernel on V minus its channel
     # mean, rounded to dtype; the mean added back after) plus its two roundings to dtype, of the
