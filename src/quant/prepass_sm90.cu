@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "common/dependent_launch.h"
+#include "ptx/grid_dependency.cuh"
 #include "quant/k_column_sums.cuh"
 #include "quant/prepass_sm90.h"
 #include "quant/quantize_qk_item.cuh"
@@ -25,6 +27,7 @@ template <typename T>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   constexpr int kRowsPerPass = kStatsThreads / (kHeadDim / 8);
   __shared__ float partial[kVStats * kRowsPerPass * kHeadDim];  // the K sums use the first third
+  ptx::grid_dependents_launch();  // the quantization grid may start its loads (it waits for us)
   const int chunks = v.v16 ? 0 : v.stat_chunks;
   if (static_cast<int>(blockIdx.x) < chunks) {
     v_stats_block<T, kStatsThreads>(v, blockIdx.x, blockIdx.y, blockIdx.z, partial);
@@ -33,23 +36,34 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   }
 }
 
-// blockIdx.x: the Q/K items of quantize_qk_item, then the V tiles, head-major. kV16: 16-bit V
-// tiles (a swizzled copy, no shared memory) instead of E4M3 ones; an instantiation each, so neither
-// carries the other's V code.
+// blockIdx.x: the Q items of quantize_qk_item (LSE corrections only; none without an LSE), then per
+// K/V head, last head first, its K items and V tiles. The statistics grid reads the last head last,
+// so the first heads quantized here may still have K and V in L2 (50 MB on H100: all of K and V at
+// B4 H32 1K). kV16: 16-bit V tiles (a swizzled copy, no shared memory) instead of E4M3 ones; an
+// instantiation each, so neither carries the other's V code.
 template <typename T, bool kV16>
 __global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {
     QuantizeQkShared qk;
     VTileShared v;
   } shared;
-  const int64_t items = qk_items(qk);
-  if (blockIdx.x < items) {
+  ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
+  const int64_t first_k_item = q_items(qk);
+  if (blockIdx.x < first_k_item) {
     quantize_qk_item<T, kHeadDim>(qk, blockIdx.x, shared.qk);
+    return;
+  }
+  const int k_items_per_head = (qk.k_blocks + 1) / 2;
+  const int per_head = k_items_per_head + (v.v_tiles == nullptr ? 0 : v.tiles);
+  const int64_t heads = static_cast<int64_t>(qk.batch) * qk.heads_kv;
+  const int64_t block = blockIdx.x - first_k_item;
+  const int64_t head_index = heads - 1 - block / per_head;
+  const int in_head = static_cast<int>(block % per_head);
+  if (in_head < k_items_per_head) {
+    quantize_qk_item<T, kHeadDim>(qk, first_k_item + head_index * k_items_per_head + in_head, shared.qk);
   } else {
-    const int64_t tile = blockIdx.x - items;
-    const int head_index = static_cast<int>(tile / v.tiles);
-    const int tile_index = static_cast<int>(tile % v.tiles), head = head_index % v.heads_kv,
-              batch = head_index / v.heads_kv;
+    const int tile_index = in_head - k_items_per_head, head = static_cast<int>(head_index % v.heads_kv),
+              batch = static_cast<int>(head_index / v.heads_kv);
     if constexpr (kV16)
       copy_v16_tile<T>(v, tile_index, head, batch);
     else
@@ -68,11 +82,17 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
+  // quantize_kernel walks K items and V tiles per head: both tensors have the same heads and tiles.
+  if (v.v_tiles != nullptr && (v.batch != qk.batch || v.heads_kv != qk.heads_kv || 2 * v.tiles != qk.k_blocks))
+    return cudaErrorInvalidValue;
   const int64_t v_blocks = v.v_tiles == nullptr ? 0 : static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
   const int64_t blocks = qk_items(qk) + v_blocks;
   auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
-  kernel<<<static_cast<unsigned>(blocks), kQuantizeThreads, 0, stream>>>(qk, v);
-  return cudaGetLastError();
+  // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:
+  // its loads of K and V overlap that grid's tail (quantize_qk_item and quantize_v_tile wait for it
+  // before reading its sums). Without statistics the previous kernel is the caller's: a plain launch.
+  return launch_kernel(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kQuantizeThreads), 0, stream, stat_blocks > 0,
+                       qk, v);
 }
 
 }  // namespace

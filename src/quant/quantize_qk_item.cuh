@@ -11,6 +11,7 @@
 #include "common/rotation.h"
 #include "common/sequences.cuh"
 #include "common/tiling.h"
+#include "ptx/grid_dependency.cuh"
 
 namespace sageattn {
 
@@ -140,6 +141,8 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
 
   // K's channel mean from the column-sum partials (L2 reads), while the rows above are in flight:
   // done before them, these up to 16 dependent-latency reads held every K item's row loads back.
+  // The partials come from the previous grid (launched programmatically on sm90: wait for it).
+  ptx::grid_dependency_wait();
   if (subtract_mean || lse_correction) {
     const float* sums = a.k_column_sums +
                         (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;

@@ -18,6 +18,7 @@
 #include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
+#include "ptx/grid_dependency.cuh"
 
 namespace sageattn {
 
@@ -126,6 +127,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
         raw[vec][k] = *reinterpret_cast<const uint4*>(base + (static_cast<int64_t>(token) * a.v_stride_token + c) * sizeof(T));
     }
 
+  ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
   {
     const int c = threadIdx.x;
     const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;

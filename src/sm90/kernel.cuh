@@ -29,6 +29,7 @@
 #include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
+#include "ptx/grid_dependency.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
@@ -123,6 +124,7 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
 __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
                                         bool is_v) {
+  ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
   for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
     const WorkItem w = work_item<kCausal, kRows>(a, index);
@@ -440,6 +442,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     const float q_factor = a.sm_scale_log2 * quantize_q_rows<T>(q_head, a.q_stride_token, q_start + consumer * 64,
                                                                 seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp, q_rows,
                                                                 q_exchange, kQBarrier0 + consumer);
+    // Everything below reads the pre-pass's output (K scales, V scales and means, LSE corrections);
+    // the Q rows above are the caller's. Returns at once after the first item.
+    ptx::grid_dependency_wait();
     const int q_block = kRows == kQRows ? w.q_block : (q_start + row_in_block) / kQRows;
     const float* k_scales = a.k_scale + rows.k_row0 / kKBlockTokens * kKGroupsPerBlock;
     const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include "common/dependent_launch.h"
 #include "sm90/attention_sm90.h"
 #include "sm90/kernel.cuh"
 #include "sm90/traits.cuh"
@@ -30,8 +31,10 @@ cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
     ctas = items < sms ? items : sms;
   }
   constexpr int64_t kMaxGridX = 2147483647;
-  kernel<<<static_cast<unsigned>(ctas < kMaxGridX ? ctas : kMaxGridX), Shape::kThreads, kSharedBytes, stream>>>(a);
-  return cudaGetLastError();
+  // Programmatically after the pre-pass's quantization grid (always the previous kernel): the
+  // consumers quantize their Q rows while it finishes and wait for it before reading its output.
+  return launch_kernel(kernel, dim3(static_cast<unsigned>(ctas < kMaxGridX ? ctas : kMaxGridX)), dim3(Shape::kThreads),
+                       kSharedBytes, stream, true, a);
 }
 
 template <typename T, bool kCausal, bool kPv16>
