@@ -3,8 +3,9 @@
 // 128-byte swizzled layout its wgmma descriptors read, and keeps its threads' dequantization
 // factor in a register. Groups, rounding and scales are exactly the pre-pass's
 // (quant/quantize_qk_item.cuh, docs/design/quantization.md), so the result is bit for bit the same;
-// what it saves is the pre-pass's read of Q and the write and read of an INT8 copy of it, a third
-// of the pre-pass's memory traffic (docs/design/sm90_kernel.md, "Q in the kernel").
+// what it saves is the pre-pass's read of Q and the write and read of an INT8 copy of it, a quarter
+// (FP8 P.V) to a third (16-bit P.V) of the pre-pass's memory traffic (docs/design/sm90_kernel.md,
+// "Q in the kernel").
 #pragma once
 #include <cstdint>
 
