@@ -84,17 +84,21 @@ T* region(void* workspace, size_t offset) {
   return reinterpret_cast<T*>(static_cast<char*>(workspace) + offset);
 }
 
+// A caller's tensor into an argument struct's pointer and stride fields (const or not).
+template <typename Pointer>
+void copy_view(const sageattn_tensor& t, Pointer& data, int64_t& stride_batch, int64_t& stride_head,
+               int64_t& stride_token) {
+  data = t.data;
+  stride_batch = t.stride_batch;
+  stride_head = t.stride_head;
+  stride_token = t.stride_token;
+}
+
 QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
                                 void* workspace) {
   QuantizeArgs a{};
-  a.q = p.q.data;
-  a.q_stride_batch = p.q.stride_batch;
-  a.q_stride_head = p.q.stride_head;
-  a.q_stride_token = p.q.stride_token;
-  a.k = p.k.data;
-  a.k_stride_batch = p.k.stride_batch;
-  a.k_stride_head = p.k.stride_head;
-  a.k_stride_token = p.k.stride_token;
+  copy_view(p.q, a.q, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
+  copy_view(p.k, a.k, a.k_stride_batch, a.k_stride_head, a.k_stride_token);
   a.batch = p.batch;
   a.heads_q = p.heads_q;
   a.heads_kv = p.heads_kv;
@@ -125,10 +129,7 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
 QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, const WorkspaceLayout& layout,
                                    void* workspace) {
   QuantizeVArgs a{};
-  a.v = p.v.data;
-  a.v_stride_batch = p.v.stride_batch;
-  a.v_stride_head = p.v.stride_head;
-  a.v_stride_token = p.v.stride_token;
+  copy_view(p.v, a.v, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
   a.batch = p.batch;
   a.heads_kv = p.heads_kv;
   a.seqlen_kv = p.seqlen_kv;
@@ -193,22 +194,13 @@ AttentionArgs make_attention_args(const sageattn_params& p, const QuantizeArgs& 
   AttentionArgs a{};
   a.q_int8 = quant.q_int8;
   a.q_scale = quant.q_scale;
-  a.q = p.q.data;
-  a.q_stride_batch = p.q.stride_batch;
-  a.q_stride_head = p.q.stride_head;
-  a.q_stride_token = p.q.stride_token;
+  copy_view(p.q, a.q, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
   a.q_rotate = quant.rotate;
   a.q_per_warp = quant.per_warp;
   a.k_int8 = quant.k_int8;
   a.k_scale = quant.k_scale;
-  a.v = p.v.data;
-  a.v_stride_batch = p.v.stride_batch;
-  a.v_stride_head = p.v.stride_head;
-  a.v_stride_token = p.v.stride_token;
-  a.out = p.out.data;
-  a.out_stride_batch = p.out.stride_batch;
-  a.out_stride_head = p.out.stride_head;
-  a.out_stride_token = p.out.stride_token;
+  copy_view(p.v, a.v, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
+  copy_view(p.out, a.out, a.out_stride_batch, a.out_stride_head, a.out_stride_token);
   a.lse = p.lse;
   a.lse_correction = quant.lse_correction;
   a.batch = p.batch;
