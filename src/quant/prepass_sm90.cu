@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "common/dependent_launch.h"
 #include "ptx/grid_dependency.cuh"
@@ -36,38 +37,78 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   }
 }
 
-// blockIdx.x: the Q items of quantize_qk_item (LSE corrections only; none without an LSE), then per
+// One work item of the quantization grid, decoded.
+struct Work {
+  bool is_v;  // a V tile (v), else a Q/K item (qk)
+  QkItem qk;
+  VTile v;
+};
+
+// Work items: the Q items of decode_qk_item (LSE corrections only; none without an LSE), then per
 // K/V head, last head first, its K items and V tiles. The statistics grid reads the last head last,
 // so the first heads quantized here may still have K and V in L2 (50 MB on H100: all of K and V at
-// B4 H32 1K). kV16: 16-bit V tiles (a swizzled copy, no shared memory) instead of E4M3 ones; an
-// instantiation each, so neither carries the other's V code.
+// B4 H32 1K). 32-bit index arithmetic as in decode_qk_item (launch checks that the items fit).
+template <typename T>
+__device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const QuantizeVArgs& v, int item) {
+  Work w{};
+  const int first_k_item = static_cast<int>(q_items(qk));
+  w.is_v = false;
+  if (item < first_k_item) {
+    w.qk = decode_qk_item<T>(qk, item);
+    return w;
+  }
+  const int k_items_per_head = (qk.k_blocks + 1) / 2;
+  const int per_head = k_items_per_head + (v.v_tiles == nullptr ? 0 : v.tiles);
+  const int heads = qk.batch * qk.heads_kv;
+  const int block = item - first_k_item;
+  const int head_index = heads - 1 - block / per_head;
+  const int in_head = block % per_head;
+  if (in_head < k_items_per_head) {
+    w.qk = decode_qk_item<T>(qk, first_k_item + head_index * k_items_per_head + in_head);
+  } else {
+    w.is_v = true;
+    w.v = decode_v_tile<T>(v, in_head - k_items_per_head, head_index % v.heads_kv, head_index / v.heads_kv);
+  }
+  return w;
+}
+
+// CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; ptxas
+// spills 48 bytes) measured +3-8 % end to end at 1K-2K tokens against the 3 that 78 registers
+// allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills 146 / 440 bytes at
+// 64: left unbounded (2 CTAs).
+template <typename T>
+constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> ? 4 : 1;
+
+// A CTA of 256 threads per item, rows in registers (quant/quantize_qk_item.cuh says why 256).
+// kV16: 16-bit V tiles (a swizzled copy) instead of E4M3 ones; an instantiation each, so neither
+// carries the other's V code.
 template <typename T, bool kV16>
-__global__ void __launch_bounds__(kQuantizeThreads) quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
+__global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
+    quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {
     QuantizeQkShared qk;
     VTileShared v;
   } shared;
   ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
-  const int64_t first_k_item = q_items(qk);
-  if (blockIdx.x < first_k_item) {
-    quantize_qk_item<T, kHeadDim>(qk, blockIdx.x, shared.qk);
-    return;
-  }
-  const int k_items_per_head = (qk.k_blocks + 1) / 2;
-  const int per_head = k_items_per_head + (v.v_tiles == nullptr ? 0 : v.tiles);
-  const int64_t heads = static_cast<int64_t>(qk.batch) * qk.heads_kv;
-  const int64_t block = blockIdx.x - first_k_item;
-  const int64_t head_index = heads - 1 - block / per_head;
-  const int in_head = static_cast<int>(block % per_head);
-  if (in_head < k_items_per_head) {
-    quantize_qk_item<T, kHeadDim>(qk, first_k_item + head_index * k_items_per_head + in_head, shared.qk);
+  const Work work = decode_work<T>(qk, v, static_cast<int>(blockIdx.x));
+  if (!work.is_v && work.qk.active) {  // uniform over the CTA
+    uint4 raw[QkThreadRows<kHeadDim>::kPasses];
+    load_qk_rows<T, kHeadDim>(work.qk, qk.head_dim, raw);
+    quantize_qk_rows<T, kHeadDim>(qk, work.qk, [&](int p) { return raw[p]; }, shared.qk);
+  } else if (work.is_v && work.v.active) {
+    if constexpr (kV16) {
+      uint4 raw[kSm90KeyTileTokens / (kQuantizeThreads / 16)];
+      load_v16_chunks<kQuantizeThreads>(work.v, v.head_dim, raw);
+      copy_v16_tile<kQuantizeThreads>(v, work.v, [&](int pass) { return raw[pass]; });
+    } else {
+      uint4 raw[VTileThread::kVectors][2];
+      load_v_tile_vectors<T>(work.v, v.head_dim, raw);
+      quantize_v_tile<T>(v, work.v, [&](int vec, int t) { return raw[vec][t]; }, shared.v);
+    }
   } else {
-    const int tile_index = in_head - k_items_per_head, head = static_cast<int>(head_index % v.heads_kv),
-              batch = static_cast<int>(head_index / v.heads_kv);
-    if constexpr (kV16)
-      copy_v16_tile<T>(v, tile_index, head, batch);
-    else
-      quantize_v_tile<T>(v, tile_index, head, batch, shared.v);
+    // An item past its sequence's end still waits: the attention grid launched after this one
+    // relies on this grid ending after the statistics grid (quantize_qk_rows).
+    ptx::grid_dependency_wait();
   }
 }
 
@@ -87,9 +128,10 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     return cudaErrorInvalidValue;
   const int64_t v_blocks = v.v_tiles == nullptr ? 0 : static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
   const int64_t blocks = qk_items(qk) + v_blocks;
+  if (blocks > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
   auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
   // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:
-  // its loads of K and V overlap that grid's tail (quantize_qk_item and quantize_v_tile wait for it
+  // its loads of K and V overlap that grid's tail (quantize_qk_rows and quantize_v_tile wait for it
   // before reading its sums). Without statistics the previous kernel is the caller's: a plain launch.
   return launch_kernel(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kQuantizeThreads), 0, stream, stat_blocks > 0,
                        qk, v);

@@ -35,6 +35,7 @@ cudaError_t launch(const QuantizeArgs& a, cudaStream_t stream) {
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
+  if (qk_items(a) > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
   quantize_qk_kernel<T, kHeadDim><<<static_cast<unsigned>(qk_items(a)), kQuantizeThreads, 0, stream>>>(a);
   return cudaGetLastError();
 }

@@ -1,8 +1,16 @@
 // Phase 2 of the Q/K pre-pass as a device function, shared by the sm80 path's quantize_qk_kernel and
-// the fused sm90 pre-pass: one CTA of 128 threads per 128-row block of Q or per pair of 64-token K
-// blocks. Each warp owns 32 rows and keeps them in registers (16 x 16-byte vectors per lane at head
-// dim 128: 64 registers), so Q and K are read from memory exactly once here; group maxima go
+// the fused sm90 pre-pass: one CTA of 256 threads per 128-row block of Q or per pair of 64-token K
+// blocks. Each warp owns 16 rows and keeps them in registers (8 x 16-byte vectors per lane at head
+// dim 128: 32 registers), so Q and K are read from memory exactly once here; group maxima go
 // through shared memory. docs/design/quantization.md is the exact definition.
+//
+// Why 8 warps of 16 rows and not 4 of 32: a CTA's life is serial (load, wait for the statistics,
+// maxima, quantize, store) and its loads are in flight only at the start, so the memory system
+// stays busy only if many CTAs overlap. 4 warps holding 32 rows each took 128 registers, 4 CTAs
+// (16 warps) per SM, and the sm90 quantization grid reached 58 % of DRAM bandwidth (ncu, H100,
+// hd128 4K) against 86 % for the statistics grid. 8 warps of 16 rows at 4 CTAs per SM (fp16,
+// prepass_sm90.cu) measured +3-8 % end to end at 1K-2K tokens, -0.5 % at 4K-16K
+// (docs/design/quantization.md, "Pre-pass quantization blocks").
 #pragma once
 #include <cstdint>
 
@@ -15,9 +23,10 @@
 
 namespace sageattn {
 
-constexpr int kQuantizeThreads = 128;  // 4 warps x 32 rows = one 128-row block
-constexpr int kRowsPerQuantizeItem = kQuantizeThreads / 32 * kWarpRows;
-static_assert(kRowsPerQuantizeItem == kQBlockRows, "a Q item is one attention Q block");
+constexpr int kQuantizeThreads = 256;
+constexpr int kRowsPerQuantizeItem = kQBlockRows;  // one attention Q block, two K blocks
+constexpr int kQuantizeWarpRows = kRowsPerQuantizeItem / (kQuantizeThreads / 32);  // 16 rows per warp
+static_assert(kQuantizeThreads >= kRowsPerQuantizeItem, "one thread per row sets the row scales");
 static_assert(kRowsPerQuantizeItem == 2 * kKBlockTokens, "a K item is two attention K blocks");
 
 struct QuantizeQkShared {
@@ -78,90 +87,150 @@ __device__ __forceinline__ float group_amax(const float* row_amax, int row, bool
   return m;
 }
 
-// Quantizes work item `item` (Q blocks first, then pairs of K blocks; qk_items() in all) with a CTA
-// of kQuantizeThreads threads. Every thread of the CTA must call it (it synchronizes the CTA).
+// One Q/K work item decoded: which rows of which (sequence, head), and where they go.
+struct QkItem {
+  bool active;  // false: a block past a packed sequence's end (nothing to read or write)
+  bool is_q;
+  int block, batch, head;
+  int row0;         // the item's first row in its sequence
+  int seqlen;       // the sequence's rows
+  int padded_rows;  // rows written, zero past the sequence: whole attention tiles (a packed sequence's slots)
+  int64_t ws_row0;  // workspace row of the sequence's row 0
+  const char* src;  // the item's row 0 in the caller's tensor
+  int64_t stride_token_bytes;
+};
+
+// Work item `item` of qk_items(a): Q blocks (q_items), then pairs of K blocks. 32-bit index
+// arithmetic (the launches check that the items fit): a 64-bit division is a ~70-instruction
+// subroutine, and every thread decodes its items.
+template <typename T>
+__device__ __forceinline__ QkItem decode_qk_item(const QuantizeArgs& a, int item) {
+  QkItem it;
+  const int q_item_count = static_cast<int>(q_items(a));
+  const int k_items_per_head = (a.k_blocks + 1) / 2;
+  it.is_q = item < q_item_count;
+  const int local = it.is_q ? item : item - q_item_count;
+  const int items_per_head = it.is_q ? a.q_blocks : k_items_per_head;
+  const int heads = it.is_q ? a.heads_q : a.heads_kv;
+  it.block = local % items_per_head;
+  it.batch = local / items_per_head / heads;
+  it.head = local / items_per_head % heads;
+  const SequenceSide side =
+      it.is_q ? query_side(a.packing, it.batch, a.seqlen_q) : key_side(a.packing, it.batch, a.seqlen_kv);
+  it.row0 = it.block * kRowsPerQuantizeItem;
+  it.seqlen = side.length;
+  // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
+  // the case for dense batches, whose grid ends with their last block.
+  it.active = it.row0 < side.length;
+  const int64_t stride_token = it.is_q ? a.q_stride_token : a.k_stride_token;
+  it.stride_token_bytes = stride_token * static_cast<int64_t>(sizeof(T));
+  it.src = static_cast<const char*>(it.is_q ? a.q : a.k) +
+           (token0_offset(side, it.batch, it.head, it.is_q ? a.q_stride_batch : a.k_stride_batch,
+                          it.is_q ? a.q_stride_head : a.k_stride_head, stride_token) +
+            static_cast<int64_t>(it.row0) * stride_token) *
+               static_cast<int64_t>(sizeof(T));
+  const int* cu = it.is_q ? a.packing.cu_q : a.packing.cu_kv;
+  const int64_t dense_rows = it.is_q ? static_cast<int64_t>(a.q_blocks) * kQBlockRows
+                                     : static_cast<int64_t>(a.k_blocks) * kKBlockTokens;
+  it.padded_rows = cu == nullptr ? static_cast<int>(dense_rows)
+                                 : static_cast<int>(ceil_div(side.length, kPackedSlotRows)) * kPackedSlotRows;
+  it.ws_row0 = workspace_row0(cu, side, it.batch, it.head, heads,
+                              it.is_q ? a.packing.slots_q : a.packing.slots_kv, dense_rows);
+  return it;
+}
+
+// The rows and channels of an item this thread handles in quantize_qk_rows: lane group
+// lane / kLanesPerRow takes row item_row(p) in pass p, 8 channels from col() each.
+template <int kHeadDim>
+struct QkThreadRows {
+  static constexpr int kLanesPerRow = kHeadDim / 8;  // one 16-byte vector of 8 channels per lane
+  static constexpr int kRowsPerPass = 32 / kLanesPerRow;
+  static constexpr int kPasses = kQuantizeWarpRows / kRowsPerPass;
+  __device__ static int col() { return (threadIdx.x % 32 % kLanesPerRow) * 8; }
+  __device__ static int item_row(int p) {
+    return threadIdx.x / 32 * kQuantizeWarpRows + p * kRowsPerPass + threadIdx.x % 32 / kLanesPerRow;
+  }
+};
+
+// This thread's rows of the item into registers, zeros past the sequence and the head dim.
 template <typename T, int kHeadDim>
-__device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t item, QuantizeQkShared& shared) {
-  constexpr int kLanesPerRow = kHeadDim / 8;
-  constexpr int kRowsPerPass = 32 / kLanesPerRow;
-  constexpr int kPasses = kWarpRows / kRowsPerPass;
+__device__ __forceinline__ void load_qk_rows(const QkItem& it, int head_dim,
+                                             uint4 (&raw)[QkThreadRows<kHeadDim>::kPasses]) {
+  using Rows = QkThreadRows<kHeadDim>;
+  const int col = Rows::col();
+#pragma unroll
+  for (int p = 0; p < Rows::kPasses; ++p) {
+    const int row = Rows::item_row(p);
+    raw[p] = make_uint4(0u, 0u, 0u, 0u);
+    if (it.row0 + row < it.seqlen && col < head_dim)
+      raw[p] = *reinterpret_cast<const uint4*>(it.src + row * it.stride_token_bytes +
+                                               col * static_cast<int64_t>(sizeof(T)));
+  }
+}
+
+// Whether an item uses K's channel mean (K smoothing, or a Q item's LSE correction), and which
+// (batch, kv head) it is of: batch * heads_kv + kv head, or -1 for none.
+__device__ __forceinline__ int k_mean_key(const QuantizeArgs& a, const QkItem& it) {
+  const bool uses_mean = it.is_q ? a.lse_correction != nullptr : a.smooth_k;
+  const int kv_head = it.is_q ? it.head / (a.heads_q / a.heads_kv) : it.head;
+  return uses_mean ? it.batch * a.heads_kv + kv_head : -1;
+}
+
+// K's channel mean of (batch, kv head) = key (k_mean_key) from the column-sum partials (L2 reads)
+// into shared.mean. The partials come from the previous grid (launched programmatically on sm90:
+// wait for it). The caller synchronizes before the mean is read.
+template <int kHeadDim>
+__device__ __forceinline__ void load_k_mean(const QuantizeArgs& a, int key, QuantizeQkShared& shared) {
+  ptx::grid_dependency_wait();
+  const int batch = key / a.heads_kv;
+  const float* sums = a.k_column_sums + static_cast<int64_t>(key) * a.column_sum_chunks * kHeadDim;
+  const int keys = key_side(a.packing, batch, a.seqlen_kv).length;
+  for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
+    float s = 0.f;
+#pragma unroll 4
+    for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
+    shared.mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
+  }
+}
+
+// Quantizes a decoded, active item whose rows this thread reads through `raw(p)` (the 16-byte
+// vector of QkThreadRows' pass p: zeros past the sequence and the head dim) with a CTA of
+// kQuantizeThreads threads. Every thread of the CTA must call it (it synchronizes the CTA).
+template <typename T, int kHeadDim, typename RawRow>
+__device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const QkItem& it, RawRow raw,
+                                                 QuantizeQkShared& shared) {
+  using Rows = QkThreadRows<kHeadDim>;
+  constexpr int kLanesPerRow = Rows::kLanesPerRow;
+  constexpr int kPasses = Rows::kPasses;
   static_assert(kHeadDim <= kMaxHeadDim, "shared arrays hold kMaxHeadDim channels");
   float* mean = shared.mean;
   float* row_amax = shared.row_amax;
   float* row_inv_scale = shared.row_inv_scale;
-
-  const int64_t q_item_count = q_items(a);
-  const int k_items_per_head = (a.k_blocks + 1) / 2;
-  const bool is_q = item < q_item_count;
-  const int64_t local = is_q ? item : item - q_item_count;
-  const int items_per_head = is_q ? a.q_blocks : k_items_per_head;
-  const int heads = is_q ? a.heads_q : a.heads_kv;
-  const int block = static_cast<int>(local % items_per_head);
-  const int batch = static_cast<int>(local / items_per_head / heads);
-  const int head = static_cast<int>(local / items_per_head % heads);
-  const SequenceSide side = is_q ? query_side(a.packing, batch, a.seqlen_q) : key_side(a.packing, batch, a.seqlen_kv);
-  const int row0 = block * kRowsPerQuantizeItem;
-  // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
-  // taken for dense batches, whose grid ends with their last block. Uniform over the CTA.
-  if (row0 >= side.length) return;
-  const int seqlen = side.length;
-  const int64_t stride_token = is_q ? a.q_stride_token : a.k_stride_token;
-  const char* src = static_cast<const char*>(is_q ? a.q : a.k) +
-                    token0_offset(side, batch, head, is_q ? a.q_stride_batch : a.k_stride_batch,
-                                  is_q ? a.q_stride_head : a.k_stride_head, stride_token) *
-                        static_cast<int64_t>(sizeof(T));
-  const int* cu = is_q ? a.packing.cu_q : a.packing.cu_kv;
-  const int64_t dense_rows = is_q ? static_cast<int64_t>(a.q_blocks) * kQBlockRows
-                                  : static_cast<int64_t>(a.k_blocks) * kKBlockTokens;
-  // Rows written, zero past the sequence: whole attention tiles (a packed sequence's slots).
-  const int padded_rows = cu == nullptr ? static_cast<int>(dense_rows)
-                                        : static_cast<int>(ceil_div(seqlen, kPackedSlotRows)) * kPackedSlotRows;
-  const int64_t ws_row0 = workspace_row0(cu, side, batch, head, heads, is_q ? a.packing.slots_q : a.packing.slots_kv,
-                                         dense_rows);
+  const bool is_q = it.is_q;
+  const int block = it.block;
+  const int row0 = it.row0, seqlen = it.seqlen, padded_rows = it.padded_rows;
+  const int64_t ws_row0 = it.ws_row0;
   int8_t* const dst_rows = is_q ? a.q_int8 : a.k_int8;  // NULL for Q quantized by the attention kernel
-  const int kv_head = is_q ? head / (a.heads_q / a.heads_kv) : head;
   const bool subtract_mean = !is_q && a.smooth_k;
   const bool lse_correction = is_q && a.lse_correction != nullptr;
-
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int col = (lane % kLanesPerRow) * 8;
-  const int pass_row = lane / kLanesPerRow;
+  const int lane = threadIdx.x % 32;
+  const int col = Rows::col();
   const bool col_valid = col < a.head_dim;
 
-  // Load all rows of this warp first: 16 independent 16-byte loads in flight per lane.
-  uint4 raw[kPasses];
-#pragma unroll
-  for (int p = 0; p < kPasses; ++p) {
-    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
-    raw[p] = make_uint4(0u, 0u, 0u, 0u);
-    if (row < seqlen && col_valid)
-      raw[p] = *reinterpret_cast<const uint4*>(src + row * stride_token * static_cast<int64_t>(sizeof(T)) +
-                                               col * static_cast<int64_t>(sizeof(T)));
-  }
-
-  // K's channel mean from the column-sum partials (L2 reads), while the rows above are in flight:
-  // done before them, these up to 16 dependent-latency reads held every K item's row loads back.
-  // The partials come from the previous grid (launched programmatically on sm90: wait for it).
+  // While the caller's loads of the rows are in flight: done before them, these up to 16
+  // dependent-latency reads held every K item's row loads back.
+  if (subtract_mean || lse_correction) load_k_mean<kHeadDim>(a, k_mean_key(a, it), shared);
+  // Every CTA waits for the previous grid at least once, mean or not: the attention grid launched
+  // after this one relies on this grid ending after the statistics grid.
   ptx::grid_dependency_wait();
-  if (subtract_mean || lse_correction) {
-    const float* sums = a.k_column_sums +
-                        (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
-    const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
-    for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
-      float s = 0.f;
-#pragma unroll 4
-      for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
-      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
-    }
-  }
   __syncthreads();
 
   // The values before the rotation: K - mean on valid K rows, the input otherwise (padding stays
   // zero). Each lane's 8 channels are one rotation block (common/rotation.h).
   static_assert(kRotationBlock == 8, "one rotation block per 16-byte vector");
   auto values = [&](int p, float (&x)[8]) {
-    unpack8<T>(raw[p], x);
-    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
+    unpack8<T>(raw(p), x);
+    const int row = row0 + Rows::item_row(p);
     if (subtract_mean && row < seqlen && col_valid) {
 #pragma unroll
       for (int e = 0; e < 8; ++e) x[e] = __fsub_rn(x[e], mean[col + e]);
@@ -173,7 +242,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
 #pragma unroll
     for (int e = 0; e < 8; ++e) dot += x[e] * mean[col + e];
     dot = row_sum<kLanesPerRow>(dot);
-    const int row = row0 + warp * kWarpRows + p * kRowsPerPass + pass_row;
+    const int row = row0 + Rows::item_row(p);
     if (lane % kLanesPerRow == 0 && row < seqlen) a.lse_correction[ws_row0 + row] = dot;
   };
   if (dst_rows == nullptr) {  // the Q item of a kernel that quantizes Q: the LSE correction only
@@ -196,11 +265,11 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
 #pragma unroll
     for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
     m = row_max<kLanesPerRow>(m);
-    if (lane % kLanesPerRow == 0) row_amax[warp * kWarpRows + p * kRowsPerPass + pass_row] = m;
+    if (lane % kLanesPerRow == 0) row_amax[Rows::item_row(p)] = m;
   }
   __syncthreads();
 
-  {
+  if (threadIdx.x < kRowsPerQuantizeItem) {
     const int row = threadIdx.x;  // one thread per row of the item
     const float amax = group_amax(row_amax, row, is_q, a.per_warp);
     const bool quantizable = amax >= kMinQuantizableAmax;
@@ -223,7 +292,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
 
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
-    const int local_row = warp * kWarpRows + p * kRowsPerPass + pass_row;
+    const int local_row = Rows::item_row(p);
     const int row = row0 + local_row;
     if (row >= padded_rows) continue;  // second half of an odd last K pair
     float x[8];
@@ -243,6 +312,19 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int64_t 
     *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
         make_uint2(packed[0], packed[1]);
   }
+}
+
+// Quantizes work item `item` of qk_items(a) from registers (the sm80 path's quantize_qk_kernel)
+// with a CTA of kQuantizeThreads threads. Every thread of the CTA must call it.
+template <typename T, int kHeadDim>
+__device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int item, QuantizeQkShared& shared) {
+  const QkItem it = decode_qk_item<T>(a, item);
+  if (!it.active) return;  // uniform over the CTA
+  // All rows of this warp first: QkThreadRows::kPasses (8 at head dim 128) independent 16-byte
+  // loads in flight per lane.
+  uint4 raw[QkThreadRows<kHeadDim>::kPasses];
+  load_qk_rows<T, kHeadDim>(it, a.head_dim, raw);
+  quantize_qk_rows<T, kHeadDim>(a, it, [&](int p) { return raw[p]; }, shared);
 }
 
 }  // namespace sageattn

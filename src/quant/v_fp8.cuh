@@ -89,66 +89,112 @@ __device__ __forceinline__ int slot_in_16(int t) { return 4 * ((t % 8) / 2) + 2 
 struct VTileShared {
   float mean[kVChannels];
   float inv_scale[kVChannels];
+  float scale[kVChannels];  // written to v_scale by tile 0
   __align__(16) uint8_t tile[kVChannels][kVTileTokens];
 };
 
-constexpr int kVTileThreads = 128;
+constexpr int kVTileThreads = 256;
 
-// One CTA of kVTileThreads threads per tile; every thread must call it (it synchronizes the CTA).
+// One V tile decoded: 128 tokens of one (batch, kv head).
+struct VTile {
+  bool active;  // false: a tile past a packed sequence's end (nothing to read or write)
+  int index, head, batch;
+  SequenceSide side;  // the sequence's place and tokens
+  const char* src;  // the tile's token 0 in the caller's tensor
+  int64_t stride_token_bytes;
+};
+
 template <typename T>
-__device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile_index, int head, int batch,
-                                                VTileShared& sh) {
-  static_assert(kVTileThreads == kVChannels, "one thread per channel reduces the statistics");
-  const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
+__device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_index, int head, int batch) {
+  VTile t;
   const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
+  t.index = tile_index;
+  t.head = head;
+  t.batch = batch;
+  t.side = side;
   // Tiles past a packed sequence's end hold nothing; tile 0 always runs, even for an empty
-  // sequence, because it writes the V scale and mean the attention epilogue reads. Never taken for
-  // dense batches. Uniform over the CTA.
-  if (tile_index > 0 && tile_index * kVTileTokens >= side.length) return;
+  // sequence, because it writes the V scale and mean the attention epilogue reads. Never the case
+  // for dense batches.
+  t.active = tile_index == 0 || tile_index * kVTileTokens < side.length;
+  t.stride_token_bytes = a.v_stride_token * static_cast<int64_t>(sizeof(T));
+  t.src = static_cast<const char*>(a.v) +
+          (token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token) +
+           static_cast<int64_t>(tile_index) * kVTileTokens * a.v_stride_token) *
+              static_cast<int64_t>(sizeof(T));
+  return t;
+}
 
-  // Each thread converts a pair of adjacent tokens (adjacent slots too) for 64 channels. All 16
-  // loads are issued before the statistics are reduced, so they overlap that (L2-resident) read.
-  constexpr int kPairs = kVTileTokens / 2;
-  constexpr int kVectors = kVChannels / 8 / (kVTileThreads / kPairs);  // 8 vectors of 8 channels
-  const int pair = threadIdx.x % kPairs;
-  const int c0 = threadIdx.x / kPairs * (kVectors * 8);
-  const int t0 = 2 * pair;
-  const char* base = static_cast<const char*>(a.v) +
-                     token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token) * sizeof(T);
-  uint4 raw[kVectors][2];
+// The tokens and channels of a tile this thread converts in quantize_v_tile: a pair of adjacent
+// tokens (adjacent slots too) for 32 channels, as kVectors vectors of 8 from channel c0().
+struct VTileThread {
+  static constexpr int kPairs = kVTileTokens / 2;
+  static constexpr int kVectors = kVChannels / 8 / (kVTileThreads / kPairs);  // 4 vectors of 8 channels
+  __device__ static int t0() { return 2 * (threadIdx.x % kPairs); }
+  __device__ static int c0() { return threadIdx.x / kPairs * (kVectors * 8); }
+};
+
+// This thread's vectors of a tile into registers (VTileThread), zeros past the sequence and the
+// head dim.
+template <typename T>
+__device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_dim,
+                                                    uint4 (&raw)[VTileThread::kVectors][2]) {
+  const int t0 = VTileThread::t0(), c0 = VTileThread::c0();
+  const int valid_tokens = tile.side.length - tile.index * kVTileTokens;
 #pragma unroll
-  for (int vec = 0; vec < kVectors; ++vec)
+  for (int vec = 0; vec < VTileThread::kVectors; ++vec)
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int token = tile_index * kVTileTokens + t0 + k;
+    for (int t = 0; t < 2; ++t) {
       const int c = c0 + vec * 8;
-      raw[vec][k] = make_uint4(0u, 0u, 0u, 0u);
-      if (token < side.length && c < a.head_dim)
-        raw[vec][k] = *reinterpret_cast<const uint4*>(base + (static_cast<int64_t>(token) * a.v_stride_token + c) * sizeof(T));
+      raw[vec][t] = make_uint4(0u, 0u, 0u, 0u);
+      if (t0 + t < valid_tokens && c < head_dim)
+        raw[vec][t] = *reinterpret_cast<const uint4*>(tile.src + (t0 + t) * tile.stride_token_bytes +
+                                                      c * static_cast<int64_t>(sizeof(T)));
     }
+}
 
-  ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
-  {
-    const int c = threadIdx.x;
-    const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
-    float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
-    for (int i = 0; i < a.stat_chunks; ++i) {
-      sum += stats[(i * kVStats + kVSum) * kVChannels + c];
-      mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
-      mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
-    }
-    const float vbar =
-        (a.smooth_v && c < a.head_dim && side.length > 0) ? sum / static_cast<float>(side.length) : 0.f;
-    const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
-    const bool quantizable = amax >= kMinQuantizableAmax;
-    sh.mean[c] = vbar;
-    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
-    if (tile_index == 0) {
-      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
-      a.v_mean[head_index * kVChannels + c] = vbar;
-    }
+// V's per-channel mean and scale of (batch, kv head) = key (batch * heads_kv + head) from the
+// statistics partials (L2 reads) into sh. The partials come from the previous grid (launched
+// programmatically: wait for it). The caller synchronizes before they are read.
+__device__ __forceinline__ void load_v_scales(const QuantizeVArgs& a, int key, VTileShared& sh) {
+  ptx::grid_dependency_wait();
+  if (threadIdx.x >= kVChannels) return;
+  const int c = threadIdx.x;
+  const int length = key_side(a.packing, key / a.heads_kv, a.seqlen_kv).length;
+  const float* stats = a.stats + static_cast<int64_t>(key) * a.stat_chunks * kVStats * kVChannels;
+  float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
+  for (int i = 0; i < a.stat_chunks; ++i) {
+    sum += stats[(i * kVStats + kVSum) * kVChannels + c];
+    mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
+    mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
   }
+  const float vbar = (a.smooth_v && c < a.head_dim && length > 0) ? sum / static_cast<float>(length) : 0.f;
+  const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
+  const bool quantizable = amax >= kMinQuantizableAmax;
+  sh.mean[c] = vbar;
+  sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+  sh.scale[c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
+}
+
+// Quantizes a decoded, active tile whose values this thread reads through `raw(vec, k)` (the
+// 16-byte vector vec of VTileThread's token t0 + k, zeros past the sequence and the head dim) with
+// a CTA of kVTileThreads threads. Every thread must call it (it synchronizes the CTA).
+template <typename T, typename RawVector>
+__device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile, RawVector raw,
+                                                VTileShared& sh) {
+  static_assert(kVTileThreads >= kVChannels, "one thread per channel reduces the statistics");
+  constexpr int kVectors = VTileThread::kVectors;
+  const int head = tile.head, batch = tile.batch, tile_index = tile.index;
+  const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
+  const SequenceSide side = tile.side;
+  const int t0 = VTileThread::t0(), c0 = VTileThread::c0();
+
+  load_v_scales(a, static_cast<int>(head_index), sh);
+  ptx::grid_dependency_wait();  // at least once per CTA (quantize_qk_rows says why)
   __syncthreads();
+  if (tile_index == 0 && threadIdx.x < kVChannels) {
+    a.v_scale[head_index * kVChannels + threadIdx.x] = sh.scale[threadIdx.x];
+    a.v_mean[head_index * kVChannels + threadIdx.x] = sh.mean[threadIdx.x];
+  }
 
   const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
 #pragma unroll
@@ -158,7 +204,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, int tile
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       const bool valid = tile_index * kVTileTokens + t0 + k < side.length && c < a.head_dim;
-      unpack8<T>(raw[vec][k], x[k]);
+      unpack8<T>(raw(vec, k), x[k]);
 #pragma unroll
       for (int e = 0; e < 8; ++e)  // padding tokens stay exactly 0 (not -vbar * inv)
         x[k][e] = valid ? __fmul_rn(__fsub_rn(x[k][e], sh.mean[c + e]), sh.inv_scale[c + e]) : 0.f;

@@ -16,6 +16,7 @@
 #include "common/kernel_args.h"
 #include "common/sequences.cuh"
 #include "common/tiling.h"
+#include "quant/v_fp8.cuh"
 
 namespace sageattn {
 
@@ -24,38 +25,46 @@ constexpr int kV16PanelBytes = kSm90KeyTileTokens * kV16PanelChannels * 2;
 constexpr int kV16TileBytes = 2 * kV16PanelBytes;
 static_assert(kV16TileBytes == kSm90KeyTileTokens * kFp8VTileChannels * 2, "a tile is 128 tokens x 128 channels");
 
-// One CTA of 128 threads per tile, no shared memory: 16 consecutive threads copy one token's
-// 256-byte row as 16-byte chunks (8 channels each), 8 tokens per pass, 16 passes.
-template <typename T>
-__device__ __forceinline__ void copy_v16_tile(const QuantizeVArgs& a, int tile_index, int head, int batch) {
-  static_assert(sizeof(T) == 2, "16-bit V");
+// This thread's chunks of a tile into registers (copy_v16_tile's mapping), zeros past the
+// sequence and the head dim.
+template <int kThreads>
+__device__ __forceinline__ void load_v16_chunks(const VTile& tile, int head_dim,
+                                                uint4 (&raw)[kSm90KeyTileTokens / (kThreads / 16)]) {
+  constexpr int kTokensPerPass = kThreads / 16;
+  const int chunk = threadIdx.x % 16;
+  const int valid_tokens = tile.side.length - tile.index * kSm90KeyTileTokens;
+#pragma unroll
+  for (int pass = 0; pass < kSm90KeyTileTokens / kTokensPerPass; ++pass) {
+    const int token = pass * kTokensPerPass + threadIdx.x / 16;
+    raw[pass] = make_uint4(0u, 0u, 0u, 0u);
+    if (token < valid_tokens && chunk * 8 < head_dim)  // head_dim is a multiple of 8
+      raw[pass] = *reinterpret_cast<const uint4*>(tile.src + token * tile.stride_token_bytes + chunk * 16);
+  }
+}
+
+// One CTA of kThreads threads per tile (decode_v_tile), no shared memory of its own: 16
+// consecutive threads copy one token's 256-byte row as 16-byte chunks (8 channels each), kThreads
+// / 16 tokens per pass. `raw(pass)` is this thread's chunk (threadIdx.x % 16) of token pass *
+// kTokensPerPass + threadIdx.x / 16 of the tile, zeros past the sequence and the head dim.
+template <int kThreads, typename RawChunk>
+__device__ __forceinline__ void copy_v16_tile(const QuantizeVArgs& a, const VTile& tile, RawChunk raw) {
   constexpr int kChunksPerToken = kFp8VTileChannels * 2 / 16;        // 16
   constexpr int kChunksPerPanelRow = kV16PanelChannels * 2 / 16;     // 8
-  constexpr int kTokensPerPass = 128 / kChunksPerToken;              // 8
-  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
+  constexpr int kTokensPerPass = kThreads / kChunksPerToken;
+  static_assert(kSm90KeyTileTokens % kTokensPerPass == 0, "whole passes");
   // Tiles past a packed sequence's end are never read (the kernel visits ceil(length / 128)
-  // tiles). Never taken for dense batches. Uniform over the CTA.
-  if (tile_index * kSm90KeyTileTokens >= side.length) return;
-  const int chunk = threadIdx.x % kChunksPerToken, c = chunk * 8;
+  // tiles). Never the case for dense batches. Uniform over the CTA.
+  if (tile.index * kSm90KeyTileTokens >= tile.side.length) return;
+  const int chunk = threadIdx.x % kChunksPerToken;
   const int panel = chunk / kChunksPerPanelRow, in_row = chunk % kChunksPerPanelRow;
-  const T* v = static_cast<const T*>(a.v) +
-               token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
-  const int64_t tile0 = workspace_row0(a.packing.cu_kv, side, batch, head, a.heads_kv, a.packing.slots_kv,
-                                       static_cast<int64_t>(a.tiles) * kSm90KeyTileTokens) /
+  const int64_t tile0 = workspace_row0(a.packing.cu_kv, tile.side, tile.batch, tile.head, a.heads_kv,
+                                       a.packing.slots_kv, static_cast<int64_t>(a.tiles) * kSm90KeyTileTokens) /
                         kSm90KeyTileTokens;
-  uint8_t* dst = a.v_tiles + (tile0 + tile_index) * kV16TileBytes + panel * kV16PanelBytes;
-  uint4 rows[kSm90KeyTileTokens / kTokensPerPass];
-#pragma unroll
-  for (int pass = 0; pass < kSm90KeyTileTokens / kTokensPerPass; ++pass) {  // all loads first
-    const int token = tile_index * kSm90KeyTileTokens + pass * kTokensPerPass + threadIdx.x / kChunksPerToken;
-    rows[pass] = make_uint4(0u, 0u, 0u, 0u);
-    if (token < side.length && c < a.head_dim)  // head_dim is a multiple of 8
-      rows[pass] = *reinterpret_cast<const uint4*>(v + static_cast<int64_t>(token) * a.v_stride_token + c);
-  }
+  uint8_t* dst = a.v_tiles + (tile0 + tile.index) * kV16TileBytes + panel * kV16PanelBytes;
 #pragma unroll
   for (int pass = 0; pass < kSm90KeyTileTokens / kTokensPerPass; ++pass) {
     const int row = pass * kTokensPerPass + threadIdx.x / kChunksPerToken;
-    *reinterpret_cast<uint4*>(dst + row * 128 + ((in_row ^ (row % 8)) * 16)) = rows[pass];
+    *reinterpret_cast<uint4*>(dst + row * 128 + ((in_row ^ (row % 8)) * 16)) = raw(pass);
   }
 }
 
