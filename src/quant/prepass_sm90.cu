@@ -94,20 +94,21 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
   if (!work.is_v && work.qk.active) {  // uniform over the CTA
     uint4 raw[QkThreadRows<kHeadDim>::kPasses];
     load_qk_rows<T, kHeadDim>(work.qk, qk.head_dim, raw);
-    quantize_qk_rows<T, kHeadDim>(qk, work.qk, [&](int p) { return raw[p]; }, shared.qk);
+    quantize_qk_rows<T, kHeadDim>(qk, work.qk, raw, shared.qk);
   } else if (work.is_v && work.v.active) {
     if constexpr (kV16) {
       uint4 raw[kSm90KeyTileTokens / (kQuantizeThreads / 16)];
       load_v16_chunks<kQuantizeThreads>(work.v, v.head_dim, raw);
-      copy_v16_tile<kQuantizeThreads>(v, work.v, [&](int pass) { return raw[pass]; });
+      copy_v16_tile<kQuantizeThreads>(v, work.v, raw);
     } else {
       uint4 raw[VTileThread::kVectors][2];
       load_v_tile_vectors<T>(work.v, v.head_dim, raw);
-      quantize_v_tile<T>(v, work.v, [&](int vec, int t) { return raw[vec][t]; }, shared.v);
+      quantize_v_tile<T>(v, work.v, raw, shared.v);
     }
   } else {
-    // An item past its sequence's end still waits: the attention grid launched after this one
-    // relies on this grid ending after the statistics grid (quantize_qk_rows).
+    // An item past its sequence's end still waits, as the active ones do before reading the
+    // statistics: the attention grid launched after this one relies on this grid ending after the
+    // statistics grid.
     ptx::grid_dependency_wait();
   }
 }

@@ -168,36 +168,11 @@ __device__ __forceinline__ void load_qk_rows(const QkItem& it, int head_dim,
   }
 }
 
-// Whether an item uses K's channel mean (K smoothing, or a Q item's LSE correction), and which
-// (batch, kv head) it is of: batch * heads_kv + kv head, or -1 for none.
-__device__ __forceinline__ int k_mean_key(const QuantizeArgs& a, const QkItem& it) {
-  const bool uses_mean = it.is_q ? a.lse_correction != nullptr : a.smooth_k;
-  const int kv_head = it.is_q ? it.head / (a.heads_q / a.heads_kv) : it.head;
-  return uses_mean ? it.batch * a.heads_kv + kv_head : -1;
-}
-
-// K's channel mean of (batch, kv head) = key (k_mean_key) from the column-sum partials (L2 reads)
-// into shared.mean. The partials come from the previous grid (launched programmatically on sm90:
-// wait for it). The caller synchronizes before the mean is read.
-template <int kHeadDim>
-__device__ __forceinline__ void load_k_mean(const QuantizeArgs& a, int key, QuantizeQkShared& shared) {
-  ptx::grid_dependency_wait();
-  const int batch = key / a.heads_kv;
-  const float* sums = a.k_column_sums + static_cast<int64_t>(key) * a.column_sum_chunks * kHeadDim;
-  const int keys = key_side(a.packing, batch, a.seqlen_kv).length;
-  for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
-    float s = 0.f;
-#pragma unroll 4
-    for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
-    shared.mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
-  }
-}
-
-// Quantizes a decoded, active item whose rows this thread reads through `raw(p)` (the 16-byte
-// vector of QkThreadRows' pass p: zeros past the sequence and the head dim) with a CTA of
-// kQuantizeThreads threads. Every thread of the CTA must call it (it synchronizes the CTA).
-template <typename T, int kHeadDim, typename RawRow>
-__device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const QkItem& it, RawRow raw,
+// Quantizes a decoded, active item from this thread's rows in registers (load_qk_rows) with a CTA
+// of kQuantizeThreads threads. Every thread of the CTA must call it (it synchronizes the CTA).
+template <typename T, int kHeadDim>
+__device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const QkItem& it,
+                                                 const uint4 (&raw)[QkThreadRows<kHeadDim>::kPasses],
                                                  QuantizeQkShared& shared) {
   using Rows = QkThreadRows<kHeadDim>;
   constexpr int kLanesPerRow = Rows::kLanesPerRow;
@@ -207,29 +182,40 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
   float* row_amax = shared.row_amax;
   float* row_inv_scale = shared.row_inv_scale;
   const bool is_q = it.is_q;
-  const int block = it.block;
+  const int block = it.block, batch = it.batch;
   const int row0 = it.row0, seqlen = it.seqlen, padded_rows = it.padded_rows;
   const int64_t ws_row0 = it.ws_row0;
   int8_t* const dst_rows = is_q ? a.q_int8 : a.k_int8;  // NULL for Q quantized by the attention kernel
+  const int kv_head = is_q ? it.head / (a.heads_q / a.heads_kv) : it.head;
   const bool subtract_mean = !is_q && a.smooth_k;
   const bool lse_correction = is_q && a.lse_correction != nullptr;
   const int lane = threadIdx.x % 32;
   const int col = Rows::col();
   const bool col_valid = col < a.head_dim;
 
-  // While the caller's loads of the rows are in flight: done before them, these up to 16
-  // dependent-latency reads held every K item's row loads back.
-  if (subtract_mean || lse_correction) load_k_mean<kHeadDim>(a, k_mean_key(a, it), shared);
-  // Every CTA waits for the previous grid at least once, mean or not: the attention grid launched
-  // after this one relies on this grid ending after the statistics grid.
+  // K's channel mean from the column-sum partials (L2 reads), while the caller's loads of the rows
+  // are in flight: done before them, these up to 16 dependent-latency reads held every K item's
+  // row loads back. The partials come from the previous grid (launched programmatically on sm90:
+  // wait for it).
   ptx::grid_dependency_wait();
+  if (subtract_mean || lse_correction) {
+    const float* sums = a.k_column_sums +
+                        (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
+    const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
+    for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
+      float s = 0.f;
+#pragma unroll 4
+      for (int i = 0; i < a.column_sum_chunks; ++i) s += sums[i * kHeadDim + c];
+      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
+    }
+  }
   __syncthreads();
 
   // The values before the rotation: K - mean on valid K rows, the input otherwise (padding stays
   // zero). Each lane's 8 channels are one rotation block (common/rotation.h).
   static_assert(kRotationBlock == 8, "one rotation block per 16-byte vector");
   auto values = [&](int p, float (&x)[8]) {
-    unpack8<T>(raw(p), x);
+    unpack8<T>(raw[p], x);
     const int row = row0 + Rows::item_row(p);
     if (subtract_mean && row < seqlen && col_valid) {
 #pragma unroll
@@ -324,7 +310,7 @@ __device__ __forceinline__ void quantize_qk_item(const QuantizeArgs& a, int item
   // loads in flight per lane.
   uint4 raw[QkThreadRows<kHeadDim>::kPasses];
   load_qk_rows<T, kHeadDim>(it, a.head_dim, raw);
-  quantize_qk_rows<T, kHeadDim>(a, it, [&](int p) { return raw[p]; }, shared);
+  quantize_qk_rows<T, kHeadDim>(a, it, raw, shared);
 }
 
 }  // namespace sageattn

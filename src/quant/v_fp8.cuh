@@ -89,7 +89,6 @@ __device__ __forceinline__ int slot_in_16(int t) { return 4 * ((t % 8) / 2) + 2 
 struct VTileShared {
   float mean[kVChannels];
   float inv_scale[kVChannels];
-  float scale[kVChannels];  // written to v_scale by tile 0
   __align__(16) uint8_t tile[kVChannels][kVTileTokens];
 };
 
@@ -152,35 +151,11 @@ __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_
     }
 }
 
-// V's per-channel mean and scale of (batch, kv head) = key (batch * heads_kv + head) from the
-// statistics partials (L2 reads) into sh. The partials come from the previous grid (launched
-// programmatically: wait for it). The caller synchronizes before they are read.
-__device__ __forceinline__ void load_v_scales(const QuantizeVArgs& a, int key, VTileShared& sh) {
-  ptx::grid_dependency_wait();
-  if (threadIdx.x >= kVChannels) return;
-  const int c = threadIdx.x;
-  const int length = key_side(a.packing, key / a.heads_kv, a.seqlen_kv).length;
-  const float* stats = a.stats + static_cast<int64_t>(key) * a.stat_chunks * kVStats * kVChannels;
-  float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
-  for (int i = 0; i < a.stat_chunks; ++i) {
-    sum += stats[(i * kVStats + kVSum) * kVChannels + c];
-    mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
-    mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
-  }
-  const float vbar = (a.smooth_v && c < a.head_dim && length > 0) ? sum / static_cast<float>(length) : 0.f;
-  const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
-  const bool quantizable = amax >= kMinQuantizableAmax;
-  sh.mean[c] = vbar;
-  sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
-  sh.scale[c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
-}
-
-// Quantizes a decoded, active tile whose values this thread reads through `raw(vec, k)` (the
-// 16-byte vector vec of VTileThread's token t0 + k, zeros past the sequence and the head dim) with
-// a CTA of kVTileThreads threads. Every thread must call it (it synchronizes the CTA).
-template <typename T, typename RawVector>
-__device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile, RawVector raw,
-                                                VTileShared& sh) {
+// Quantizes a decoded, active tile from this thread's vectors in registers (load_v_tile_vectors)
+// with a CTA of kVTileThreads threads. Every thread must call it (it synchronizes the CTA).
+template <typename T>
+__device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile,
+                                                const uint4 (&raw)[VTileThread::kVectors][2], VTileShared& sh) {
   static_assert(kVTileThreads >= kVChannels, "one thread per channel reduces the statistics");
   constexpr int kVectors = VTileThread::kVectors;
   const int head = tile.head, batch = tile.batch, tile_index = tile.index;
@@ -188,13 +163,29 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VT
   const SequenceSide side = tile.side;
   const int t0 = VTileThread::t0(), c0 = VTileThread::c0();
 
-  load_v_scales(a, static_cast<int>(head_index), sh);
-  ptx::grid_dependency_wait();  // at least once per CTA (quantize_qk_rows says why)
-  __syncthreads();
-  if (tile_index == 0 && threadIdx.x < kVChannels) {
-    a.v_scale[head_index * kVChannels + threadIdx.x] = sh.scale[threadIdx.x];
-    a.v_mean[head_index * kVChannels + threadIdx.x] = sh.mean[threadIdx.x];
+  // The statistics are reduced while the caller's loads are in flight (L2-resident partials).
+  ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
+  if (threadIdx.x < kVChannels) {
+    const int c = threadIdx.x;
+    const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
+    float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
+    for (int i = 0; i < a.stat_chunks; ++i) {
+      sum += stats[(i * kVStats + kVSum) * kVChannels + c];
+      mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
+      mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
+    }
+    const float vbar =
+        (a.smooth_v && c < a.head_dim && side.length > 0) ? sum / static_cast<float>(side.length) : 0.f;
+    const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
+    const bool quantizable = amax >= kMinQuantizableAmax;
+    sh.mean[c] = vbar;
+    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+    if (tile_index == 0) {
+      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
+      a.v_mean[head_index * kVChannels + c] = vbar;
+    }
   }
+  __syncthreads();
 
   const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
 #pragma unroll
@@ -204,7 +195,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VT
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       const bool valid = tile_index * kVTileTokens + t0 + k < side.length && c < a.head_dim;
-      unpack8<T>(raw(vec, k), x[k]);
+      unpack8<T>(raw[vec][k], x[k]);
 #pragma unroll
       for (int e = 0; e < 8; ++e)  // padding tokens stay exactly 0 (not -vbar * inv)
         x[k][e] = valid ? __fmul_rn(__fsub_rn(x[k][e], sh.mean[c + e]), sh.inv_scale[c + e]) : 0.f;

@@ -42,12 +42,12 @@ __device__ __forceinline__ void load_v16_chunks(const VTile& tile, int head_dim,
   }
 }
 
-// One CTA of kThreads threads per tile (decode_v_tile), no shared memory of its own: 16
-// consecutive threads copy one token's 256-byte row as 16-byte chunks (8 channels each), kThreads
-// / 16 tokens per pass. `raw(pass)` is this thread's chunk (threadIdx.x % 16) of token pass *
-// kTokensPerPass + threadIdx.x / 16 of the tile, zeros past the sequence and the head dim.
-template <int kThreads, typename RawChunk>
-__device__ __forceinline__ void copy_v16_tile(const QuantizeVArgs& a, const VTile& tile, RawChunk raw) {
+// One CTA of kThreads threads per tile (decode_v_tile), no shared memory: 16 consecutive threads
+// copy one token's 256-byte row as 16-byte chunks (8 channels each) from their registers
+// (load_v16_chunks), kThreads / 16 tokens per pass.
+template <int kThreads>
+__device__ __forceinline__ void copy_v16_tile(const QuantizeVArgs& a, const VTile& tile,
+                                              const uint4 (&raw)[kSm90KeyTileTokens / (kThreads / 16)]) {
   constexpr int kChunksPerToken = kFp8VTileChannels * 2 / 16;        // 16
   constexpr int kChunksPerPanelRow = kV16PanelChannels * 2 / 16;     // 8
   constexpr int kTokensPerPass = kThreads / kChunksPerToken;
@@ -64,7 +64,7 @@ __device__ __forceinline__ void copy_v16_tile(const QuantizeVArgs& a, const VTil
 #pragma unroll
   for (int pass = 0; pass < kSm90KeyTileTokens / kTokensPerPass; ++pass) {
     const int row = pass * kTokensPerPass + threadIdx.x / kChunksPerToken;
-    *reinterpret_cast<uint4*>(dst + row * 128 + ((in_row ^ (row % 8)) * 16)) = raw(pass);
+    *reinterpret_cast<uint4*>(dst + row * 128 + ((in_row ^ (row % 8)) * 16)) = raw[pass];
   }
 }
 
