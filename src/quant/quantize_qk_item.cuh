@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "common/element.cuh"
+#include "common/int8_round.cuh"
 #include "common/kernel_args.h"
 #include "common/rotation.h"
 #include "common/sequences.cuh"
@@ -285,14 +286,12 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
     values(p, x);
     if (lse_correction) store_lse_correction(p, x);
     if (a.rotate) rotate_block8(x);
+    // |x| <= the group's amax and inv = 127 / amax: int8_byte_bits's clamp-free rounding applies.
     const float inv = row_inv_scale[local_row];
-    uint32_t packed[2] = {0u, 0u};
+    uint32_t b[8];
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      int qv = __float2int_rn(__fmul_rn(x[e], inv));
-      qv = max(-127, min(127, qv));
-      packed[e / 4] |= (static_cast<uint32_t>(qv) & 0xffu) << (8 * (e % 4));
-    }
+    for (int e = 0; e < 8; ++e) b[e] = int8_byte_bits(x[e], inv);
+    const uint32_t packed[2] = {pack_low_bytes(b[0], b[1], b[2], b[3]), pack_low_bytes(b[4], b[5], b[6], b[7])};
     // Chunk-swizzled rows (sm90) are only requested at head dim 128, where a row is 128 bytes.
     const int stored_col = kHeadDim == 128 && a.swizzle_rows ? ((col / 16) ^ (row % 8)) * 16 + col % 16 : col;
     *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "common/element.cuh"
+#include "common/int8_round.cuh"
 #include "common/kernel_args.h"
 #include "common/rotation.h"
 #include "common/tiling.h"
@@ -18,19 +19,6 @@
 #include "sm90/traits.cuh"
 
 namespace sageattn::sm90 {
-
-// The pre-pass's __float2int_rn(x * inv) as the low byte of (x * inv + 1.5 * 2^23): for |v| < 2^22
-// the sum's mantissa holds round-to-nearest-even(v) in two's complement, and |x * inv| <= 127 here
-// (inv = 127 / amax rounded, |x| <= amax; the pre-pass's clamp never binds). An FADD on the FMA
-// pipe instead of an F2I on the 16-per-clock conversion pipe: 64 per thread and item.
-__device__ __forceinline__ uint32_t int8_byte_bits(float x, float inv) {
-  return __float_as_uint(__fadd_rn(__fmul_rn(x, inv), 12582912.f));
-}
-
-// Packs the low bytes of four words, first word lowest.
-__device__ __forceinline__ uint32_t pack_low_bytes(uint32_t b0, uint32_t b1, uint32_t b2, uint32_t b3) {
-  return __byte_perm(__byte_perm(b0, b1, 0x0040u), __byte_perm(b2, b3, 0x0040u), 0x5410u);
-}
 
 // Quantizes rows row0 + warp * 16 + lane / 4 + {0, 8} (sequence rows; this consumer's 64 rows)
 // of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x 128-byte
