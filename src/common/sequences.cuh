@@ -32,6 +32,31 @@ __device__ __forceinline__ SequenceSide key_side(const Packing& p, int batch, in
   return sequence_side(p.cu_kv, p.total_kv, batch, seqlen_kv);
 }
 
+// Work items of packed sequences without a grid sized batch x longest: with `rows` rows per item,
+// sequence b's items take positions [start(b), start(b) + ceil(length_b / rows)) of each head,
+// start(b) = first_token_b / rows + b. That is tiling.h's slot rule with `rows`-row slots:
+// floor(c / r) + ceil(n / r) <= floor((c + n) / r) + 1, so sequences never overlap, at most one
+// position stays empty between two of them, and total / rows + batch positions hold them all.
+__host__ __device__ __forceinline__ int packed_positions(int total, int batch, int rows) {
+  return total / rows + batch;
+}
+// The sequence at `position`: the last b with start(b) <= position, by binary search over the
+// boundaries (log2(batch) reads, L1-resident after a CTA's first). Clamped like sequence_side, so
+// that wrong boundaries give a wrong (in-range) sequence, never an out-of-range one.
+__device__ __forceinline__ int sequence_at(const int* cu, int total, int batch, int rows, int position) {
+  int lo = 0, hi = batch - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    const int first = min(max(__ldg(cu + mid), 0), total);
+    if (first / rows + mid <= position) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  return lo;
+}
+
 // Element offset of (sequence, head, token 0) in a caller's tensor: packed tensors have
 // stride_batch 0 (checked), dense ones first_token 0, so one expression serves both.
 __device__ __forceinline__ int64_t token0_offset(const SequenceSide& s, int batch, int head, int64_t stride_batch,

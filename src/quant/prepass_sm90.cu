@@ -44,6 +44,40 @@ struct Work {
   VTile v;
 };
 
+// K items and V tiles of one call. Packed sequences: per K/V head, one K item and one V tile per
+// workspace slot (tiling.h), whichever sequence holds it (decode_packed_work), rather than per
+// sequence up to the longest one's blocks, which left every shorter sequence's tail an empty CTA.
+__host__ __device__ inline int64_t kv_work_items(const QuantizeArgs& qk, const QuantizeVArgs& v) {
+  const int64_t kinds = v.v_tiles == nullptr ? 1 : 2;  // K items, and V tiles unless none are written
+  if (qk.packing.cu_kv != nullptr) return kinds * qk.heads_kv * qk.packing.slots_kv;
+  return static_cast<int64_t>(qk.batch) * qk.heads_kv * ((qk.k_blocks + 1) / 2 + (kinds == 2 ? v.tiles : 0));
+}
+
+// Work item `block` of the K items and V tiles of packed sequences: per K/V head, last head first,
+// its slots' K items, then its slots' V tiles. Slot s holds 128 rows of the sequence found by
+// sequence_at (common/sequences.cuh): the slots between two sequences, and those past a sequence's
+// last row, are inactive, except the one V tile an empty sequence has (it writes the V scale and mean).
+template <typename T>
+__device__ __forceinline__ Work decode_packed_work(const QuantizeArgs& qk, const QuantizeVArgs& v, int block) {
+  Work w{};
+  const int slots = qk.packing.slots_kv;
+  const int per_head = (v.v_tiles == nullptr ? 1 : 2) * slots;
+  const int head = qk.heads_kv - 1 - block / per_head;
+  const int in_head = block % per_head;
+  w.is_v = in_head >= slots;
+  const int slot = w.is_v ? in_head - slots : in_head;
+  const int batch = sequence_at(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows, slot);
+  const SequenceSide side = key_side(qk.packing, batch, qk.seqlen_kv);
+  const int index = slot - (side.first_token / kPackedSlotRows + batch);  // < 0 only for wrong boundaries
+  if (w.is_v) {
+    w.v = decode_v_tile<T>(v, index, head, batch);
+    w.v.active = w.v.active && index >= 0;
+  } else {
+    w.qk = qk_item_at<T>(qk, false, index, batch, head);
+  }
+  return w;
+}
+
 // Work items: the Q items of decode_qk_item (LSE corrections only; none without an LSE), then per
 // K/V head, last head first, its K items and V tiles. The statistics grid reads the last head last,
 // so the first heads quantized here may still have K and V in L2 (50 MB on H100: all of K and V at
@@ -57,6 +91,7 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
     w.qk = decode_qk_item<T>(qk, item);
     return w;
   }
+  if (qk.packing.cu_kv != nullptr) return decode_packed_work<T>(qk, v, item - first_k_item);
   const int k_items_per_head = (qk.k_blocks + 1) / 2;
   const int per_head = k_items_per_head + (v.v_tiles == nullptr ? 0 : v.tiles);
   const int heads = qk.batch * qk.heads_kv;
@@ -72,8 +107,8 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
   return w;
 }
 
-// CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; ptxas
-// spills 48 bytes) measured +3-8 % end to end at 1K-2K tokens against the 3 that 78 registers
+// CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; no spills
+// since qk_item_at, 48 bytes before) measured +3-8 % end to end at 1K-2K tokens against the 3 that 78 registers
 // allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills 146 / 440 bytes at
 // 64: left unbounded (2 CTAs).
 template <typename T>
@@ -125,10 +160,10 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     if (err != cudaSuccess) return err;
   }
   // quantize_kernel walks K items and V tiles per head: both tensors have the same heads and tiles.
-  if (v.v_tiles != nullptr && (v.batch != qk.batch || v.heads_kv != qk.heads_kv || 2 * v.tiles != qk.k_blocks))
+  if (v.v_tiles != nullptr && (v.batch != qk.batch || v.heads_kv != qk.heads_kv || 2 * v.tiles != qk.k_blocks ||
+                                v.packing.cu_kv != qk.packing.cu_kv || v.packing.slots_kv != qk.packing.slots_kv))
     return cudaErrorInvalidValue;
-  const int64_t v_blocks = v.v_tiles == nullptr ? 0 : static_cast<int64_t>(v.batch) * v.heads_kv * v.tiles;
-  const int64_t blocks = qk_items(qk) + v_blocks;
+  const int64_t blocks = q_items(qk) + kv_work_items(qk, v);
   if (blocks > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
   auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
   // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:

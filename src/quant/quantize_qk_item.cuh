@@ -101,43 +101,50 @@ struct QkItem {
   int64_t stride_token_bytes;
 };
 
+// The Q block or K item `block` (128 rows: one attention Q block, two K blocks) of (sequence
+// `batch`, head `head`); a negative block (wrong packed boundaries) is inactive.
+template <typename T>
+__device__ __forceinline__ QkItem qk_item_at(const QuantizeArgs& a, bool is_q, int block, int batch, int head) {
+  QkItem it;
+  it.is_q = is_q;
+  it.block = block;
+  it.batch = batch;
+  it.head = head;
+  const int heads = is_q ? a.heads_q : a.heads_kv;
+  const SequenceSide side = is_q ? query_side(a.packing, batch, a.seqlen_q) : key_side(a.packing, batch, a.seqlen_kv);
+  it.row0 = block * kRowsPerQuantizeItem;
+  it.seqlen = side.length;
+  // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
+  // the case for dense batches, whose grid ends with their last block.
+  it.active = block >= 0 && it.row0 < side.length;
+  const int64_t stride_token = is_q ? a.q_stride_token : a.k_stride_token;
+  it.stride_token_bytes = stride_token * static_cast<int64_t>(sizeof(T));
+  it.src = static_cast<const char*>(is_q ? a.q : a.k) +
+           (token0_offset(side, batch, head, is_q ? a.q_stride_batch : a.k_stride_batch,
+                          is_q ? a.q_stride_head : a.k_stride_head, stride_token) +
+            static_cast<int64_t>(it.row0) * stride_token) *
+               static_cast<int64_t>(sizeof(T));
+  const int* cu = is_q ? a.packing.cu_q : a.packing.cu_kv;
+  const int64_t dense_rows = is_q ? static_cast<int64_t>(a.q_blocks) * kQBlockRows
+                                  : static_cast<int64_t>(a.k_blocks) * kKBlockTokens;
+  it.padded_rows = cu == nullptr ? static_cast<int>(dense_rows)
+                                 : static_cast<int>(ceil_div(side.length, kPackedSlotRows)) * kPackedSlotRows;
+  it.ws_row0 = workspace_row0(cu, side, batch, head, heads, is_q ? a.packing.slots_q : a.packing.slots_kv, dense_rows);
+  return it;
+}
+
 // Work item `item` of qk_items(a): Q blocks (q_items), then pairs of K blocks. 32-bit index
 // arithmetic (the launches check that the items fit): a 64-bit division is a ~70-instruction
 // subroutine, and every thread decodes its items.
 template <typename T>
 __device__ __forceinline__ QkItem decode_qk_item(const QuantizeArgs& a, int item) {
-  QkItem it;
   const int q_item_count = static_cast<int>(q_items(a));
-  const int k_items_per_head = (a.k_blocks + 1) / 2;
-  it.is_q = item < q_item_count;
-  const int local = it.is_q ? item : item - q_item_count;
-  const int items_per_head = it.is_q ? a.q_blocks : k_items_per_head;
-  const int heads = it.is_q ? a.heads_q : a.heads_kv;
-  it.block = local % items_per_head;
-  it.batch = local / items_per_head / heads;
-  it.head = local / items_per_head % heads;
-  const SequenceSide side =
-      it.is_q ? query_side(a.packing, it.batch, a.seqlen_q) : key_side(a.packing, it.batch, a.seqlen_kv);
-  it.row0 = it.block * kRowsPerQuantizeItem;
-  it.seqlen = side.length;
-  // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
-  // the case for dense batches, whose grid ends with their last block.
-  it.active = it.row0 < side.length;
-  const int64_t stride_token = it.is_q ? a.q_stride_token : a.k_stride_token;
-  it.stride_token_bytes = stride_token * static_cast<int64_t>(sizeof(T));
-  it.src = static_cast<const char*>(it.is_q ? a.q : a.k) +
-           (token0_offset(side, it.batch, it.head, it.is_q ? a.q_stride_batch : a.k_stride_batch,
-                          it.is_q ? a.q_stride_head : a.k_stride_head, stride_token) +
-            static_cast<int64_t>(it.row0) * stride_token) *
-               static_cast<int64_t>(sizeof(T));
-  const int* cu = it.is_q ? a.packing.cu_q : a.packing.cu_kv;
-  const int64_t dense_rows = it.is_q ? static_cast<int64_t>(a.q_blocks) * kQBlockRows
-                                     : static_cast<int64_t>(a.k_blocks) * kKBlockTokens;
-  it.padded_rows = cu == nullptr ? static_cast<int>(dense_rows)
-                                 : static_cast<int>(ceil_div(side.length, kPackedSlotRows)) * kPackedSlotRows;
-  it.ws_row0 = workspace_row0(cu, side, it.batch, it.head, heads,
-                              it.is_q ? a.packing.slots_q : a.packing.slots_kv, dense_rows);
-  return it;
+  const bool is_q = item < q_item_count;
+  const int local = is_q ? item : item - q_item_count;
+  const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
+  const int heads = is_q ? a.heads_q : a.heads_kv;
+  return qk_item_at<T>(a, is_q, local % items_per_head, local / items_per_head / heads,
+                       local / items_per_head % heads);
 }
 
 // The rows and channels of an item this thread handles in quantize_qk_rows: lane group

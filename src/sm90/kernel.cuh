@@ -71,27 +71,45 @@ __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kSt
 struct WorkItem {
   int q_block, head, batch;
 };
-// Row blocks per (batch, head): the plan's 128-row Q blocks, or for 192-row items
-// ceil(seqlen_q / 192) (packed sequences: of the longest; shorter ones leave items empty).
+// Row blocks per (batch, head) of a dense call: the plan's 128-row Q blocks, or for 192-row items
+// ceil(seqlen_q / 192).
 template <int kRows>
 __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
   return kRows == kQRows ? a.q_blocks : static_cast<int>(ceil_div(a.seqlen_q, kRows));
 }
-template <bool kCausal, int kRows>
+// Packed sequences are numbered by position (common/sequences.cuh, packed_positions), head by head:
+// a grid of batch x ceil(longest / kRows) items per head left every shorter sequence's tail
+// empty (a CTA each), 1.9x the items of a batch of lengths spread over [1, 8K], 50x for one long
+// sequence among 63 short ones. Positions between two sequences stay empty (q_block past the
+// sequence).
+template <bool kCausal, int kRows, bool kPacked = false>
 __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index) {
-  const int blocks = row_blocks<kRows>(a);
-  const int block = static_cast<int>(index % blocks);
-  const int64_t head_index = index / blocks;
-  return {kCausal ? blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
-          static_cast<int>(head_index / a.heads_q)};
+  if constexpr (kPacked) {
+    const int positions = packed_positions(a.packing.total_q, a.batch, kRows);
+    const int head = static_cast<int>(index / positions);
+    const int position = static_cast<int>(index % positions);
+    const int batch = sequence_at(a.packing.cu_q, a.packing.total_q, a.batch, kRows, position);
+    const SequenceSide side = query_side(a.packing, batch, a.seqlen_q);
+    const int block = position - (side.first_token / kRows + batch);  // < 0 only for wrong boundaries
+    const int blocks = static_cast<int>(ceil_div(side.length, kRows));
+    if (block < 0 || block >= blocks) return {blocks, head, batch};  // empty: q_block * kRows >= length
+    return {kCausal ? blocks - 1 - block : block, head, batch};
+  } else {
+    const int blocks = row_blocks<kRows>(a);
+    const int block = static_cast<int>(index % blocks);
+    const int64_t head_index = index / blocks;
+    return {kCausal ? blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
+            static_cast<int>(head_index / a.heads_q)};
+  }
 }
-template <int kRows>
+template <int kRows, bool kPacked = false>
 __host__ __device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
+  if (kPacked) return static_cast<int64_t>(packed_positions(a.packing.total_q, a.batch, kRows)) * a.heads_q;
   return static_cast<int64_t>(row_blocks<kRows>(a)) * a.heads_q * a.batch;
 }
 
-// Where one item's rows are: its sequence's lengths (packed sequences shorter than the bound
-// leave the grid's last Q blocks empty; dense batches never), the key tiles it visits, and the
+// Where one item's rows are: its sequence's lengths (packed sequences leave the positions between
+// two sequences empty; dense batches none), the key tiles it visits, and the
 // workspace rows of its Q head and of its K/V head (tiles are 128 rows of 128 bytes).
 struct ItemRows {
   bool empty;
@@ -126,8 +144,8 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
                                         bool is_v) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
-  for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal, kRows>(a, index);
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
+    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
@@ -406,8 +424,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's first K/V tiles while this one finishes its last P.V and its epilogue.
-  for (int64_t index = blockIdx.x; index < work_items<kRows>(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal, kRows>(a, index);
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
+    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
     const int head = w.head, batch = w.batch, kv_head = rows.kv_head;

@@ -21,7 +21,7 @@ cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
   // One CTA per work item, or (SAGEATTN_SM90_PERSISTENT) one per SM looping over the items.
-  const int64_t items = work_items<Shape::kRows>(a);
+  const int64_t items = work_items<Shape::kRows, kPacked>(a);
   int64_t ctas = items;
   if (SAGEATTN_SM90_PERSISTENT) {
     int device = 0, sms = 0;

@@ -89,6 +89,27 @@ def test_kernel_path_equals_dense_calls(kernel, is_causal, dtype, seed, library)
             assert torch.all(lse[:, bounds_q[s]:bounds_q[s + 1]] == float("-inf")), what
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_one_long_sequence_among_many_short_ones(kernel, is_causal, library):
+    """The sm90 grids number packed items by position (common/sequences.cuh), not batch x the
+    longest sequence's blocks: 48 sequences, one of them 1500 tokens, the others 0-200 (runs of
+    empty ones, lengths on and off the 128- and 192-row boundaries): every row equals its dense call."""
+    _skip_unavailable(kernel, library)
+    rng = random.Random(7)
+    lengths = [rng.choice([0, 0, 1, 5, 64, 127, 128, 129, 191, 192, 193, rng.randint(2, 200)]) for _ in range(47)]
+    lengths.insert(rng.randrange(48), 1500)
+    q, k, v = _packed_inputs(lengths, lengths, 4, 2, 128, torch.float16, 7)
+    cu = _cu(lengths)
+    poison_allocator((q.shape, torch.float16))
+    out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=is_causal, kernel=kernel)
+    bounds = cu.tolist()
+    dense = varlen.attend_packed(q, k, v, bounds, bounds, is_causal, kernel=kernel)
+    assert torch.isfinite(out).all()
+    error = rel_l1(out, dense)
+    assert error <= 1e-3, f"[{kernel}] causal={is_causal}: rel L1 to per-sequence dense calls {error:.2e}"
+
+
 @pytest.mark.parametrize("kernel", ["auto", "sm80_mma"])
 def test_cuda_graph_replays_new_lengths(kernel, library):
     """Boundaries live on the device: a captured call replays with other lengths (same count, within
