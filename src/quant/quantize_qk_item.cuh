@@ -37,13 +37,17 @@ struct QuantizeQkShared {
 };
 
 // Q blocks have work here unless the attention kernel quantizes Q itself (sm90: q_int8 NULL) and
-// no LSE correction is wanted.
+// no LSE correction is wanted. Packed sequences: one item per workspace slot of each head
+// (tiling.h), whichever sequence holds it (decode_qk_item), not batch x the longest one's blocks.
 __host__ __device__ inline int64_t q_items(const QuantizeArgs& a) {
-  return a.q_int8 == nullptr && a.lse_correction == nullptr ? 0 : static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
+  if (a.q_int8 == nullptr && a.lse_correction == nullptr) return 0;
+  if (a.packing.cu_q != nullptr) return static_cast<int64_t>(a.heads_q) * a.packing.slots_q;
+  return static_cast<int64_t>(a.batch) * a.heads_q * a.q_blocks;
 }
 
 // Work items of one call: Q blocks (q_items), then pairs of K blocks.
 __host__ __device__ inline int64_t qk_items(const QuantizeArgs& a) {
+  if (a.packing.cu_kv != nullptr) return q_items(a) + static_cast<int64_t>(a.heads_kv) * a.packing.slots_kv;
   return q_items(a) + static_cast<int64_t>(a.batch) * a.heads_kv * ((a.k_blocks + 1) / 2);
 }
 
@@ -136,15 +140,32 @@ __device__ __forceinline__ QkItem qk_item_at(const QuantizeArgs& a, bool is_q, i
 // Work item `item` of qk_items(a): Q blocks (q_items), then pairs of K blocks. 32-bit index
 // arithmetic (the launches check that the items fit): a 64-bit division is a ~70-instruction
 // subroutine, and every thread decodes its items.
+// Packed sequences: item = head * slots + slot, the sequence of the slot by binary search
+// (common/sequences.cuh, sequence_at); slots between two sequences or past a sequence's rows are
+// inactive.
 template <typename T>
 __device__ __forceinline__ QkItem decode_qk_item(const QuantizeArgs& a, int item) {
   const int q_item_count = static_cast<int>(q_items(a));
   const bool is_q = item < q_item_count;
   const int local = is_q ? item : item - q_item_count;
-  const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
-  const int heads = is_q ? a.heads_q : a.heads_kv;
-  return qk_item_at<T>(a, is_q, local % items_per_head, local / items_per_head / heads,
-                       local / items_per_head % heads);
+  const int* cu = is_q ? a.packing.cu_q : a.packing.cu_kv;
+  int block, batch, head;
+  if (cu != nullptr) {
+    const int slots = is_q ? a.packing.slots_q : a.packing.slots_kv;
+    const int total = is_q ? a.packing.total_q : a.packing.total_kv;
+    const int slot = local % slots;
+    head = local / slots;
+    batch = sequence_at(cu, total, a.batch, kPackedSlotRows, slot);
+    // A negative block (wrong boundaries only) is inactive.
+    block = slot - (min(max(__ldg(cu + batch), 0), total) / kPackedSlotRows + batch);
+  } else {
+    const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
+    const int heads = is_q ? a.heads_q : a.heads_kv;
+    block = local % items_per_head;
+    batch = local / items_per_head / heads;
+    head = local / items_per_head % heads;
+  }
+  return qk_item_at<T>(a, is_q, block, batch, head);
 }
 
 // The rows and channels of an item this thread handles in quantize_qk_rows: lane group

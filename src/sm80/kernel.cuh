@@ -36,9 +36,23 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const uint32_t smem = ptx::shared_address(shared);
   const uint32_t smem_q = smem + Tr::kQOffset;
 
-  // Causal blocks near the end of the sequence do the most work: launch them first.
-  const int q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
-  const int head = blockIdx.y, batch = blockIdx.z;
+  // Causal blocks near the end of the sequence do the most work: launch them first. Packed
+  // sequences: blockIdx.x is a position (common/sequences.cuh: a grid of total / 128 + batch per
+  // head, not batch x the longest sequence's blocks); positions between sequences are empty.
+  const int head = blockIdx.y;
+  int q_block, batch;
+  if constexpr (kPacked) {
+    const int position = static_cast<int>(blockIdx.x);
+    batch = sequence_at(a.packing.cu_q, a.packing.total_q, a.batch, kQBlockRows, position);
+    const SequenceSide side = query_side(a.packing, batch, a.seqlen_q);
+    const int block = position - (side.first_token / kQBlockRows + batch);  // < 0 only for wrong boundaries
+    const int blocks = static_cast<int>(ceil_div(side.length, kQBlockRows));
+    if (block < 0 || block >= blocks) return;
+    q_block = kCausal ? blocks - 1 - block : block;
+  } else {
+    q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
+    batch = blockIdx.z;
+  }
   const int kv_head = head / (a.heads_q / a.heads_kv);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Head dim 256: warps w and w + kRowWarps share rows and split the O columns (traits.cuh).
@@ -47,10 +61,9 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const int column_part = Tr::kColumnSplit == 1 ? 0 : warp / Tr::kRowWarps;
   const int q_start = q_block * kQBlockRows;
 
-  // Packed sequences shorter than the bound leave the grid's last blocks empty (dense: never).
   const Packing packing = kPacked ? a.packing : Packing{};  // dense: everything below folds to constants
   const SequenceSide queries = query_side(packing, batch, a.seqlen_q);
-  if (q_start >= queries.length) return;
+  if (q_start >= queries.length) return;  // never taken: dense grids end with the last block, positions are checked above
   const SequenceSide keys_side = key_side(packing, batch, a.seqlen_kv);
   const int seqlen_q = queries.length, seqlen_kv = keys_side.length;
 

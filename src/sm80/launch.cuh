@@ -20,7 +20,10 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   // per device, and setting it again is cheap, so it is set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
   if (err != cudaSuccess) return err;
-  const dim3 grid(a.q_blocks, a.heads_q, a.batch);
+  // Packed sequences: one block per position (kernel.cuh), all sequences along x.
+  const dim3 grid = a.packing.cu_q != nullptr && a.tile_codes.data == nullptr
+                        ? dim3(packed_positions(a.packing.total_q, a.batch, kQBlockRows), a.heads_q, 1)
+                        : dim3(a.q_blocks, a.heads_q, a.batch);
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
   return cudaGetLastError();
 }
