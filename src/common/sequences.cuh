@@ -57,6 +57,24 @@ __device__ __forceinline__ int sequence_at(const int* cu, int total, int batch, 
   return lo;
 }
 
+// Statistics chunks (K column sums, V sums / maxima / minima) of packed sequences, numbered the
+// same way with `chunk_tokens`-token positions: the sequence and chunk of a statistics CTA, chunk
+// -1 for a position no chunk of a sequence holds (that CTA writes nothing; consumers never read
+// past their sequence's own chunks, packed_chunks).
+struct PackedChunk {
+  int batch, chunk;
+};
+__device__ __forceinline__ int packed_chunks(int length, int chunks, int chunk_tokens) {
+  return min(chunks, (length + chunk_tokens - 1) / chunk_tokens);
+}
+__device__ __forceinline__ PackedChunk packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv,
+                                                       int chunks, int chunk_tokens, int position) {
+  const int batch = sequence_at(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position);
+  const SequenceSide side = key_side(p, batch, seqlen_kv);
+  const int chunk = position - (side.first_token / chunk_tokens + batch);
+  return {batch, chunk >= 0 && chunk < packed_chunks(side.length, chunks, chunk_tokens) ? chunk : -1};
+}
+
 // Element offset of (sequence, head, token 0) in a caller's tensor: packed tensors have
 // stride_batch 0 (checked), dense ones first_token 0, so one expression serves both.
 __device__ __forceinline__ int64_t token0_offset(const SequenceSide& s, int batch, int head, int64_t stride_batch,

@@ -22,18 +22,33 @@ constexpr int kHeadDim = kFp8VTileChannels;
 constexpr int kStatsThreads = 256;
 static_assert(kVTileThreads == kQuantizeThreads, "Q/K items and V tiles share one CTA size");
 
-// blockIdx.x: V chunks [0, chunks) for FP8 V, then K chunks [chunks, 2 * chunks) when smoothing K
-// (16-bit V has no statistics: K chunks only).
+// Statistics CTAs per kind (V, K) and head: dense, the chunks of every sequence (blockIdx.z the
+// sequence); packed, one per chunk position of all sequences (common/sequences.cuh,
+// packed_chunk_at), not batch x the longest sequence's chunks.
+__host__ __device__ inline int stats_units(const QuantizeVArgs& v) {
+  return v.packing.cu_kv == nullptr ? v.stat_chunks : packed_positions(v.packing.total_kv, v.batch, v.stat_chunk_tokens);
+}
+
+// blockIdx.x: V units [0, units) for FP8 V, then K units [units, 2 * units) when smoothing K
+// (16-bit V has no statistics: K units only).
 template <typename T>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   constexpr int kRowsPerPass = kStatsThreads / (kHeadDim / 8);
   __shared__ float partial[kVStats * kRowsPerPass * kHeadDim];  // the K sums use the first third
   ptx::grid_dependents_launch();  // the quantization grid may start its loads (it waits for us)
-  const int chunks = v.v16 ? 0 : v.stat_chunks;
-  if (static_cast<int>(blockIdx.x) < chunks) {
-    v_stats_block<T, kStatsThreads>(v, blockIdx.x, blockIdx.y, blockIdx.z, partial);
+  const int v_units = v.v16 ? 0 : stats_units(v);
+  const bool is_v = static_cast<int>(blockIdx.x) < v_units;
+  int chunk = is_v ? blockIdx.x : blockIdx.x - v_units, batch = blockIdx.z;
+  if (v.packing.cu_kv != nullptr) {
+    const PackedChunk at = packed_chunk_at(v.packing, v.batch, v.seqlen_kv, v.stat_chunks, v.stat_chunk_tokens, chunk);
+    if (at.chunk < 0) return;  // uniform over the CTA
+    chunk = at.chunk;
+    batch = at.batch;
+  }
+  if (is_v) {
+    v_stats_block<T, kStatsThreads>(v, chunk, blockIdx.y, batch, partial);
   } else {
-    k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, blockIdx.x - chunks, blockIdx.y, blockIdx.z, partial);
+    k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, partial);
   }
 }
 
@@ -153,9 +168,10 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
   // The K chunks must be the V chunks: one grid indexes both.
   if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
     return cudaErrorInvalidValue;
-  const int stat_blocks = v.stat_chunks * ((v.v16 ? 0 : 1) + (qk.smooth_k ? 1 : 0));
+  const int stat_blocks = stats_units(v) * ((v.v16 ? 0 : 1) + (qk.smooth_k ? 1 : 0));
   if (stat_blocks > 0) {  // none for 16-bit V without K smoothing
-    stats_kernel<T><<<dim3(stat_blocks, v.heads_kv, v.batch), kStatsThreads, 0, stream>>>(qk, v);
+    const dim3 grid(stat_blocks, v.heads_kv, v.packing.cu_kv == nullptr ? v.batch : 1);
+    stats_kernel<T><<<grid, kStatsThreads, 0, stream>>>(qk, v);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }

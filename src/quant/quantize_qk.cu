@@ -15,10 +15,20 @@ namespace {
 
 constexpr int kColumnSumThreads = 256;
 
+// Dense: blockIdx = (chunk, head, sequence); packed: (chunk position of all sequences, head, 0),
+// common/sequences.cuh (packed_chunk_at).
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const QuantizeArgs a) {
   __shared__ float partial[kColumnSumThreads / (kHeadDim / 8) * kHeadDim];
-  k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, blockIdx.x, blockIdx.y, blockIdx.z, partial);
+  int chunk = blockIdx.x, batch = blockIdx.z;
+  if (a.packing.cu_kv != nullptr) {
+    const PackedChunk at =
+        packed_chunk_at(a.packing, a.batch, a.seqlen_kv, a.column_sum_chunks, a.column_sum_chunk_tokens, chunk);
+    if (at.chunk < 0) return;  // uniform over the CTA
+    chunk = at.chunk;
+    batch = at.batch;
+  }
+  k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, chunk, blockIdx.y, batch, partial);
 }
 
 template <typename T, int kHeadDim>
@@ -30,7 +40,9 @@ __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const Qua
 template <typename T, int kHeadDim>
 cudaError_t launch(const QuantizeArgs& a, cudaStream_t stream) {
   if (a.smooth_k) {
-    const dim3 grid(a.column_sum_chunks, a.heads_kv, a.batch);
+    const dim3 grid = a.packing.cu_kv == nullptr
+                          ? dim3(a.column_sum_chunks, a.heads_kv, a.batch)
+                          : dim3(packed_positions(a.packing.total_kv, a.batch, a.column_sum_chunk_tokens), a.heads_kv, 1);
     k_column_sums_kernel<T, kHeadDim><<<grid, kColumnSumThreads, 0, stream>>>(a);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
