@@ -123,9 +123,9 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
 }
 
 // CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; no spills
-// since qk_item_at, 48 bytes before) measured +3-8 % end to end at 1K-2K tokens against the 3 that 78 registers
-// allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills 146 / 440 bytes at
-// 64: left unbounded (2 CTAs).
+// since qk_item_at, 48 bytes before) measured +3-8 % end to end at 1K-2K tokens against the 3
+// that 78 registers allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills
+// 146 / 440 bytes at 64: left unbounded (2 CTAs).
 template <typename T>
 constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> ? 4 : 1;
 

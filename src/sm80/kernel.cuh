@@ -63,7 +63,8 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
   const Packing packing = kPacked ? a.packing : Packing{};  // dense: everything below folds to constants
   const SequenceSide queries = query_side(packing, batch, a.seqlen_q);
-  if (q_start >= queries.length) return;  // never taken: dense grids end with the last block, positions are checked above
+  // Never taken: dense grids end with their last block, packed positions were checked above.
+  if (q_start >= queries.length) return;
   const SequenceSide keys_side = key_side(packing, batch, a.seqlen_kv);
   const int seqlen_q = queries.length, seqlen_kv = keys_side.length;
 

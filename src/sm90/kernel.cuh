@@ -79,7 +79,7 @@ __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
 }
 // Packed sequences are numbered by position (common/sequences.cuh, packed_positions), head by head:
 // a grid of batch x ceil(longest / kRows) items per head left every shorter sequence's tail
-// empty (a CTA each), 1.9x the items of a batch of lengths spread over [1, 8K], 50x for one long
+// empty (a CTA each): 1.9x the items needed for 8 lengths spread over [1, 8K], 18x for one 8K
 // sequence among 63 short ones. Positions between two sequences stay empty (q_block past the
 // sequence).
 template <bool kCausal, int kRows, bool kPacked = false>
