@@ -57,22 +57,32 @@ __device__ __forceinline__ int sequence_at(const int* cu, int total, int batch, 
   return lo;
 }
 
+// The sequence at `position` and the index of its `rows`-row block there: negative only for wrong
+// boundaries; at or past the sequence's blocks for a position between two sequences. Callers test
+// the block against the sequence's length.
+struct PackedBlock {
+  int batch, block;
+};
+__device__ __forceinline__ PackedBlock packed_block_at(const int* cu, int total, int batch_count, int rows,
+                                                       int position) {
+  const int batch = sequence_at(cu, total, batch_count, rows, position);
+  const int first = min(max(__ldg(cu + batch), 0), total);  // sequence_side's first token
+  return {batch, position - (first / rows + batch)};
+}
+
 // Statistics chunks (K column sums, V sums / maxima / minima) of packed sequences, numbered the
 // same way with `chunk_tokens`-token positions: the sequence and chunk of a statistics CTA, chunk
 // -1 for a position no chunk of a sequence holds (that CTA writes nothing; consumers never read
 // past their sequence's own chunks, packed_chunks).
-struct PackedChunk {
-  int batch, chunk;
-};
 __device__ __forceinline__ int packed_chunks(int length, int chunks, int chunk_tokens) {
   return min(chunks, (length + chunk_tokens - 1) / chunk_tokens);
 }
-__device__ __forceinline__ PackedChunk packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv,
+__device__ __forceinline__ PackedBlock packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv,
                                                        int chunks, int chunk_tokens, int position) {
-  const int batch = sequence_at(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position);
-  const SequenceSide side = key_side(p, batch, seqlen_kv);
-  const int chunk = position - (side.first_token / chunk_tokens + batch);
-  return {batch, chunk >= 0 && chunk < packed_chunks(side.length, chunks, chunk_tokens) ? chunk : -1};
+  PackedBlock at = packed_block_at(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position);
+  const int length = key_side(p, at.batch, seqlen_kv).length;
+  if (at.block < 0 || at.block >= packed_chunks(length, chunks, chunk_tokens)) at.block = -1;
+  return at;
 }
 
 // Element offset of (sequence, head, token 0) in a caller's tensor: packed tensors have

@@ -40,9 +40,9 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   const bool is_v = static_cast<int>(blockIdx.x) < v_units;
   int chunk = is_v ? blockIdx.x : blockIdx.x - v_units, batch = blockIdx.z;
   if (v.packing.cu_kv != nullptr) {
-    const PackedChunk at = packed_chunk_at(v.packing, v.batch, v.seqlen_kv, v.stat_chunks, v.stat_chunk_tokens, chunk);
-    if (at.chunk < 0) return;  // uniform over the CTA
-    chunk = at.chunk;
+    const PackedBlock at = packed_chunk_at(v.packing, v.batch, v.seqlen_kv, v.stat_chunks, v.stat_chunk_tokens, chunk);
+    if (at.block < 0) return;  // uniform over the CTA
+    chunk = at.block;
     batch = at.batch;
   }
   if (is_v) {
@@ -81,14 +81,12 @@ __device__ __forceinline__ Work decode_packed_work(const QuantizeArgs& qk, const
   const int in_head = block % per_head;
   w.is_v = in_head >= slots;
   const int slot = w.is_v ? in_head - slots : in_head;
-  const int batch = sequence_at(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows, slot);
-  const SequenceSide side = key_side(qk.packing, batch, qk.seqlen_kv);
-  const int index = slot - (side.first_token / kPackedSlotRows + batch);  // < 0 only for wrong boundaries
+  const PackedBlock at = packed_block_at(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows, slot);
   if (w.is_v) {
-    w.v = decode_v_tile<T>(v, index, head, batch);
-    w.v.active = w.v.active && index >= 0;
+    w.v = decode_v_tile<T>(v, at.block, head, at.batch);
+    w.v.active = w.v.active && at.block >= 0;
   } else {
-    w.qk = qk_item_at<T>(qk, false, index, batch, head);
+    w.qk = qk_item_at<T>(qk, false, at.block, at.batch, head);
   }
   return w;
 }

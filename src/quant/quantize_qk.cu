@@ -22,10 +22,10 @@ __global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const 
   __shared__ float partial[kColumnSumThreads / (kHeadDim / 8) * kHeadDim];
   int chunk = blockIdx.x, batch = blockIdx.z;
   if (a.packing.cu_kv != nullptr) {
-    const PackedChunk at =
+    const PackedBlock at =
         packed_chunk_at(a.packing, a.batch, a.seqlen_kv, a.column_sum_chunks, a.column_sum_chunk_tokens, chunk);
-    if (at.chunk < 0) return;  // uniform over the CTA
-    chunk = at.chunk;
+    if (at.block < 0) return;  // uniform over the CTA
+    chunk = at.block;
     batch = at.batch;
   }
   k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, chunk, blockIdx.y, batch, partial);

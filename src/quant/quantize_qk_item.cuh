@@ -153,11 +153,10 @@ __device__ __forceinline__ QkItem decode_qk_item(const QuantizeArgs& a, int item
   if (cu != nullptr) {
     const int slots = is_q ? a.packing.slots_q : a.packing.slots_kv;
     const int total = is_q ? a.packing.total_q : a.packing.total_kv;
-    const int slot = local % slots;
+    const PackedBlock at = packed_block_at(cu, total, a.batch, kPackedSlotRows, local % slots);
     head = local / slots;
-    batch = sequence_at(cu, total, a.batch, kPackedSlotRows, slot);
-    // A negative block (wrong boundaries only) is inactive.
-    block = slot - (min(max(__ldg(cu + batch), 0), total) / kPackedSlotRows + batch);
+    batch = at.batch;
+    block = at.block;  // negative (wrong boundaries only): inactive
   } else {
     const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
     const int heads = is_q ? a.heads_q : a.heads_kv;

@@ -42,13 +42,12 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
   const int head = blockIdx.y;
   int q_block, batch;
   if constexpr (kPacked) {
-    const int position = static_cast<int>(blockIdx.x);
-    batch = sequence_at(a.packing.cu_q, a.packing.total_q, a.batch, kQBlockRows, position);
-    const SequenceSide side = query_side(a.packing, batch, a.seqlen_q);
-    const int block = position - (side.first_token / kQBlockRows + batch);  // < 0 only for wrong boundaries
-    const int blocks = static_cast<int>(ceil_div(side.length, kQBlockRows));
-    if (block < 0 || block >= blocks) return;
-    q_block = kCausal ? blocks - 1 - block : block;
+    const PackedBlock at =
+        packed_block_at(a.packing.cu_q, a.packing.total_q, a.batch, kQBlockRows, static_cast<int>(blockIdx.x));
+    const int blocks = static_cast<int>(ceil_div(query_side(a.packing, at.batch, a.seqlen_q).length, kQBlockRows));
+    if (at.block < 0 || at.block >= blocks) return;
+    batch = at.batch;
+    q_block = kCausal ? blocks - 1 - at.block : at.block;
   } else {
     q_block = kCausal ? a.q_blocks - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
     batch = blockIdx.z;

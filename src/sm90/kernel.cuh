@@ -88,12 +88,10 @@ __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t in
     const int positions = packed_positions(a.packing.total_q, a.batch, kRows);
     const int head = static_cast<int>(index / positions);
     const int position = static_cast<int>(index % positions);
-    const int batch = sequence_at(a.packing.cu_q, a.packing.total_q, a.batch, kRows, position);
-    const SequenceSide side = query_side(a.packing, batch, a.seqlen_q);
-    const int block = position - (side.first_token / kRows + batch);  // < 0 only for wrong boundaries
-    const int blocks = static_cast<int>(ceil_div(side.length, kRows));
-    if (block < 0 || block >= blocks) return {blocks, head, batch};  // empty: q_block * kRows >= length
-    return {kCausal ? blocks - 1 - block : block, head, batch};
+    const PackedBlock at = packed_block_at(a.packing.cu_q, a.packing.total_q, a.batch, kRows, position);
+    const int blocks = static_cast<int>(ceil_div(query_side(a.packing, at.batch, a.seqlen_q).length, kRows));
+    if (at.block < 0 || at.block >= blocks) return {blocks, head, at.batch};  // empty: q_block * kRows >= length
+    return {kCausal ? blocks - 1 - at.block : at.block, head, at.batch};
   } else {
     const int blocks = row_blocks<kRows>(a);
     const int block = static_cast<int>(index % blocks);
