@@ -233,7 +233,7 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
   if (!is_sm90_kernel(plan.kernel)) {
     const cudaError_t err = launch_quantize_qk(quant, dtype, stream);
     if (err != cudaSuccess) return err;
-    return launch_attention_sm80(args, dtype, p.is_causal != 0, stream);
+    return launch_attention_sm80(args, dtype, p.is_causal != 0, plan.dependent_launch, stream);
   }
 #if defined(SAGEATTN_HAS_SM90)
   const QuantizeVArgs v = make_quantize_v_args(p, plan, layout, workspace);

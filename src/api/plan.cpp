@@ -93,6 +93,8 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     plan.padded_head_dim = padded_head_dim(p.head_dim);
     plan.k_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kKBlockTokens));
   }
+  plan.kernel_quantizes_q = is_sm90_kernel(kernel) || plan.padded_head_dim <= 128;
+  plan.dependent_launch = sm_arch >= 90;
   plan.mask_kv_blocks = static_cast<int>(ceil_div(p.seqlen_kv, kMaskBlock));
   plan.mask_pass = p.mask_type != SAGEATTN_MASK_NONE;
   if (plan.mask_pass) {

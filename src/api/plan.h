@@ -18,6 +18,11 @@ struct Plan {
                               // with strides a tensor map cannot describe)
   bool v_tma = false;         // sm90 with 16-bit P.V: the kernel reads V itself (tensor_map.h)
   int v_tiles = 0;            // 128-token V tiles (either kind)
+  // The attention kernel quantizes Q itself (sm90, and sm80 up to head dim 128): no INT8 Q in the
+  // workspace, the pre-pass's Q items only compute LSE corrections.
+  bool kernel_quantizes_q = false;
+  // The attention kernel is a programmatic dependent launch of the pre-pass (compute capability 9.0+).
+  bool dependent_launch = false;
   // Masks (docs/design/masks.md): the mask pass runs when an element mask is given and writes one
   // code per (code_batch, code_heads, q_blocks, mask_kv_blocks); a dimension both masks broadcast
   // over has extent 1.

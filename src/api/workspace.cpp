@@ -39,8 +39,9 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
 
   WorkspaceLayout layout;
   RegionAllocator regions;
-  // The sm90 kernels quantize Q themselves (sm90/q_quantize.cuh).
-  layout.has_q_int8 = !is_sm90_kernel(plan.kernel);
+  // The kernels quantize Q themselves (sm90/q_quantize.cuh, sm80/q_quantize.cuh), but for sm80 at
+  // head dim 256.
+  layout.has_q_int8 = !plan.kernel_quantizes_q;
   if (layout.has_q_int8) {
     layout.q_int8 = regions.take(q_rows * head_dim);
     layout.q_scale = regions.take(q_rows / kQBlockRows * kQGroupsPerBlock * sizeof(float));

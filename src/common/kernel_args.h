@@ -43,8 +43,8 @@ struct QuantizeArgs {
 
   // Per-token buffers are [B, H, rows, ...] for dense batches and [H, slots * 128, ...] for packed
   // sequences (Packing); the pre-pass rows are rotated (common/rotation.h) before quantization.
-  // Q of the sm90 kernel is quantized inside it: q_int8 and q_scale are NULL there, and the Q items
-  // only compute lse_correction (when not NULL; qk_items).
+  // Q is quantized inside the attention kernels (sm90; sm80 up to head dim 128): q_int8 and q_scale
+  // are NULL there, and the Q items only compute lse_correction (when not NULL; qk_items).
   int8_t* q_int8;        // [B, Hq, q_blocks * 128, padded_head_dim]
   int8_t* k_int8;        // [B, Hkv, k_blocks * 64, padded_head_dim]
   float* q_scale;        // [B, Hq, q_blocks, kQGroupsPerBlock]
@@ -84,9 +84,9 @@ struct alignas(128) TensorMap {
 };
 
 struct AttentionArgs {
-  const int8_t* q_int8;   // sm80: the pre-pass's INT8 Q and its scales
+  const int8_t* q_int8;   // sm80 at head dim 256: the pre-pass's INT8 Q and its scales
   const float* q_scale;
-  // sm90: the caller's Q (the kernel quantizes it, sm90/q_quantize.cuh) and how: rotated
+  // The caller's Q (the kernel quantizes it, sm90/q_quantize.cuh, sm80/q_quantize.cuh) and how: rotated
   // (common/rotation.h), per-warp groups instead of per-thread ones.
   const void* q;
   int64_t q_stride_batch, q_stride_head, q_stride_token;

@@ -1,5 +1,6 @@
 // The Q/K pre-pass of the sm80 path (and of every head dim the sm90 kernel does not run):
-// K column sums (only with smoothing), then INT8 quantization of Q and K. The sm90 path runs the
+// K column sums (only with smoothing), then INT8 quantization of K (and of Q at head dim 256; the sm80
+// kernel quantizes narrower Q itself, sm80/q_quantize.cuh). The sm90 path runs the
 // same device functions fused with the FP8 V pre-pass (quant/prepass_sm90.cu).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -34,6 +35,7 @@ __global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const 
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kQuantizeThreads) quantize_qk_kernel(const QuantizeArgs a) {
   __shared__ QuantizeQkShared shared;
+  ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
   quantize_qk_item<T, kHeadDim>(a, blockIdx.x, shared);
 }
 

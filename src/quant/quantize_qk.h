@@ -1,4 +1,5 @@
-// The pre-pass: K column sums (for smoothing) and INT8 quantization of Q and K into the workspace.
+// The pre-pass: K column sums (for smoothing) and INT8 quantization of K (and of Q where the attention
+// kernel does not quantize it itself) into the workspace.
 #pragma once
 #include <cuda_runtime.h>
 

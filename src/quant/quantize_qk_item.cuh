@@ -36,7 +36,7 @@ struct QuantizeQkShared {
   float row_inv_scale[kRowsPerQuantizeItem];
 };
 
-// Q blocks have work here unless the attention kernel quantizes Q itself (sm90: q_int8 NULL) and
+// Q blocks have work here unless the attention kernel quantizes Q itself (q_int8 NULL) and
 // no LSE correction is wanted. Packed sequences: one item per workspace slot of each head
 // (tiling.h), whichever sequence holds it (decode_qk_item), not batch x the longest one's blocks.
 __host__ __device__ inline int64_t q_items(const QuantizeArgs& a) {

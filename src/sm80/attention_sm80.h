@@ -10,14 +10,15 @@
 namespace sageattn {
 
 // Defined once per dtype (attention_sm80_fp16.cu, attention_sm80_bf16.cu) so the two compile in
-// parallel.
-cudaError_t launch_attention_sm80_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream);
-cudaError_t launch_attention_sm80_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
+// parallel. `programmatic`: launch as a programmatic dependent of the previous kernel, which must be
+// the pre-pass's quantization grid (compute capability 9.0 and newer only).
+cudaError_t launch_attention_sm80_fp16(const AttentionArgs& args, bool causal, bool programmatic, cudaStream_t stream);
+cudaError_t launch_attention_sm80_bf16(const AttentionArgs& args, bool causal, bool programmatic, cudaStream_t stream);
 
 inline cudaError_t launch_attention_sm80(const AttentionArgs& args, sageattn_dtype dtype, bool causal,
-                                         cudaStream_t stream) {
-  return dtype == SAGEATTN_DTYPE_BF16 ? launch_attention_sm80_bf16(args, causal, stream)
-                                      : launch_attention_sm80_fp16(args, causal, stream);
+                                         bool programmatic, cudaStream_t stream) {
+  return dtype == SAGEATTN_DTYPE_BF16 ? launch_attention_sm80_bf16(args, causal, programmatic, stream)
+                                      : launch_attention_sm80_fp16(args, causal, programmatic, stream);
 }
 
 }  // namespace sageattn

@@ -4,8 +4,9 @@
 
 namespace sageattn {
 
-cudaError_t launch_attention_sm80_fp16(const AttentionArgs& args, bool causal, cudaStream_t stream) {
-  return sm80::launch_typed<__half>(args, causal, stream);
+cudaError_t launch_attention_sm80_fp16(const AttentionArgs& args, bool causal, bool programmatic,
+                                        cudaStream_t stream) {
+  return sm80::launch_typed<__half>(args, causal, programmatic, stream);
 }
 
 }  // namespace sageattn

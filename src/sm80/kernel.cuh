@@ -14,8 +14,10 @@
 #include "common/mask.cuh"
 #include "common/sequences.cuh"
 #include "ptx/cp_async.cuh"
+#include "ptx/grid_dependency.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "sm80/online_softmax.cuh"
+#include "sm80/q_quantize.cuh"
 #include "sm80/tile_loader.cuh"
 #include "sm80/traits.cuh"
 #include "sm80/warp_mma.cuh"
@@ -69,7 +71,6 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
 
   const int64_t q_row0 = workspace_row0(packing.cu_q, queries, batch, head, a.heads_q, packing.slots_q,
                                         static_cast<int64_t>(a.q_blocks) * kQBlockRows);
-  const int8_t* q_rows = a.q_int8 + (q_row0 + q_start) * Tr::kHeadDim;
   const int64_t k_row0 = workspace_row0(packing.cu_kv, keys_side, batch, kv_head, a.heads_kv, packing.slots_kv,
                                         static_cast<int64_t>(a.k_blocks) * kKBlockTokens);
   const int8_t* k_head = a.k_int8 + k_row0 * Tr::kHeadDim;
@@ -78,10 +79,22 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
                     token0_offset(keys_side, batch, kv_head, a.v_stride_batch, a.v_stride_head, a.v_stride_token);
 
   // Every score this lane holds has Q group (row_warp, lane / 4) and K group lane % 4: one Q factor
-  // per CTA and one K scale per tile (docs/design/quantization.md).
-  const float q_factor =
-      a.q_scale[(q_row0 / kQBlockRows + q_block) * kQGroupsPerBlock + row_warp * kQGroupsPerWarp + lane / 4] *
-      a.sm_scale_log2;
+  // per CTA and one K scale per tile (docs/design/quantization.md). The Q rows are the caller's
+  // (quantized here) and can be read before the pre-pass ends (launched programmatically after it on
+  // sm90+, launch.cuh); everything after grid_dependency_wait is the pre-pass's output.
+  float q_factor;
+  if constexpr (Tr::kQuantizesQ) {
+    const T* q_head = static_cast<const T*>(a.q) +
+                      token0_offset(queries, batch, head, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
+    q_factor = a.sm_scale_log2 * quantize_q_warp<Tr>(q_head, a.q_stride_token, q_start + row_warp * kWarpRows,
+                                                     seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp,
+                                                     shared + Tr::kQOffset, row_warp * kWarpRows);
+    ptx::grid_dependency_wait();
+  } else {
+    ptx::grid_dependency_wait();
+    q_factor = a.q_scale[(q_row0 / kQBlockRows + q_block) * kQGroupsPerBlock + row_warp * kQGroupsPerWarp + lane / 4] *
+               a.sm_scale_log2;
+  }
 
   const KeyRange keys = key_range<kCausal, kQBlockRows, kKBlockTokens>(
       seqlen_q, seqlen_kv, static_cast<int>(ceil_div(seqlen_kv, kKBlockTokens)), q_start);
@@ -102,7 +115,7 @@ __global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
     }
     ptx::cp_async_commit();
   };
-  Loader::load_q(smem_q, q_rows);
+  if constexpr (!Tr::kQuantizesQ) Loader::load_q(smem_q, a.q_int8 + (q_row0 + q_start) * Tr::kHeadDim);
   int tile = codes.next_visited<kKBlockTokens>(0, keys.tiles);
   load_tile(0, tile);
 

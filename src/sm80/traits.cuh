@@ -44,6 +44,8 @@ struct Traits {
   static constexpr int kSharedBytes = kVOffset + kStages * kVTileBytes;
 
   static constexpr int kMinBlocksPerSM = kHeadDim == 256 ? 1 : 2;
+  // The kernel quantizes its own Q rows (sm80/q_quantize.cuh); head dim 256 reads the pre-pass's.
+  static constexpr bool kQuantizesQ = kHeadDim <= 128;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "instantiated head dims");
 };

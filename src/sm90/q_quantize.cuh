@@ -9,9 +9,8 @@
 #pragma once
 #include <cstdint>
 
-#include "common/element.cuh"
-#include "common/int8_round.cuh"
 #include "common/kernel_args.h"
+#include "common/lane_q_rows.cuh"
 #include "common/rotation.h"
 #include "common/tiling.h"
 #include "ptx/mbarrier.cuh"
@@ -34,34 +33,9 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
                                                  float* exchange, int barrier) {
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int local_row = warp * 16 + lane / 4;  // and local_row + 8
-  // Chunk j of a lane: the 8 columns from 8 * (4 j + lane % 4), so that each load instruction of a
-  // quad reads 64 contiguous bytes of its row.
-  uint4 raw[2][4];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + local_row + 8 * r;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int col = 8 * (4 * j + lane % 4);
-      raw[r][j] = make_uint4(0u, 0u, 0u, 0u);
-      if (row < seqlen && col < head_dim)
-        raw[r][j] = *reinterpret_cast<const uint4*>(head_rows + row * stride_token + col);
-    }
-  }
-  auto values = [&](int r, int j, float (&x)[8]) {
-    unpack8<T>(raw[r][j], x);
-    if (rotate) rotate_block8(x);
-  };
-  float m = 0.f;
-#pragma unroll
-  for (int r = 0; r < 2; ++r)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float x[8];
-      values(r, j, x);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[e]));
-    }
+  LaneQRows<T, 2, 4> rows;
+  rows.load(head_rows, stride_token, row0 + warp * 16, seqlen, head_dim);
+  float m = rows.abs_max(rotate);
   // The quad holds both rows whole; per-warp groups span the warp's 16 rows.
   m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
   m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
@@ -80,17 +54,11 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
     const int row = local_row + 8 * r;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      float x[8];
-      values(r, j, x);
-      uint32_t b[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) b[e] = int8_byte_bits(x[e], inv);
       // Byte column 8 (4 j + lane % 4) lies in 16-byte chunk (4 j + lane % 4) / 2, stored at chunk
       // index ^ (row % 8) (the 128-byte swizzle of the descriptors).
       const int chunk = (4 * j + lane % 4) / 2;
       const int offset = row * 128 + ((chunk ^ (row % 8)) * 16) + (lane % 2) * 8;
-      *reinterpret_cast<uint2*>(q_rows + offset) =
-          make_uint2(pack_low_bytes(b[0], b[1], b[2], b[3]), pack_low_bytes(b[4], b[5], b[6], b[7]));
+      *reinterpret_cast<uint2*>(q_rows + offset) = rows.int8_bytes(r, j, rotate, inv);
     }
   }
   // The wgmmas read shared memory through the async proxy.

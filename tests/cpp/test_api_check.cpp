@@ -395,6 +395,23 @@ size_t workspace_bytes(const sageattn_params& p) {
   return bytes;
 }
 
+TEST(ApiKernel, Sm80WorkspaceHoldsInt8QOnlyAtHeadDim256) {
+  // The sm80 kernel quantizes Q itself up to head dim 128 (sm80/q_quantize.cuh); at 256 the pre-pass
+  // writes INT8 Q rows (2 batches x 4 heads x two 128-row blocks x 256 bytes) and their scales.
+  auto bytes_at = [](int head_dim) {
+    sageattn_params p = valid_params(200, 300, head_dim, 80);
+    p.heads_kv = 1;
+    p.heads_q = 4;
+    p.kernel = SAGEATTN_KERNEL_SM80_MMA;
+    return workspace_bytes(p);
+  };
+  const size_t hd128 = bytes_at(128), hd256 = bytes_at(256);
+  // Everything else per channel doubles; K scales and region alignment add at most a few KB.
+  const size_t q_int8 = 2 * 4 * 2 * 128 * 256, q_scales = 2 * 4 * 2 * 32 * 4;
+  EXPECT_GE(hd256, 2 * hd128 + q_int8 - 4096);
+  EXPECT_LE(hd256, 2 * hd128 + q_int8 + q_scales + 4096);
+}
+
 TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
   if (!built_with_sm90()) GTEST_SKIP() << "build without 90a";
   // 300 keys: 3 tiles of 128 tokens; K padded to 384 rows (6 blocks of 64) instead of 320 (5).
@@ -408,16 +425,14 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
   const size_t sm90 = workspace_bytes(p);
   const size_t fp8_v = 2 * 1 * 3 * 128 * 128;
   const size_t extra_k_rows = 2 * 1 * 64 * 128;
-  // The sm90 kernels quantize Q themselves: no INT8 Q rows (2 batches x 4 heads x one 128-row
-  // block) and no Q scales (32 floats per block).
-  const size_t q_int8 = 2 * 4 * 128 * 128, q_scales = 2 * 4 * 32 * 4;
-  EXPECT_GE(sm90 + q_int8 + q_scales, sm80 + fp8_v + extra_k_rows);
+  // Both kernels quantize Q themselves at this head dim: no INT8 Q rows in either workspace.
+  EXPECT_GE(sm90, sm80 + fp8_v + extra_k_rows);
   // The 16-bit P.V reads V with a tensor map: no V tiles, statistics, scales or means ...
   p.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
   const size_t sm90_pv16 = workspace_bytes(p);
-  EXPECT_GE(sm90_pv16 + q_int8 + q_scales, sm80 + extra_k_rows);
+  EXPECT_GE(sm90_pv16, sm80 + extra_k_rows);
   // plus the padding block's K scales (one region)
-  EXPECT_LE(sm90_pv16 + q_int8 + q_scales, sm80 + extra_k_rows + 256);
+  EXPECT_LE(sm90_pv16, sm80 + extra_k_rows + 256);
   // ... unless V's strides rule the map out (a head dimension broadcast with stride 0): then the
   // pre-pass copies V into 32 KB tiles, twice the FP8 ones.
   {
@@ -582,8 +597,9 @@ TEST(ApiCheck, ReasonRespectsCapacity) {
 }
 
 TEST(ApiWorkspace, PositiveAndGrowsWithSequenceLength) {
-  auto bytes_for = [](int seqlen_q, int seqlen_kv) {
-    const sageattn_params p = valid_params(seqlen_q, seqlen_kv);
+  auto bytes_for = [](int seqlen_q, int seqlen_kv, bool lse = false) {
+    sageattn_params p = valid_params(seqlen_q, seqlen_kv);
+    if (lse) p.lse = reinterpret_cast<float*>(uintptr_t{0x60000000u});
     size_t bytes = 0;
     char reason[128];
     EXPECT_EQ(sageattn_workspace_size(&p, &bytes, reason, sizeof reason), SAGEATTN_STATUS_OK) << reason;
@@ -596,7 +612,10 @@ TEST(ApiWorkspace, PositiveAndGrowsWithSequenceLength) {
   EXPECT_GE(bytes_for(4096, 128), small);
   EXPECT_GE(bytes_for(128, 4096), small);
   EXPECT_GT(bytes_for(128, 4096 * 4), bytes_for(128, 4096));  // quantized K grows with the keys
-  EXPECT_GT(bytes_for(4096 * 4, 128), bytes_for(4096, 128));  // quantized Q grows with the queries
+  // The kernels quantize Q themselves (head dims up to 128): nothing per query row, but the LSE
+  // corrections of the smoothed K (one float per row).
+  EXPECT_EQ(bytes_for(4096 * 4, 128), bytes_for(4096, 128));
+  EXPECT_GE(bytes_for(4096 * 4, 128, true), bytes_for(4096, 128, true) + 3 * 4096 * 8 * sizeof(float));
   // One token still needs its (padded) quantized blocks.
   EXPECT_GT(bytes_for(1, 1), 0u);
 }
@@ -672,11 +691,11 @@ TEST(ApiPacked, WorkspaceFollowsTheTotals) {
     const size_t dense_bytes = workspace_bytes(dense);
     // Rows: 64 x 4096 dense against 4726 packed in (total / 128 + batch) slots of 128 (1/20).
     EXPECT_LT(packed * 6, dense_bytes) << "arch " << arch;
-    // INT8 K rows (and, on sm80, Q rows; the sm90 kernels quantize Q themselves) of those slots
-    // per head at least.
+    // INT8 K rows of those slots per head at least (both kernels quantize Q themselves at head dim
+    // 128), and not much more.
     const size_t slots = 4726 / 128 + 64;
-    const size_t int8_heads = static_cast<size_t>(arch == 90 ? p.heads_kv : p.heads_q + p.heads_kv);
-    EXPECT_GE(packed, slots * 128 * 128 * int8_heads) << "arch " << arch;
+    EXPECT_GE(packed, slots * 128 * 128 * p.heads_kv) << "arch " << arch;
+    EXPECT_LT(packed, slots * 128 * 128 * p.heads_q) << "arch " << arch;
     p.total_q = p.total_kv = 2 * 4726;
     EXPECT_GT(workspace_bytes(p), packed) << "arch " << arch;
   }

@@ -149,10 +149,11 @@ def test_workspace_size_is_reported(library):
                       ctypes.byref(size))
         return size.value
 
-    # At least the INT8 copies of q (4 heads x 128 padded rows x 64) and k (2 x 128 x 64).
+    # At least the INT8 copy of k (2 heads x 128 padded rows x 64); the kernels quantize q themselves,
+    # so without an LSE nothing grows with the queries.
     base = workspace()
-    assert base >= 4 * 128 * 64 + 2 * 128 * 64
-    assert workspace(seqlen_q=1000) > base and workspace(seqlen_kv=1000) > base
+    assert base >= 2 * 128 * 64
+    assert workspace(seqlen_kv=1000) > base and workspace(seqlen_q=1000) == base
 
 
 @pytest.mark.parametrize("status, exc_type", [
