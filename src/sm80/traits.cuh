@@ -43,7 +43,10 @@ struct Traits {
   static constexpr int kVOffset = kKOffset + kStages * kKTileBytes;
   static constexpr int kSharedBytes = kVOffset + kStages * kVTileBytes;
 
-  static constexpr int kMinBlocksPerSM = kHeadDim == 256 ? 1 : 2;
+  // Head dim 64 (O: 64 registers per lane) fits 3 CTAs per SM in 168 registers (40-64 bytes of
+  // spills): H100, B16 H16 fp16, against 2 CTAs in one call: N = 577 161 -> 168 TOPS, 1K 250 -> 253,
+  // 4K equal (docs/design/sm80_kernel.md).
+  static constexpr int kMinBlocksPerSM = kHeadDim == 256 ? 1 : kHeadDim == 64 ? 3 : 2;
   // The kernel quantizes its own Q rows (sm80/q_quantize.cuh); head dim 256 reads the pre-pass's.
   static constexpr bool kQuantizesQ = kHeadDim <= 128;
 
