@@ -24,10 +24,12 @@ namespace {
 constexpr int kAutoPv16MaxSeqlenQ = 2048;
 constexpr int kAutoPv16MaxSeqlenQCausal = 4096;
 // Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows and keys
-// on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run, TOPS
-// sm80 / sm90 FP8 P.V: non-causal 4K 253.5 / 278.2, 8K 269.0 / 327.7, 16K 284.1 / 355.8; causal 4K
-// 220.4 / 215.7, 8K 249.0 / 275.0, 16K 266.4 / 329.4.
-constexpr int kAutoSm90MinSeqlenQHd64 = 4097;
+// on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run
+// (2026-11-26, after the sm80 kernel's loader change), TOPS sm80 / sm90 FP8 P.V: non-causal 2K
+// 290.2 / 281.1, 4K 321.2 / 357.2, 6K 332.5 / 392.3, 8K 330.8 / 420.4; causal 2K 195.9 / 162.3, 4K
+// 274.7 / 263.4, 6K 302.8 / 322.0, 8K 314.6 / 349.8.
+constexpr int kAutoSm90MinSeqlenHd64 = 4096;
+constexpr int kAutoSm90MinSeqlenHd64Causal = 6144;
 
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,
 // B200/B300: 163-227 KB); sm86, sm89, sm120 and sm121 allow 99-101 KB.
@@ -66,12 +68,12 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 are zero-padded to 128 on the sm90 kernel (twice the tensor work): they run
     // the sm80 kernel's native 64 instantiation unless queries and keys are long enough for the
-    // sm90 kernel to win anyway (kAutoSm90MinSeqlenQHd64). On sm90, AUTO takes the 16-bit P.V where it
+    // sm90 kernel to win anyway (kAutoSm90MinSeqlenHd64). On sm90, AUTO takes the 16-bit P.V where it
     // is the faster of the two: it needs no V pass when a tensor map reads V, which outweighs its
     // slower P.V while each V token serves few query blocks (docs/performance.md).
     const int padded = padded_head_dim(p.head_dim);
-    const bool long_hd64 = padded == 64 && p.seqlen_q >= kAutoSm90MinSeqlenQHd64 &&
-                           p.seqlen_kv >= kAutoSm90MinSeqlenQHd64;
+    const int hd64_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
+    const bool long_hd64 = padded == 64 && p.seqlen_q >= hd64_min && p.seqlen_kv >= hd64_min;
     const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
     const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;
     const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 || (p.seqlen_q <= pv16_max && v_tensor_map_possible(p));

@@ -46,7 +46,8 @@ struct TileLoader {
   // Tokens [64 * tile, 64 * tile + 64) of the padded int8 K of this CTA's kv head.
   __device__ static void load_k(uint32_t smem_k, const int8_t* k_head, int tile) {
     using K = Share<kKBlockTokens, Tr::kInt8ChunksPerRow>;
-    const int8_t* src = k_head + (static_cast<int64_t>(tile) * kKBlockTokens + K::row0()) * Tr::kHeadDim + K::chunk() * 16;
+    const int8_t* src =
+        k_head + (static_cast<int64_t>(tile) * kKBlockTokens + K::row0()) * Tr::kHeadDim + K::chunk() * 16;
 #pragma unroll
     for (int k = 0; k < K::kPerThread; ++k)
       ptx::cp_async_16(K::smem(smem_k, k), src + k * K::kRowStep * Tr::kHeadDim);

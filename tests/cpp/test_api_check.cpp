@@ -357,7 +357,7 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
       {4097, 77, 96, 90, SAGEATTN_KERNEL_AUTO, fp8},          // padded to 128: still sm90
       {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
       {8192, 77, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},   // ... not for short keys
-      {4096, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
+      {2048, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
       {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},  // above 128: sm80's variant
       {8192, 8192, 128, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
       {8192, 8192, 128, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
@@ -466,21 +466,25 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
     EXPECT_EQ(workspace_bytes(long_q), pv16_2048) << "AUTO at 2048 query rows: 16-bit P.V";
   }
-  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both exceed 4096, then the
-  // sm90 kernel (FP8 P.V, rows padded to 128).
+  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 4096 (6144 causal),
+  // then the sm90 kernel (FP8 P.V, rows padded to 128).
   {
     sageattn_params hd64 = p;
     hd64.head_dim = 64;
-    for (int seqlen_q : {100, 4096, 4097})
-      for (int seqlen_kv : {300, 4096, 5000}) {
-        hd64.seqlen_q = seqlen_q;
-        hd64.seqlen_kv = seqlen_kv;
-        const bool sm90 = seqlen_q > 4096 && seqlen_kv > 4096;
-        hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
-        const size_t expected = workspace_bytes(hd64);
-        hd64.kernel = SAGEATTN_KERNEL_AUTO;
-        EXPECT_EQ(workspace_bytes(hd64), expected) << "AUTO at head dim 64, " << seqlen_q << " x " << seqlen_kv;
-      }
+    for (int causal : {0, 1})
+      for (int seqlen_q : {100, 4095, 4096, 6143, 6144})
+        for (int seqlen_kv : {300, 4096, 6144}) {
+          hd64.is_causal = causal;
+          hd64.seqlen_q = seqlen_q;
+          hd64.seqlen_kv = seqlen_kv;
+          const int min_len = causal ? 6144 : 4096;
+          const bool sm90 = seqlen_q >= min_len && seqlen_kv >= min_len;
+          hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
+          const size_t expected = workspace_bytes(hd64);
+          hd64.kernel = SAGEATTN_KERNEL_AUTO;
+          EXPECT_EQ(workspace_bytes(hd64), expected)
+              << "AUTO at head dim 64, causal " << causal << ", " << seqlen_q << " x " << seqlen_kv;
+        }
   }
   // ... and on sm80 both pick the mma.sync one.
   p.sm_arch = 80;

@@ -77,23 +77,25 @@ def sm90_available(library):
 
 
 # "auto" runs the 16-bit P.V on sm90 up to this many query rows, non-causal and causal
-# (src/api/plan.cpp); head dims <= 64 run the sm90 kernel above AUTO_SM90_MIN_SEQLEN_HD64 - 1.
+# (src/api/plan.cpp); head dims <= 64 run the sm90 kernel from AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL] on.
 AUTO_PV16_MAX_SEQLEN_Q = 2048
 AUTO_PV16_MAX_SEQLEN_Q_CAUSAL = 4096
-AUTO_SM90_MIN_SEQLEN_HD64 = 4097
+AUTO_SM90_MIN_SEQLEN_HD64 = 4096
+AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL = 6144
 
 
 def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None, causal=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
     does: on compute capability 9.0 with a 90a build, for head dims 65..128 and for head dims <= 64
-    when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64 (seqlen_kv: seqlen_q if not
+    when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL] (seqlen_kv: seqlen_q if not
     given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls with at most
     AUTO_PV16_MAX_SEQLEN_Q[_CAUSAL] query rows and V views with nonzero strides) or sm90_wgmma;
     else sm80_mma (the sm90 kernel stops at head dim 128)."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
     seqlen_kv = seqlen_q if seqlen_kv is None else seqlen_kv
-    long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) >= AUTO_SM90_MIN_SEQLEN_HD64
+    hd64_min = AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL if causal else AUTO_SM90_MIN_SEQLEN_HD64
+    long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) >= hd64_min
     if not (sm90_available(library) and head_dim <= 128 and long_enough):
         return "sm80_mma"
     pv16_max = AUTO_PV16_MAX_SEQLEN_Q_CAUSAL if causal else AUTO_PV16_MAX_SEQLEN_Q
