@@ -30,7 +30,8 @@ namespace sageattn::sm80 {
 // values held in registers made the plain kernel spill (228-252 bytes at head dim 128), while a
 // dense call folds them to constants (docs/design/varlen.md).
 template <class Tr, bool kCausal, bool kMasks, bool kPacked>
-__global__ void __launch_bounds__(Tr::kThreads, Tr::kMinBlocksPerSM)
+__global__ void __launch_bounds__(Tr::kThreads,
+                                  kMasks || kPacked ? Tr::kMinBlocksPerSMWithMasks : Tr::kMinBlocksPerSM)
     attention_sm80_kernel(const AttentionArgs a) {
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   using T = typename Tr::T;

@@ -47,6 +47,9 @@ struct Traits {
   // spills): H100, B16 H16 fp16, against 2 CTAs in one call: N = 577 161 -> 168 TOPS, 1K 250 -> 253,
   // 4K equal (docs/design/sm80_kernel.md).
   static constexpr int kMinBlocksPerSM = kHeadDim == 256 ? 1 : kHeadDim == 64 ? 3 : 2;
+  // The masked and packed instantiations keep 2 at head dim 64: at 168 registers they spilled
+  // 124-324 bytes (masks: 320), where 2 CTAs spill nothing.
+  static constexpr int kMinBlocksPerSMWithMasks = kHeadDim == 256 ? 1 : 2;
   // The kernel quantizes its own Q rows (sm80/q_quantize.cuh); head dim 256 reads the pre-pass's.
   static constexpr bool kQuantizesQ = kHeadDim <= 128;
 
