@@ -34,6 +34,7 @@
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
+#include "sm90/longest_first.cuh"
 #include "sm90/q_quantize.cuh"
 #include "sm90/traits.cuh"
 
@@ -82,9 +83,21 @@ __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
 // empty (a CTA each): 1.9x the items needed for 8 lengths spread over [1, 8K], 18x for one 8K
 // sequence among 63 short ones. Positions between two sequences stay empty (q_block past the
 // sequence).
+// Non-causal packed calls of at most kLongestFirstMaxSequences sequences are numbered longest
+// sequence first instead (`order`, longest_first.cuh): rank by rank, head by head, the rank's
+// sequence's row blocks; indices past the last item are empty.
 template <bool kCausal, int kRows, bool kPacked = false>
-__device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index) {
+__device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index,
+                                              const LongestFirst* order = nullptr) {
   if constexpr (kPacked) {
+    if (!kCausal && order != nullptr && order->count > 0) {
+      int rank = 0;
+      while (rank < order->count && static_cast<int64_t>(order->start[rank + 1]) * a.heads_q <= index) ++rank;
+      if (rank == order->count) return {1 << 22, 0, 0};  // empty: q_block * kRows past any sequence
+      const int64_t local = index - static_cast<int64_t>(order->start[rank]) * a.heads_q;
+      const int items = order->start[rank + 1] - order->start[rank];
+      return {static_cast<int>(local % items), static_cast<int>(local / items), order->sequence[rank]};
+    }
     const int positions = packed_positions(a.packing.total_q, a.batch, kRows);
     const int head = static_cast<int>(index / positions);
     const int position = static_cast<int>(index % positions);
@@ -139,11 +152,11 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 // not theirs: the consumers quantize their own rows (q_quantize.cuh).
 template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
 __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
-                                        bool is_v) {
+                                        bool is_v, const LongestFirst* order) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
   for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index);
+    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
     const TileCodeRow codes = kMasks ? tile_code_row(a, w.batch, w.head, w.q_block) : TileCodeRow{nullptr, 0};
@@ -400,11 +413,19 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     }
     ptx::mbarrier_init_fence();
   }
+  // Packed non-causal calls: the work order, from the caller's cu_seqlens (longest_first.cuh).
+  __shared__ LongestFirst order_table;
+  const LongestFirst* order = nullptr;
+  if constexpr (kPacked && !kCausal) {
+    if (threadIdx.x / 32 == 1) rank_sequences<kRows>(a, order_table);
+    order = &order_table;
+  }
   __syncthreads();
 
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x == 0 || threadIdx.x == 32) produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32);
+    if (threadIdx.x == 0 || threadIdx.x == 32)
+      produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32, order);
     return;
   }
   ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();
@@ -423,7 +444,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's first K/V tiles while this one finishes its last P.V and its epilogue.
   for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
-    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index);
+    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
     const int head = w.head, batch = w.batch, kv_head = rows.kv_head;
