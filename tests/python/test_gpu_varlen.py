@@ -110,6 +110,26 @@ def test_one_long_sequence_among_many_short_ones(kernel, is_causal, library):
     assert error <= 1e-3, f"[{kernel}] causal={is_causal}: rel L1 to per-sequence dense calls {error:.2e}"
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("batch", [32, 33])
+def test_longest_first_order_runs_every_item(kernel, batch, library):
+    """Non-causal sm90 calls of at most 32 sequences number their items longest sequence first
+    (src/sm90/longest_first.cuh), larger batches by position: at the boundary, with ties, empty
+    sequences and key counts that differ from query counts, every row equals its dense call."""
+    _skip_unavailable(kernel, library)
+    rng = random.Random(batch)
+    lengths_q = [rng.choice([0, 1, 191, 192, 193, 400]) for _ in range(batch)]
+    lengths_k = [rng.choice([0, 1, 300, 300, 300, 700]) for _ in range(batch)]  # ties in key counts
+    q, k, v = _packed_inputs(lengths_q, lengths_k, 2, 1, 128, torch.float16, batch)
+    cu_q, cu_k = _cu(lengths_q), _cu(lengths_k)
+    poison_allocator((q.shape, torch.float16))
+    out = sageattn_varlen(q, k, v, cu_q, cu_k, max(lengths_q), max(lengths_k), kernel=kernel)
+    dense = varlen.attend_packed(q, k, v, cu_q.tolist(), cu_k.tolist(), False, kernel=kernel)
+    assert torch.isfinite(out).all()
+    error = rel_l1(out, dense)
+    assert error <= 1e-3, f"[{kernel}] batch {batch}: rel L1 to per-sequence dense calls {error:.2e}"
+
+
 @pytest.mark.parametrize("kernel", ["auto", "sm80_mma"])
 def test_cuda_graph_replays_new_lengths(kernel, library):
     """Boundaries live on the device: a captured call replays with other lengths (same count, within
