@@ -83,20 +83,21 @@ __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
 // empty (a CTA each): 1.9x the items needed for 8 lengths spread over [1, 8K], 18x for one 8K
 // sequence among 63 short ones. Positions between two sequences stay empty (q_block past the
 // sequence).
-// Non-causal packed calls of at most kLongestFirstMaxSequences sequences are numbered longest
-// sequence first instead (`order`, longest_first.cuh): rank by rank, head by head, the rank's
-// sequence's row blocks; indices past the last item are empty.
+// Packed calls of at most kLongestFirstMaxSequences sequences are numbered longest sequence first
+// instead (`order`, longest_first.cuh): rank by rank, head by head, the rank's sequence's row blocks
+// (causal: last block first, as above); indices past the last item are empty.
 template <bool kCausal, int kRows, bool kPacked = false>
 __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index,
                                               const LongestFirst* order = nullptr) {
   if constexpr (kPacked) {
-    if (!kCausal && order != nullptr && order->count > 0) {
+    if (order != nullptr && order->count > 0) {
       int rank = 0;
       while (rank < order->count && static_cast<int64_t>(order->start[rank + 1]) * a.heads_q <= index) ++rank;
       if (rank == order->count) return {1 << 22, 0, 0};  // empty: q_block * kRows past any sequence
       const int64_t local = index - static_cast<int64_t>(order->start[rank]) * a.heads_q;
       const int items = order->start[rank + 1] - order->start[rank];
-      return {static_cast<int>(local % items), static_cast<int>(local / items), order->sequence[rank]};
+      const int block = static_cast<int>(local % items);
+      return {kCausal ? items - 1 - block : block, static_cast<int>(local / items), order->sequence[rank]};
     }
     const int positions = packed_positions(a.packing.total_q, a.batch, kRows);
     const int head = static_cast<int>(index / positions);
@@ -413,10 +414,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     }
     ptx::mbarrier_init_fence();
   }
-  // Packed non-causal calls: the work order, from the caller's cu_seqlens (longest_first.cuh).
+  // Packed calls: the work order, from the caller's cu_seqlens (longest_first.cuh).
   __shared__ LongestFirst order_table;
   const LongestFirst* order = nullptr;
-  if constexpr (kPacked && !kCausal) {
+  if constexpr (kPacked) {
     if (threadIdx.x / 32 == 1) rank_sequences<kRows>(a, order_table);
     order = &order_table;
   }

@@ -111,9 +111,10 @@ def test_one_long_sequence_among_many_short_ones(kernel, is_causal, library):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("batch", [32, 33])
-def test_longest_first_order_runs_every_item(kernel, batch, library):
-    """Non-causal sm90 calls of at most 32 sequences number their items longest sequence first
+def test_longest_first_order_runs_every_item(kernel, is_causal, batch, library):
+    """sm90 calls of at most 32 packed sequences number their items longest sequence first
     (src/sm90/longest_first.cuh), larger batches by position: at the boundary, with ties, empty
     sequences and key counts that differ from query counts, every row equals its dense call."""
     _skip_unavailable(kernel, library)
@@ -123,11 +124,11 @@ def test_longest_first_order_runs_every_item(kernel, batch, library):
     q, k, v = _packed_inputs(lengths_q, lengths_k, 2, 1, 128, torch.float16, batch)
     cu_q, cu_k = _cu(lengths_q), _cu(lengths_k)
     poison_allocator((q.shape, torch.float16))
-    out = sageattn_varlen(q, k, v, cu_q, cu_k, max(lengths_q), max(lengths_k), kernel=kernel)
-    dense = varlen.attend_packed(q, k, v, cu_q.tolist(), cu_k.tolist(), False, kernel=kernel)
+    out = sageattn_varlen(q, k, v, cu_q, cu_k, max(lengths_q), max(lengths_k), is_causal=is_causal, kernel=kernel)
+    dense = varlen.attend_packed(q, k, v, cu_q.tolist(), cu_k.tolist(), is_causal, kernel=kernel)
     assert torch.isfinite(out).all()
     error = rel_l1(out, dense)
-    assert error <= 1e-3, f"[{kernel}] batch {batch}: rel L1 to per-sequence dense calls {error:.2e}"
+    assert error <= 1e-3, f"[{kernel}] causal={is_causal} batch {batch}: rel L1 to per-sequence dense calls {error:.2e}"
 
 
 @pytest.mark.parametrize("kernel", ["auto", "sm80_mma"])
