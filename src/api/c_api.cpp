@@ -147,6 +147,7 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
     a.v_mean = region<float>(workspace, layout.v_mean);
   }
   a.packing = packing_of(p);
+  a.work_counter = region<unsigned int>(workspace, layout.work_counter);  // sm90 kernels only
   return a;
 }
 
@@ -242,6 +243,7 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
   args.v_tiles = v.v_tiles;
   args.v_scale = v.v_scale;
   args.v_mean = v.v_mean;
+  args.work_counter = v.work_counter;
   if (plan.v_tma) {
     const cudaError_t map_err = encode_v_tensor_map(p, args.v_map);
     if (map_err != cudaSuccess) return map_err;

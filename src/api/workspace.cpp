@@ -66,6 +66,7 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
     constexpr size_t kBitRowBytes = kMaskBlock / 8;  // 128 keep bits per row and tile
     if (plan.mask_bits) layout.mask_bits = regions.take(codes * kMaskBlock * kBitRowBytes);
   }
+  if (is_sm90_kernel(plan.kernel)) layout.work_counter = regions.take(sizeof(uint32_t));
   layout.total_bytes = regions.end();
   return layout;
 }

@@ -13,6 +13,7 @@ struct WorkspaceLayout {
   size_t v_tiles = 0;                           // plan.fp8_v or plan.v16_tiles
   size_t tile_codes = 0;                                   // plan.mask_pass
   size_t mask_bits = 0;                                    // plan.mask_bits
+  size_t work_counter = 0;  // sm90 kernels: the persistent CTAs' item counter (one uint32)
   bool has_q_int8 = false;  // q_int8 and q_scale (the sm80 kernel's pre-pass output)
   bool has_k_column_sums = false;
   bool has_lse_correction = false;

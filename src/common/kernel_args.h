@@ -75,6 +75,9 @@ struct QuantizeVArgs {
   float* v_scale;    // [B, Hkv, 128]: delta_v = max|V - vbar| / 448 (0 for zero channels)
   float* v_mean;     // [B, Hkv, 128]: vbar (0 without smooth_v)
   Packing packing;
+  // The attention grid's work counter (AttentionArgs::work_counter), zeroed here: this grid runs
+  // after the previous call's attention grid ended and before this call's reads it. NULL: none.
+  unsigned int* work_counter;
 };
 
 // The bytes of a CUtensorMap (TMA descriptor, 128 bytes, aligned as cuda.h declares it), opaque so that
@@ -120,6 +123,9 @@ struct AttentionArgs {
   // entries), read instead of `mask` by kernels that use it; absent otherwise.
   MaskView mask_bits;
   Packing packing;
+  // sm90 persistent CTAs (sm90/item_queue.cuh): items handed out past the first gridDim.x, zeroed
+  // by the pre-pass's quantization grid. NULL: one CTA per item.
+  unsigned int* work_counter;
 };
 
 // The pass that classifies the tiles of an element mask (and folds in a block mask), writing the

@@ -138,6 +138,7 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
     VTileShared v;
   } shared;
   ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
+  if (blockIdx.x == 0 && threadIdx.x == 0 && v.work_counter != nullptr) *v.work_counter = 0u;
   const Work work = decode_work<T>(qk, v, static_cast<int>(blockIdx.x));
   if (!work.is_v && work.qk.active) {  // uniform over the CTA
     uint4 raw[QkThreadRows<kHeadDim>::kPasses];

@@ -1,7 +1,7 @@
 // The sm90a attention kernel: INT8 Q.K^T and FP8 (or, kPv16, 16-bit) P.V on wgmma, warp-specialized.
 // docs/design/sm90_kernel.md explains the structure; in short, a CTA of three or four warpgroups
-// (CtaShape) runs work items (a block of 128 or 192 query rows, head, batch): one item per CTA by
-// default, several with SAGEATTN_SM90_PERSISTENT:
+// (CtaShape) runs work items (a block of 128 or 192 query rows, head, batch): one CTA per SM
+// taking items from a queue (item_queue.cuh; one CTA per item with SAGEATTN_SM90_PERSISTENT=0):
 //  - warpgroup 0, the producer: two threads stream the K and V tiles through a kStages-deep ring
 //    of shared-memory stages with the bulk-copy engine (the pre-pass stored every tile contiguous
 //    and already swizzled, so one copy instruction moves a whole 16 KB tile);
@@ -34,6 +34,7 @@
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
+#include "sm90/item_queue.cuh"
 #include "sm90/longest_first.cuh"
 #include "sm90/q_quantize.cuh"
 #include "sm90/traits.cuh"
@@ -153,10 +154,15 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
 // not theirs: the consumers quantize their own rows (q_quantize.cuh).
 template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
 __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
-                                        bool is_v, const LongestFirst* order) {
+                                        bool is_v, const LongestFirst* order, const ItemQueue& queue) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
-  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
+  // Persistent CTAs: the K thread fetches the next item (item_queue.cuh), the V thread reads it.
+  uint32_t item = 0;
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a);
+       index = !SAGEATTN_SM90_PERSISTENT ? index + gridDim.x
+               : is_v                    ? queue.take(item++, false)
+                                         : queue.post(item++, a.work_counter)) {
     const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
@@ -405,7 +411,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   // a branch it considers divergent gets serialized (ptxas C7520).
   const int warpgroup = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0);
 
+  // Persistent CTAs: the next item's index (item_queue.cuh).
+  __shared__ __align__(8) uint64_t queue_barriers[4];
+  __shared__ int64_t queue_slots[2];
+  const ItemQueue queue{ptx::shared_address(queue_barriers), queue_slots};
   if (threadIdx.x == 0) {
+    if (SAGEATTN_SM90_PERSISTENT) queue.init(Shape::kConsumerWarps + 1);  // + the V producer thread
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(sh.k_full(s), 1);
       ptx::mbarrier_init(sh.v_full(s), 1);
@@ -426,7 +437,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<Shape::kProducerRegisters>();
     if (threadIdx.x == 0 || threadIdx.x == 32)
-      produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32, order);
+      produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32, order, queue);
     return;
   }
   ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();
@@ -444,7 +455,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
 
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's first K/V tiles while this one finishes its last P.V and its epilogue.
-  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a); index += gridDim.x) {
+  uint32_t item = 0;
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a);
+       index = SAGEATTN_SM90_PERSISTENT ? queue.take(item++, true) : index + gridDim.x) {
     const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
@@ -477,9 +490,11 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
     // past the sequence are zeros (a group of such rows only: factor 0, finite scores, never stored).
     const T* q_head = static_cast<const T*>(a.q) +
                       token0_offset(rows.queries, batch, head, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
-    const float q_factor = a.sm_scale_log2 * quantize_q_rows<T>(q_head, a.q_stride_token, q_start + consumer * 64,
-                                                                seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp, q_rows,
-                                                                q_exchange, kQBarrier0 + consumer);
+    const float q_factor = SAGEATTN_SM90_EXPERIMENT == 4
+                               ? a.sm_scale_log2 * 1e-3f
+                               : a.sm_scale_log2 * quantize_q_rows<T>(q_head, a.q_stride_token, q_start + consumer * 64,
+                                                                      seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp,
+                                                                      q_rows, q_exchange, kQBarrier0 + consumer);
     // Everything below reads the pre-pass's output (K scales, V scales and means, LSE corrections);
     // the Q rows above are the caller's. Returns at once after the first item.
     ptx::grid_dependency_wait();
@@ -776,7 +791,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks>::kThreads, 1)
           y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
           y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
         }
-        if (col < a.head_dim) *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+        if (SAGEATTN_SM90_EXPERIMENT == 3 ? a.head_dim == -7 : col < a.head_dim)
+          *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
       }
       if (a.lse != nullptr && lane % 4 == 0) {
         float lse = -INFINITY;

@@ -22,15 +22,17 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #ifndef SAGEATTN_SM90_POLY_EXP2
 #define SAGEATTN_SM90_POLY_EXP2 0
 #endif
-// 1: one CTA per SM, each looping over work items in static round-robin (the next item's loads
-// overlap the current item's tail); 0: one CTA per work item. Measured equal non-causal and 4 %
-// slower causal at 16K (static round-robin balances causal items worse than the hardware's
-// dispatch), so it stays off until a dynamic scheduler replaces the round-robin.
+// 1: one CTA per SM, each taking work items from a queue (item_queue.cuh) as it finishes them; the
+// next item's loads overlap the current item's tail. 0: one CTA per work item (the hardware's
+// dispatch). H100, same-build A/B: +2 to +4 % non-causal at 1K-4K, equal at 16K, causal within
+// +-1.5 %; packed sequences +2 % (docs/performance.md). The static round-robin tried before lost
+// 9-32 % causal at 1K-4K.
 #ifndef SAGEATTN_SM90_PERSISTENT
-#define SAGEATTN_SM90_PERSISTENT 0
+#define SAGEATTN_SM90_PERSISTENT 1
 #endif
 // 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
-// 2 = no wgmma (softmax on whatever the accumulators hold).
+// 2 = no wgmma (softmax on whatever the accumulators hold), 3 = no output stores, 4 = no Q
+// quantization (the consumers use whatever their Q region holds).
 #ifndef SAGEATTN_SM90_EXPERIMENT
 #define SAGEATTN_SM90_EXPERIMENT 0
 #endif
