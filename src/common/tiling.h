@@ -23,6 +23,30 @@ constexpr float kMinQuantizableAmax = 1e-30f;
 constexpr int kMaxColumnSumChunks = 16;
 constexpr int kMinColumnSumChunkTokens = 512;
 
+// K smoothing subtracts a per-channel mean of K (any constant vector leaves softmax unchanged; the
+// mean keeps INT8's range for what varies). Sequences of at least kKMeanSampleMinKeys keys take
+// it over one key in every aligned group of 8, at a pseudo-random position within the group (a
+// fixed stride would alias with RoPE channels whose period divides it), so the statistics pass
+// reads an eighth of K; shorter ones average every key. docs/design/quantization.md, "K mean from
+// a sample", has the error and the bytes.
+constexpr int kKMeanSampleMinKeys = 2048;
+constexpr int kKMeanSampleStride = 8;
+// The sampled position (0..7) in group `group` of a sequence: the top 3 bits of a multiplicative hash.
+inline constexpr int k_mean_sample_offset(int group) {
+  return static_cast<int>((static_cast<uint32_t>(group) * 2654435761u) >> 29);
+}
+inline constexpr bool k_mean_samples_all(int keys) { return keys < kKMeanSampleMinKeys; }
+// Key `key` of a sequence of `keys` keys contributes to the mean.
+inline constexpr bool k_mean_sampled(int key, int keys) {
+  return k_mean_samples_all(keys) || key % kKMeanSampleStride == k_mean_sample_offset(key / kKMeanSampleStride);
+}
+// How many keys of a sequence of `keys` keys contribute (the mean's divisor).
+inline constexpr int k_mean_sample_count(int keys) {
+  return k_mean_samples_all(keys) ? keys
+                                  : keys / kKMeanSampleStride +
+                                        (keys % kKMeanSampleStride > k_mean_sample_offset(keys / kKMeanSampleStride) ? 1 : 0);
+}
+
 // The sm90 kernel's key/value tile: 128 tokens, i.e. two K quantization blocks. Its FP8 V tiles are
 // [128 channels][128 token slots] bytes (head dims up to 128, zero-padded).
 constexpr int kSm90KeyTileTokens = 2 * kKBlockTokens;

@@ -1,5 +1,6 @@
-// Phase 1 of K smoothing: the column sums of one (batch, kv head, token chunk) of K. The consumers
-// (the Q/K quantization items) add the few chunk partials and divide by the token count.
+// Phase 1 of K smoothing: the column sums of one (batch, kv head, token chunk) of K, over the keys
+// the mean samples (tiling.h, k_mean_sampled). The consumers (the Q/K quantization items) add the
+// few chunk partials and divide by the sample count.
 #pragma once
 #include <cstdint>
 
@@ -26,15 +27,24 @@ __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int c
   const int last = min(first + a.column_sum_chunk_tokens, side.length);
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  if (col < a.head_dim) {
-#pragma unroll 4
-    for (int t = first + row_lane; t < last; t += kRowsPerPass) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(
-          base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
-      float x[8];
-      unpack8<T>(raw, x);
+  auto add_row = [&](int t) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
+    float x[8];
+    unpack8<T>(raw, x);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] += x[e];
+    for (int e = 0; e < 8; ++e) acc[e] += x[e];
+  };
+  if (col < a.head_dim) {
+    if (k_mean_samples_all(side.length)) {
+#pragma unroll 4
+      for (int t = first + row_lane; t < last; t += kRowsPerPass) add_row(t);
+    } else {
+      // One key per aligned group of 8 (tiling.h): chunks start at multiples of 64 tokens.
+#pragma unroll 4
+      for (int group = first / kKMeanSampleStride + row_lane; group * kKMeanSampleStride < last; group += kRowsPerPass) {
+        const int t = group * kKMeanSampleStride + k_mean_sample_offset(group);
+        if (t < last) add_row(t);
+      }
     }
   }
 #pragma unroll

@@ -238,7 +238,7 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
       float s = 0.f;
 #pragma unroll 4
       for (int i = 0; i < chunks; ++i) s += sums[i * kHeadDim + c];
-      mean[c] = keys > 0 ? s / static_cast<float>(keys) : 0.f;
+      mean[c] = keys > 0 ? s / static_cast<float>(k_mean_sample_count(keys)) : 0.f;
     }
   }
   __syncthreads();

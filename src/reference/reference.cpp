@@ -10,6 +10,7 @@
 #include "reference/reference.h"
 
 #include "common/rotation.h"
+#include "common/tiling.h"
 
 #include <algorithm>
 #include <atomic>
@@ -200,6 +201,18 @@ std::vector<float> k_channel_mean(const float* k, int64_t tokens, int head_dim) 
     for (int c = 0; c < head_dim; ++c) sum[c] += k[j * head_dim + c];
   const float count = static_cast<float>(tokens);
   for (float& s : sum) s = s / count;
+  return sum;
+}
+
+std::vector<float> k_smoothing_mean(const float* k, int64_t tokens, int head_dim) {
+  const int keys = static_cast<int>(tokens);
+  std::vector<float> sum(head_dim, 0.0f);
+  for (int j = 0; j < keys; ++j) {
+    if (!k_mean_sampled(j, keys)) continue;
+    for (int c = 0; c < head_dim; ++c) sum[c] += k[static_cast<int64_t>(j) * head_dim + c];
+  }
+  const float count = static_cast<float>(k_mean_sample_count(keys));
+  for (float& s : sum) s = keys > 0 ? s / count : 0.0f;
   return sum;
 }
 
@@ -443,7 +456,7 @@ EmulatedKv prepare_kv(const float* k_head, const float* v_head, int64_t tokens, 
   if (fp8_pv) kv.v_fp8 = quantize_v_fp8(v_head, tokens, head_dim, smooth_v);
   std::vector<float> rotated;
   if (smooth_k) {
-    kv.mean = k_channel_mean(k_head, tokens, head_dim);
+    kv.mean = k_smoothing_mean(k_head, tokens, head_dim);
     const std::vector<float> smoothed = subtract_channel_mean(k_head, tokens, head_dim, kv.mean);
     rotated = rotated_rows(smoothed.data(), tokens, head_dim, rotate);
   } else {
