@@ -14,7 +14,7 @@ namespace sageattn::sm90 {
 // One instantiation: its CTA shape (CtaShape) sets the threads, the shared memory and the items.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
 cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
-  using Shape = CtaShape<kPv16, kMasks>;
+  using Shape = CtaShape<kPv16, kMasks && kElement != kNoElementMask>;
   auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
   constexpr int kSharedBytes = PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
