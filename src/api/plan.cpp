@@ -18,11 +18,12 @@ namespace {
 
 // AUTO's 16-bit P.V on sm90 up to this many query rows (dense calls whose V a tensor map can read):
 // where it is the faster of the two, or within 3 % (its error is 3.5x smaller on Gaussian inputs).
-// H100, hd128, B4 H32, one run (2026-11-26, Q quantized in the kernel), TOPS 16-bit / FP8 P.V:
-// non-causal 1K 325.8/286.8, 2K 474.3/488.7, 4K 582.0/659.9, 16K 598.7/870.9; causal 1K
-// 198.0/154.9, 2K 333.9/299.6, 4K 465.6/462.9, 16K 620.0/772.3.
-constexpr int kAutoPv16MaxSeqlenQ = 2048;
-constexpr int kAutoPv16MaxSeqlenQCausal = 4096;
+// H100, hd128, B4 H32, two runs (2026-11-26, persistent CTAs and the sampled K mean of session 9),
+// TOPS 16-bit / FP8 P.V: non-causal 1K 366.0/342.5, 1.5K 445.7/459.5, 2K 513.4/560.1, 3K
+// 565.0/654.2, 4K 599.4/711.6; causal 1K 216.0/181.4, 1.5K 298.0/269.0, 2K 378.2/356.1, 3K
+// 451.5/462.8, 4K 491.6/527.8 (second run within 1 %). Until then 2048 and 4096.
+constexpr int kAutoPv16MaxSeqlenQ = 1536;
+constexpr int kAutoPv16MaxSeqlenQCausal = 3072;
 // Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows and keys
 // on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run
 // (2026-11-26, after the sm80 kernel's loader change), TOPS sm80 / sm90 FP8 P.V: non-causal 2K

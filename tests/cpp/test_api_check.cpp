@@ -352,8 +352,8 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
     int32_t expected;
   };
   const Case cases[] = {
-      {2048, 2048, 128, 90, SAGEATTN_KERNEL_AUTO, pv16},      // 16-bit P.V up to 2048 query rows
-      {2049, 2049, 128, 90, SAGEATTN_KERNEL_AUTO, fp8},       // FP8 P.V above (causal: below)
+      {1536, 1536, 128, 90, SAGEATTN_KERNEL_AUTO, pv16},      // 16-bit P.V up to 1536 query rows
+      {1537, 1537, 128, 90, SAGEATTN_KERNEL_AUTO, fp8},       // FP8 P.V above (causal: below)
       {4097, 77, 96, 90, SAGEATTN_KERNEL_AUTO, fp8},          // padded to 128: still sm90
       {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
       {8192, 77, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},   // ... not for short keys
@@ -370,12 +370,12 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
     EXPECT_EQ(selected(p), c.expected) << c.seqlen_q << " x " << c.seqlen_kv << ", head_dim " << c.head_dim
                                        << ", sm_arch " << c.sm_arch << ", kernel " << c.kernel;
   }
-  // Causal calls keep the 16-bit P.V up to 4096 query rows.
-  sageattn_params causal = valid_params(4096, 4096, 128, 90);
+  // Causal calls keep the 16-bit P.V up to 3072 query rows.
+  sageattn_params causal = valid_params(3072, 3072, 128, 90);
   causal.is_causal = 1;
-  EXPECT_EQ(selected(causal), pv16) << "causal, 4096 query rows";
-  causal.seqlen_q = causal.seqlen_kv = 4097;
-  EXPECT_EQ(selected(causal), fp8) << "causal, 4097 query rows";
+  EXPECT_EQ(selected(causal), pv16) << "causal, 3072 query rows";
+  causal.seqlen_q = causal.seqlen_kv = 3073;
+  EXPECT_EQ(selected(causal), fp8) << "causal, 3073 query rows";
   // Invalid params: the check's status and reason, *kernel untouched; NULL output rejected.
   sageattn_params bad = valid_params();
   bad.sm_scale = -1.f;
@@ -444,7 +444,7 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     const size_t without_map = workspace_bytes(broadcast);
     EXPECT_EQ(without_map, workspace_bytes(plain) + 2 * 2 * 3 * 128 * 128 * 2) << "2 batches x 2 heads x 3 tiles";
   }
-  // AUTO on sm90 picks the 16-bit variant at head dim 128 up to 2048 query rows (non-causal),
+  // AUTO on sm90 picks the 16-bit variant at head dim 128 up to 1536 query rows (non-causal),
   // AUTO_PV16 always ...
   p.kernel = SAGEATTN_KERNEL_AUTO;
   EXPECT_EQ(workspace_bytes(p), sm90_pv16);
@@ -452,19 +452,19 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
   EXPECT_EQ(workspace_bytes(p), sm90_pv16);
   {
     sageattn_params long_q = p;
-    long_q.seqlen_q = 2049;
+    long_q.seqlen_q = 1537;
     long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
     const size_t fp8 = workspace_bytes(long_q);
     long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
     const size_t pv16 = workspace_bytes(long_q);
     ASSERT_NE(fp8, pv16);
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
-    EXPECT_EQ(workspace_bytes(long_q), fp8) << "AUTO above 2048 query rows: FP8 P.V";
-    long_q.seqlen_q = 2048;
+    EXPECT_EQ(workspace_bytes(long_q), fp8) << "AUTO above 1536 query rows: FP8 P.V";
+    long_q.seqlen_q = 1536;
     long_q.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
-    const size_t pv16_2048 = workspace_bytes(long_q);
+    const size_t pv16_1536 = workspace_bytes(long_q);
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
-    EXPECT_EQ(workspace_bytes(long_q), pv16_2048) << "AUTO at 2048 query rows: 16-bit P.V";
+    EXPECT_EQ(workspace_bytes(long_q), pv16_1536) << "AUTO at 1536 query rows: 16-bit P.V";
   }
   // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 4096 (6144 causal),
   // then the sm90 kernel (FP8 P.V, rows padded to 128).

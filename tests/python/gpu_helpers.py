@@ -78,8 +78,8 @@ def sm90_available(library):
 
 # "auto" runs the 16-bit P.V on sm90 up to this many query rows, non-causal and causal
 # (src/api/plan.cpp); head dims <= 64 run the sm90 kernel from AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL] on.
-AUTO_PV16_MAX_SEQLEN_Q = 2048
-AUTO_PV16_MAX_SEQLEN_Q_CAUSAL = 4096
+AUTO_PV16_MAX_SEQLEN_Q = 1536
+AUTO_PV16_MAX_SEQLEN_Q_CAUSAL = 3072
 AUTO_SM90_MIN_SEQLEN_HD64 = 4096
 AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL = 6144
 
