@@ -27,8 +27,8 @@ constexpr int kMinColumnSumChunkTokens = 512;
 // mean keeps INT8's range for what varies). Sequences of at least kKMeanSampleMinKeys keys take
 // it over one key in every aligned group of 8, at a pseudo-random position within the group (a
 // fixed stride would alias with RoPE channels whose period divides it), so the statistics pass
-// reads an eighth of K; shorter ones average every key. docs/design/quantization.md, "K mean from
-// a sample", has the error and the bytes.
+// reads an eighth of K; shorter ones average every key. docs/design/quantization.md ("K smoothing",
+// "The sample") has the error and the bytes.
 constexpr int kKMeanSampleMinKeys = 2048;
 constexpr int kKMeanSampleStride = 8;
 // The sampled position (0..7) in group `group` of a sequence: the top 3 bits of a multiplicative hash.

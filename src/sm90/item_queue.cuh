@@ -1,8 +1,8 @@
 // Persistent CTAs of the sm90 kernel (SAGEATTN_SM90_PERSISTENT): one CTA per SM, each taking work
 // items from a global counter as it finishes them, so the next item's K/V loads start while the
 // current item's last P.V and epilogue run, and no CTA waits for another to exit and a new one to
-// launch. Measured on H100 (docs/performance.md, "Persistent CTAs with a work queue"): an item
-// costs ~8 us beyond its key tiles (1.7 us each, 192 rows) with one CTA per item.
+// launch. Measured on H100 (docs/design/sm90_kernel.md, "Persistent CTAs and the work queue"): an
+// item costs ~8 us beyond its key tiles (1.7 us each, 192 rows) with one CTA per item.
 //
 // Handing out items dynamically (not round-robin) keeps the hardware dispatch's balance on causal
 // items, whose costs differ by up to the number of key tiles: static round-robin measured 9-32 %
