@@ -674,6 +674,14 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
         for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
       }
     };
+    // P.V of visited tile `slot` issued alone and waited for (its V stage freed).
+    auto pv_and_wait = [&](int slot) {
+      wait_v(slot);
+      ptx::wgmma_fence();
+      issue_pv(slot);
+      ptx::wgmma_wait<0>();
+      finish_pv(slot);
+    };
     // kDirectAcc: o (complete: its last P.V was waited for) moves to the new maxima before the next
     // P.V accumulates into it.
     auto rescale_o = [&] {
@@ -708,11 +716,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
         // ptxas serialized every wgmma of the overlapped turn below (C7512). P.V completes (and
         // frees P) before Q.K^T claims the score registers; the other two consumers keep the
         // tensor cores busy meanwhile.
-        wait_v(slot - 1);
-        ptx::wgmma_fence();
-        issue_pv(slot - 1);
-        ptx::wgmma_wait<0>();
-        finish_pv(slot - 1);
+        pv_and_wait(slot - 1);
         wait_k(slot);
         ptx::wgmma_fence();
         issue_qk(slot);
@@ -736,8 +740,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       rescale_o();
     };
     int visited = 0;
-    bool pv_after_loop = true;  // the last visited tile's P.V follows the loop
-    if constexpr (kMasks && Shape::kConsumers == 3) {
+    // The last visited tile's P.V follows the loop, except where the masked three-consumer loop
+    // finishes its own (flush_pv).
+    constexpr bool kPvAfterLoop = !(kMasks && Shape::kConsumers == 3);
+    if constexpr (!kPvAfterLoop) {
       // A block mask on the three-consumer kernel: the CTA visits the tiles either of its Q blocks
       // keeps (the producer loads those), each consumer computes the ones its own block keeps and
       // frees the others at once. A consumer that skips a tile first finishes the P.V it still owes
@@ -752,11 +758,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       int pending = -1;  // the slot whose P.V this consumer still owes
       auto flush_pv = [&] {
         if (pending < 0) return;
-        wait_v(pending);
-        ptx::wgmma_fence();
-        issue_pv(pending);
-        ptx::wgmma_wait<0>();
-        finish_pv(pending);
+        pv_and_wait(pending);
         pending = -1;
       };
       for (int tile = window.next_visited(0); tile < keys.tiles; tile = window.next_visited(tile + 1), ++visited) {
@@ -779,7 +781,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
         }
       }
       flush_pv();
-      pv_after_loop = false;
       if (idle) {
         first_tile += static_cast<uint32_t>(visited);
         continue;
@@ -809,13 +810,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
         tile = next;
       }
     }
-    if (pv_after_loop && visited > 0) {
-      wait_v(visited - 1);
-      ptx::wgmma_fence();
-      issue_pv(visited - 1);
-      ptx::wgmma_wait<0>();
-      finish_pv(visited - 1);
-    }
+    if (kPvAfterLoop && visited > 0) pv_and_wait(visited - 1);
 
     // Epilogue: out = O / l * delta_v + vbar (E4M3) or O / l (16-bit); rows without any allowed key
     // give 0 and LSE -inf.
