@@ -77,10 +77,11 @@ typedef enum sageattn_qk_granularity {
 
 typedef enum sageattn_kernel {
   /* Best kernel for the device and call: on sm90 (builds with 90a) at head dims 65..128
-     SM90_WGMMA_PV16 for dense calls with seqlen_q <= 4096 whose V a TMA tensor map can describe
-     (faster there, and more accurate), SM90_WGMMA otherwise; at head dims <= 64 SM90_WGMMA when
-     seqlen_q and seqlen_kv both exceed 4096 (padded to 128, still faster there), SM80_MMA
-     otherwise; SM80_MMA on other GPUs and at head dims above 128. */
+     SM90_WGMMA_PV16 for dense calls with seqlen_q <= 1536 (3072 causal) whose V a TMA tensor map
+     can describe (faster there or within 3 %, and more accurate), SM90_WGMMA otherwise; at head
+     dims <= 64 SM90_WGMMA when seqlen_q and seqlen_kv both reach 3072 (6144 causal; padded to
+     128, still faster there), SM80_MMA otherwise; SM80_MMA on other GPUs and at head dims above
+     128. */
   SAGEATTN_KERNEL_AUTO = 0,
   SAGEATTN_KERNEL_SM80_MMA = 1,  /* INT8 Q.K^T + 16-bit P.V with mma.sync; sm80 and newer */
   /* INT8 Q.K^T + FP8 (E4M3) P.V with wgmma, warp-specialized; sm90 (Hopper) only, and only in

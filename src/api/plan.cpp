@@ -25,11 +25,12 @@ namespace {
 constexpr int kAutoPv16MaxSeqlenQ = 1536;
 constexpr int kAutoPv16MaxSeqlenQCausal = 3072;
 // Head dims <= 64: the sm90 kernel (FP8 P.V at these lengths) from this many query rows and keys
-// on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, one run
-// (2026-11-26, after the sm80 kernel's loader change), TOPS sm80 / sm90 FP8 P.V: non-causal 2K
-// 290.2 / 281.1, 4K 321.2 / 357.2, 6K 332.5 / 392.3, 8K 330.8 / 420.4; causal 2K 195.9 / 162.3, 4K
-// 274.7 / 263.4, 6K 302.8 / 322.0, 8K 314.6 / 349.8.
-constexpr int kAutoSm90MinSeqlenHd64 = 4096;
+// on (measured on self-attention only, so both must be long). H100, hd64, B4 H32, two runs
+// (2026-11-26, session 9: persistent CTAs, sampled K mean), TOPS sm80 / sm90 FP8 P.V: non-causal 2K
+// 299.6 / 300.3, 3K 315.3 / 347.5, 4K 326.5 / 375.3, 6K 341.4 / 417.1; causal 2K 235.5 / 199.6, 3K
+// 267.0 / 255.3, 4K 289.7 / 288.4, 6K 302.1 / 330.5 (second run within 2 %). Until then 4096
+// non-causal (sm80 / sm90 at 2K 290.2 / 281.1, 4K 321.2 / 357.2 after the sm80 loader change).
+constexpr int kAutoSm90MinSeqlenHd64 = 3072;
 constexpr int kAutoSm90MinSeqlenHd64Causal = 6144;
 
 // Compute capabilities whose blocks may use at least 128 KB of shared memory (A100, Orin, H100/H200,

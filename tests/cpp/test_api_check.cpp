@@ -466,18 +466,18 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
     EXPECT_EQ(workspace_bytes(long_q), pv16_1536) << "AUTO at 1536 query rows: 16-bit P.V";
   }
-  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 4096 (6144 causal),
+  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 3072 (6144 causal),
   // then the sm90 kernel (FP8 P.V, rows padded to 128).
   {
     sageattn_params hd64 = p;
     hd64.head_dim = 64;
     for (int causal : {0, 1})
-      for (int seqlen_q : {100, 4095, 4096, 6143, 6144})
-        for (int seqlen_kv : {300, 4096, 6144}) {
+      for (int seqlen_q : {100, 3071, 3072, 6143, 6144})
+        for (int seqlen_kv : {300, 3072, 6144}) {
           hd64.is_causal = causal;
           hd64.seqlen_q = seqlen_q;
           hd64.seqlen_kv = seqlen_kv;
-          const int min_len = causal ? 6144 : 4096;
+          const int min_len = causal ? 6144 : 3072;
           const bool sm90 = seqlen_q >= min_len && seqlen_kv >= min_len;
           hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
           const size_t expected = workspace_bytes(hd64);

@@ -147,7 +147,7 @@ def test_c_check_accepts_masks_and_the_workspace_holds_their_codes(library):
     size = ctypes.c_size_t()
 
     def workspace(**fields):  # 32 x 32 tiles: 1024 codes per (batch, head), more than a 256-byte region
-        fields = {"kernel": int(_abi.Kernel.SM80_MMA), **fields}  # "auto" picks sm90 at hd64 from 4096 on
+        fields = {"kernel": int(_abi.Kernel.SM80_MMA), **fields}  # "auto" picks sm90 at hd64 from 3072 on
         params = _params(library, seqlen=(4096, 4096), **fields)
         _library.call("sageattn_workspace_size", ctypes.byref(params), ctypes.byref(size))
         return size.value
