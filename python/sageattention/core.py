@@ -16,6 +16,36 @@ from .ops import attention_forward
 
 __all__ = ["sageattn", "validate_call"]
 
+# Host time (issue 4): an eager call without masks whose arguments all match a call checked before
+# skips validate_call and canonicalize, whose outcome is a function of exactly what the key holds:
+# shapes, strides, dtypes and devices of q, k, v, and every other argument with its type (a type
+# differing, e.g. numpy.bool_ for bool, takes the checks again, so nothing they refuse gets through;
+# types come before values so that no unlike pair is ever compared). What can change between two
+# such calls is checked on every call: grad mode and requires_grad here, the data pointers'
+# alignment in ops._run. Only calls that need no copy of q, k or v are kept (the others pay far
+# more than the checks). Bounded: a model has few shapes; a sweep past the bound starts over.
+_checked_calls = {}
+_MAX_CHECKED_CALLS = 256
+
+
+class _CheckedCall:
+    """What validate_call answered for one key, and the workspace size the library gave for it
+    (filled in by _launch.forward on the first call)."""
+
+    __slots__ = ("layout", "sm_scale", "granularity", "kernel", "workspace_bytes")
+
+    def __init__(self, layout, sm_scale, granularity, kernel):
+        self.layout, self.sm_scale, self.granularity, self.kernel = layout, sm_scale, granularity, kernel
+        self.workspace_bytes = None
+
+
+def _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, dropout_p, kernel,
+              rotate_qk):
+    return (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, k.dtype, v.dtype, q.device,
+            k.device, v.device, type(tensor_layout), tensor_layout, type(is_causal), is_causal, type(sm_scale), sm_scale,
+            type(return_lse), return_lse, type(smooth_k), smooth_k, type(qk_quant_gran), qk_quant_gran,
+            type(dropout_p), dropout_p, type(kernel), kernel, type(rotate_qk), rotate_qk)
+
 
 def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
                   smooth_k=True, qk_quant_gran="per_thread", attn_mask=None, block_mask=None,
@@ -106,6 +136,20 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         checks without raising.
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.
     """
+    key = None
+    if attn_mask is None and block_mask is None and ops.eager_fast_path_ok(q, k, v):
+        try:
+            key = _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
+                            dropout_p, kernel, rotate_qk)
+            checked = _checked_calls.get(key)
+        except TypeError:  # an unhashable argument: the checks below name it
+            key = checked = None
+        if checked is not None and not (
+                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+            out, lse = ops.call_checked(q, k, v, checked, bool(is_causal), bool(return_lse), bool(smooth_k),
+                                        bool(rotate_qk))
+            return (out, lse) if return_lse else out
+
     head_dim, layout, sm_scale, granularity, kernel_code, attn_mask, block_mask = validate_call(
         q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k=smooth_k,
         qk_quant_gran=qk_quant_gran, attn_mask=attn_mask, block_mask=block_mask, dropout_p=dropout_p,
@@ -116,6 +160,10 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
     q_in = _validate.canonicalize(q, padded_head_dim)
     k_in = _validate.canonicalize(k, padded_head_dim)
     v_in = _validate.canonicalize(v, padded_head_dim)
+    if key is not None and q_in is q and k_in is k and v_in is v:
+        if len(_checked_calls) >= _MAX_CHECKED_CALLS:
+            _checked_calls.clear()
+        _checked_calls[key] = _CheckedCall(layout, sm_scale, granularity, kernel_code)
 
     run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in, attn_mask, block_mask) else attention_forward
     out, lse = run(q_in, k_in, v_in, layout, bool(is_causal), sm_scale, bool(return_lse),

@@ -59,22 +59,25 @@ def _aligned(t):
 
 
 def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel, smooth_v=True,
-         attn_mask=None, block_mask=None, empty_lse=True, packed=None, rotate_qk=True):
+         attn_mask=None, block_mask=None, empty_lse=True, packed=None, rotate_qk=True, checked=None):
     """The op's real implementation on already-checked tensors: outputs, workspace and the launch.
     Without return_lse the second result is an empty tensor (the operator's schema), or None when
     `empty_lse` is False (eager callers that drop it save an allocation). `packed`: packed
-    sequences, as _launch.forward takes them."""
+    sequences, as _launch.forward takes them. `checked`: sageattn's record of these inputs
+    (core._CheckedCall): their strides are ready, and it keeps the workspace size."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
-    q = _aligned(q)
-    k = _aligned(k)
-    v = _aligned(v)
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    if checked is None or not (_launch.pointer_aligned(q) and _launch.pointer_aligned(k)
+                               and _launch.pointer_aligned(v)):
+        q = _aligned(q)
+        k = _aligned(k)
+        v = _aligned(v)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = None
     if return_lse:
         lse = torch.empty(_lse_shape(q, layout, packed is not None), dtype=torch.float32, device=q.device)
     _launch.forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granularity, kernel,
-                    smooth_v, attn_mask, block_mask, packed, rotate_qk)
+                    smooth_v, attn_mask, block_mask, packed, rotate_qk, checked)
     if lse is None and empty_lse:
         lse = torch.empty((0,), dtype=torch.float32, device=q.device)
     return out, lse
@@ -146,6 +149,13 @@ def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_gr
     expanded (see above); the LSE is None unless return_lse."""
     return _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granularity, kernel,
                 smooth_v, attn_mask, block_mask, empty_lse=False, rotate_qk=rotate_qk)
+
+
+def call_checked(q, k, v, checked, is_causal, return_lse, smooth_k, rotate_qk):
+    """call_eager without masks for inputs that match a call sageattn checked before (`checked`, a
+    core._CheckedCall): the same launch, minus what that record already answers."""
+    return _run(q, k, v, checked.layout, is_causal, checked.sm_scale, return_lse, smooth_k, checked.granularity,
+                checked.kernel, empty_lse=False, rotate_qk=rotate_qk, checked=checked)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,

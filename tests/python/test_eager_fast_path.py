@@ -104,3 +104,25 @@ def test_jit_trace_goes_through_the_operator():
 
     torch.jit.trace(probe, torch.randn(3))  # traces, then re-runs in eager to check the trace
     assert seen[0] is False
+
+
+def test_checked_call_keys_tell_equal_values_of_other_types_apart():
+    """sageattn records the checks of eager calls by core._call_key: arguments that compare equal
+    but would not pass the same checks (numpy.bool_ for bool) must give another key, and an
+    unhashable argument must raise TypeError (sageattn then runs the checks, which name it)."""
+    import numpy as np
+
+    from sageattention import core
+
+    q, k, v = _tensors()
+    args = ["HND", False, None, False, True, "per_thread", 0.0, "auto", True]
+    key = core._call_key(q, k, v, *args)
+    assert key == core._call_key(q, k, v, *args)
+    numpy_flag = list(args)
+    numpy_flag[1] = np.bool_(False)
+    assert key != core._call_key(q, k, v, *numpy_flag)
+    assert key != core._call_key(q, k, v.transpose(2, 3).contiguous().transpose(2, 3), *args)
+    unhashable = list(args)
+    unhashable[7] = ["auto"]
+    with pytest.raises(TypeError):
+        hash(core._call_key(q, k, v, *unhashable))

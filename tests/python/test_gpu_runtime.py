@@ -4,7 +4,7 @@ operator registration checks, unusual strides and pointers, several devices."""
 import pytest
 import torch
 
-from sageattention import ops, sageattn
+from sageattention import core, ops, sageattn
 
 from gpu_common import no_grad_with_library, same_result  # noqa: F401 (autouse fixture)
 from gpu_helpers import SM90_KERNELS, exact, kernel_used, make_inputs, rel_l1, sm90_available
@@ -118,6 +118,25 @@ def test_misaligned_and_strided_inputs_are_copied_correctly():
     assert rel_l1(out, ref) < 2e-2
 
 
+def test_calls_on_two_streams_keep_their_own_workspaces():
+    """Small workspaces are kept per thread, device and stream (_launch._workspace): calls queued on
+    two streams at once must not share one."""
+    inputs = [make_inputs("gaussian", (1, 2, 200 + 37 * i, 64), (1, 2, 300, 64), seed=20 + i) for i in range(6)]
+    expected = [sageattn(*x, return_lse=True) for x in inputs]
+    torch.cuda.synchronize()
+    streams = (torch.cuda.Stream(), torch.cuda.Stream())
+    results = []
+    for i, x in enumerate(inputs):
+        stream = streams[i % 2]
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            results.append(sageattn(*x, return_lse=True))
+    torch.cuda.synchronize()
+    for (out, lse), (ref_out, ref_lse) in zip(results, expected):
+        same_result(out, ref_out)
+        same_result(lse, ref_lse)
+
+
 def test_broadcast_kv_with_zero_strides():
     q, k, v = make_inputs("gaussian", (2, 4, 64, 64), (1, 1, 80, 64), seed=8)
     k2, v2 = k.expand(2, 4, -1, -1), v.expand(2, 4, -1, -1)
@@ -179,6 +198,7 @@ def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout, monkey
         return real_call_eager(*args, **kwargs)
 
     monkeypatch.setattr(ops, "call_eager", spy)
+    monkeypatch.setattr(core, "_checked_calls", {})  # a first call: the checks run
     q, k, v = make_inputs("k_bias", (2, 4, 333, head_dim), (2, 2, 301, head_dim), seed=7)
     if layout == "NHD":
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # strided NHD views
@@ -192,3 +212,30 @@ def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout, monkey
                                            True, True, 0, 0)
     assert torch.equal(out, op_out[..., :head_dim])
     assert torch.equal(lse, op_lse)
+    # The same arguments again take the recorded checks (core._checked_calls) where no copy was
+    # needed: still the operator's result.
+    again, again_lse = sageattn(q, k, v, tensor_layout=layout, is_causal=is_causal, return_lse=True)
+    assert eager_calls == ([1] if pad == 0 else [1, 1])
+    assert torch.equal(again, out) and torch.equal(again_lse, lse)
+
+
+def test_a_repeated_call_still_checks_what_can_differ():
+    """A call whose arguments match one checked before skips validate_call (core._checked_calls);
+    what can differ between two such calls is still checked: the pointers' alignment, grad mode and
+    requires_grad, and argument types that compare equal (numpy.bool_ and bool)."""
+    import numpy as np
+
+    q, k, v = make_inputs("gaussian", (1, 2, 100, 64), (1, 2, 100, 64), seed=9)
+    first = sageattn(q, k, v)
+    assert any(key[0] == q.shape for key in core._checked_calls), "the call was not recorded"
+    # Same shape and strides, but 2 bytes into an allocation: copied, same result.
+    base = torch.empty(q.numel() + 1, device="cuda", dtype=q.dtype)
+    shifted = base[1:].view(q.shape)
+    shifted.copy_(q)
+    assert shifted.stride() == q.stride() and shifted.data_ptr() % 16 != 0
+    same_result(sageattn(shifted, k, v), first)
+    with torch.enable_grad(), pytest.raises(RuntimeError, match="forward-only"):
+        sageattn(q.clone().requires_grad_(), k, v)
+    with pytest.raises(TypeError, match="is_causal must be a bool"):
+        sageattn(q, k, v, is_causal=np.bool_(False))
+    same_result(sageattn(q, k, v), first)
