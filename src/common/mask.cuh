@@ -32,19 +32,6 @@ struct TileCodeRow {
   }
 };
 
-// The first tile >= `tile` whose bit is set in a window's `visit` (TileCodeWindow, ItemCodeWindow:
-// `base`, `end`, `visit` and load(tile), which loads the 32 tiles from tile & ~31), or `end`.
-template <typename Window>
-__device__ __forceinline__ int next_visited_tile(Window& w, int tile) {
-  while (tile < w.end) {
-    if (w.base < 0 || tile >= w.base + 32) w.load(tile);
-    const uint32_t ahead = w.visit >> (tile - w.base);
-    if (ahead != 0) return tile + __ffs(ahead) - 1;
-    tile = w.base + 32;
-  }
-  return w.end;
-}
-
 // The codes of one row seen by a whole warp, 32 tiles at a time: lane i loads the code of tile
 // base + i, two ballots turn them into bit masks, and the next visited tile is a find-first-set.
 // For kernels whose key tile is one code (128 keys); every lane of the warp must call it alike.
@@ -62,7 +49,16 @@ struct TileCodeWindow {
     visit = __ballot_sync(0xffffffffu, code != kTileSkip);
     element_bits = __ballot_sync(0xffffffffu, code == kTileElementMask);
   }
-  __device__ __forceinline__ int next_visited(int tile) { return next_visited_tile(*this, tile); }
+  // The first tile >= `tile` that is not skipped, or `end`.
+  __device__ __forceinline__ int next_visited(int tile) {
+    while (tile < end) {
+      if (base < 0 || tile >= base + 32) load(tile);
+      const uint32_t ahead = visit >> (tile - base);
+      if (ahead != 0) return tile + __ffs(ahead) - 1;
+      tile = base + 32;
+    }
+    return end;
+  }
   // Whether tile (visited, inside the loaded window) is coded kTileElementMask.
   __device__ __forceinline__ bool element(int tile) const { return (element_bits >> (tile - base)) & 1u; }
 };
@@ -70,7 +66,8 @@ struct TileCodeWindow {
 // The codes of a 192-row item (three 64-row consumers) of the sm90 kernel: its rows span two
 // 128-row Q blocks (or one), so the CTA loads a key tile when either block keeps it (`first` and
 // `second`, equal when the item lies in one block) and each consumer computes it when its own
-// block keeps it (`own`). Warp-wide like TileCodeWindow: lane i reads tile base + i of each row.
+// block keeps it (`own`). Warp-wide like TileCodeWindow: lane i reads tile base + i of each row;
+// the caller walks the bits of each window (load(base) with base a multiple of 32).
 struct ItemCodeWindow {
   TileCodeRow first, second;
   bool own_is_second;  // this consumer's rows are in `second`'s block
@@ -87,10 +84,6 @@ struct ItemCodeWindow {
     visit = __ballot_sync(0xffffffffu, keep_first || keep_second);
     own = __ballot_sync(0xffffffffu, own_is_second ? keep_second : keep_first);
   }
-  // The first tile >= `tile` the CTA visits, or `end`.
-  __device__ __forceinline__ int next_visited(int tile) { return next_visited_tile(*this, tile); }
-  // Whether this consumer computes `tile` (visited, inside the loaded window).
-  __device__ __forceinline__ bool mine(int tile) const { return (own >> (tile - base)) & 1u; }
 };
 
 __device__ __forceinline__ TileCodeRow tile_code_row(const AttentionArgs& a, int batch, int head, int q_block) {
