@@ -8,12 +8,13 @@ It runs only inside the op's real (CUDA) implementation, never while torch.compi
 """
 
 import ctypes
+import struct
 import threading
 
 import torch
 
 from . import _library
-from ._abi import ABI_VERSION, DType, MaskType, SageattnParams, Status
+from ._abi import ABI_VERSION, DType, MaskType, SageattnParams, SageattnTensor, Status
 from ._validate import LAYOUT_HND
 
 _DTYPE_CODES = {torch.float16: int(DType.FP16), torch.bfloat16: int(DType.BF16)}
@@ -81,8 +82,17 @@ def _workspace(nbytes, device, device_index, stream, keep_small):
 def _thread_state():
     state = getattr(_tls, "state", None)
     if state is None:
-        state = _tls.state = (SageattnParams(), ctypes.c_size_t(), _library.reason_buffer())
+        params = SageattnParams()
+        state = _tls.state = (params, ctypes.c_size_t(), _library.reason_buffer(), ctypes.addressof(params))
     return state
+
+
+# Byte offsets of the five pointers a recorded call changes (the data of q, k, v, out and the LSE):
+# such a call copies the params bytes of its first call and writes only these.
+_POINTER = struct.Struct("=Q")
+_POINTER_OFFSETS = tuple(getattr(SageattnParams, name).offset + (SageattnTensor.data.offset if name != "lse" else 0)
+                         for name in ("q", "k", "v", "out", "lse"))
+_PARAMS_BYTES = ctypes.sizeof(SageattnParams)
 
 
 def pointer_aligned(t):
@@ -142,59 +152,26 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
     `packed`: None, or (cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k) for packed
     sequences: q, out [total_q, Hq, D] and k, v [total_k, Hkv, D] (`layout` unused), the cu_seqlens
     contiguous int32 [batch + 1] on q's device, lse [Hq, total_q]; no masks.
-    `checked`: None, or an object whose `workspace_bytes` attribute holds (or receives, when None)
-    the workspace size of exactly these arguments up to the pointers (sageattn's core._CheckedCall).
+    `checked`: None, or an object whose `workspace_bytes` and `params` attributes hold (or receive,
+    when None) the workspace size and the params bytes of exactly these arguments up to the data
+    pointers (sageattn's core._CheckedCall).
     """
     lib = _library.load()
     device_index = q.device.index
-    if packed is not None:
-        cu_q, cu_k, seqlen_q, seqlen_kv = packed
-        batch = cu_q.shape[0] - 1
-        total_q, heads_q, head_dim = q.shape
-        total_kv, heads_kv, _ = k.shape
-        views = (_packed_strides(q), _packed_strides(k), _packed_strides(v), _packed_strides(out))
-        packing = (cu_q.data_ptr(), cu_k.data_ptr(), total_q, total_kv)
+    params, workspace_bytes, reason, params_address = _thread_state()
+    if checked is not None and checked.params is not None:
+        ctypes.memmove(params_address, checked.params, _PARAMS_BYTES)
+        for offset, pointer in zip(_POINTER_OFFSETS, (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                                                      0 if lse is None else lse.data_ptr())):
+            _POINTER.pack_into(params, offset, pointer)
+        nbytes = checked.workspace_bytes
     else:
-        if layout == LAYOUT_HND:
-            batch, heads_q, seqlen_q, head_dim = q.shape
-            _, heads_kv, seqlen_kv, _ = k.shape
-        else:
-            batch, seqlen_q, heads_q, head_dim = q.shape
-            _, seqlen_kv, heads_kv, _ = k.shape
-        views = (_token_head_strides(q, layout), _token_head_strides(k, layout), _token_head_strides(v, layout),
-                 _token_head_strides(out, layout))
-        packing = _NOT_PACKED
-    params, workspace_bytes, reason = _thread_state()
-    attn_mask_type = mask_type(attn_mask)
-    _library.PARAMS_PACKER.pack_into(
-        params, 0,
-        ABI_VERSION, batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, _DTYPE_CODES[q.dtype],
-        *views[0], *views[1], *views[2], *views[3],
-        0 if lse is None else lse.data_ptr(),
-        sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
-        int(smooth_v),
-        attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
-        *packing, int(rotate_qk),
-    )
-    # The workspace of packed sequences also depends on the totals (packing[2:]), that of the 16-bit
-    # P.V kernel on V's strides (views[2][1:]: src/api/tensor_map.h).
-    nbytes = checked.workspace_bytes if checked is not None else None
-    if nbytes is None:
-        key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
-               qk_granularity, kernel, device_index, bool(smooth_v), _mask_key(attn_mask, attn_mask_type),
-               _mask_key(block_mask, 0), packing[2:], views[2][1:])
-        nbytes = _workspace_bytes_by_key.get(key)
-    if nbytes is None:
-        status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
-                                             _library.REASON_CAPACITY)
-        if status != Status.OK:
-            raise _library.status_error(status, "sageattn_workspace_size", reason)
-        nbytes = workspace_bytes.value
-        if len(_workspace_bytes_by_key) >= _MAX_CACHED_SHAPES:
-            _workspace_bytes_by_key.clear()
-        _workspace_bytes_by_key[key] = nbytes
-    if checked is not None:
-        checked.workspace_bytes = nbytes
+        nbytes = _pack_params(params, workspace_bytes, reason, lib, device_index, q, k, v, out, lse, layout,
+                              is_causal, sm_scale, smooth_k, qk_granularity, kernel, smooth_v, attn_mask,
+                              block_mask, packed, rotate_qk)
+        if checked is not None:
+            checked.workspace_bytes = nbytes
+            checked.params = bytes(params)
     # Allocated through torch so the caching allocator reuses it and CUDA graph capture records it
     # in the graph's private pool; freeing it right after the launch is safe because the allocator
     # orders reuse on the same stream. Small ones are kept (_workspace).
@@ -212,6 +189,56 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         status = lib.sageattn_forward(params, workspace_ptr, nbytes, stream, reason, _library.REASON_CAPACITY)
     if status != Status.OK:
         raise _library.status_error(status, "sageattn_forward", reason)
+
+
+def _pack_params(params, workspace_bytes, reason, lib, device_index, q, k, v, out, lse, layout, is_causal, sm_scale,
+                 smooth_k, qk_granularity, kernel, smooth_v, attn_mask, block_mask, packed, rotate_qk):
+    """Writes the whole params struct of one call; returns its workspace size (asked from the library
+    once per distinct problem)."""
+    if packed is not None:
+        cu_q, cu_k, seqlen_q, seqlen_kv = packed
+        batch = cu_q.shape[0] - 1
+        total_q, heads_q, head_dim = q.shape
+        total_kv, heads_kv, _ = k.shape
+        views = (_packed_strides(q), _packed_strides(k), _packed_strides(v), _packed_strides(out))
+        packing = (cu_q.data_ptr(), cu_k.data_ptr(), total_q, total_kv)
+    else:
+        if layout == LAYOUT_HND:
+            batch, heads_q, seqlen_q, head_dim = q.shape
+            _, heads_kv, seqlen_kv, _ = k.shape
+        else:
+            batch, seqlen_q, heads_q, head_dim = q.shape
+            _, seqlen_kv, heads_kv, _ = k.shape
+        views = (_token_head_strides(q, layout), _token_head_strides(k, layout), _token_head_strides(v, layout),
+                 _token_head_strides(out, layout))
+        packing = _NOT_PACKED
+    attn_mask_type = mask_type(attn_mask)
+    _library.PARAMS_PACKER.pack_into(
+        params, 0,
+        ABI_VERSION, batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, _DTYPE_CODES[q.dtype],
+        *views[0], *views[1], *views[2], *views[3],
+        0 if lse is None else lse.data_ptr(),
+        sm_scale, int(is_causal), int(smooth_k), qk_granularity, kernel, sm_arch(device_index),
+        int(smooth_v),
+        attn_mask_type, *_mask_view(attn_mask), *_mask_view(block_mask),
+        *packing, int(rotate_qk),
+    )
+    # The workspace of packed sequences also depends on the totals (packing[2:]), that of the 16-bit
+    # P.V kernel on V's strides (views[2][1:]: src/api/tensor_map.h).
+    key = (batch, heads_q, heads_kv, seqlen_q, seqlen_kv, head_dim, q.dtype, lse is None, bool(smooth_k),
+           qk_granularity, kernel, device_index, bool(smooth_v), _mask_key(attn_mask, attn_mask_type),
+           _mask_key(block_mask, 0), packing[2:], views[2][1:])
+    nbytes = _workspace_bytes_by_key.get(key)
+    if nbytes is None:
+        status = lib.sageattn_workspace_size(params, ctypes.byref(workspace_bytes), reason,
+                                             _library.REASON_CAPACITY)
+        if status != Status.OK:
+            raise _library.status_error(status, "sageattn_workspace_size", reason)
+        nbytes = workspace_bytes.value
+        if len(_workspace_bytes_by_key) >= _MAX_CACHED_SHAPES:
+            _workspace_bytes_by_key.clear()
+        _workspace_bytes_by_key[key] = nbytes
+    return nbytes
 
 
 __all__ = ["forward", "sm_arch", "pointer_aligned"]

@@ -29,14 +29,15 @@ _MAX_CHECKED_CALLS = 256
 
 
 class _CheckedCall:
-    """What validate_call answered for one key, and the workspace size the library gave for it
-    (filled in by _launch.forward on the first call)."""
+    """What validate_call answered for one key, and the workspace size and params bytes of the C
+    call (filled in by _launch.forward on the first call; later calls change only the pointers)."""
 
-    __slots__ = ("layout", "sm_scale", "granularity", "kernel", "workspace_bytes")
+    __slots__ = ("layout", "sm_scale", "granularity", "kernel", "workspace_bytes", "params")
 
     def __init__(self, layout, sm_scale, granularity, kernel):
         self.layout, self.sm_scale, self.granularity, self.kernel = layout, sm_scale, granularity, kernel
         self.workspace_bytes = None
+        self.params = None
 
 
 def _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, dropout_p, kernel,

@@ -67,8 +67,10 @@ def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granular
     (core._CheckedCall): their strides are ready, and it keeps the workspace size."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
-    if checked is None or not (_launch.pointer_aligned(q) and _launch.pointer_aligned(k)
-                               and _launch.pointer_aligned(v)):
+    if checked is not None and not (_launch.pointer_aligned(q) and _launch.pointer_aligned(k)
+                                    and _launch.pointer_aligned(v)):
+        checked = None  # the copies below may have other strides than the recorded call's
+    if checked is None:
         q = _aligned(q)
         k = _aligned(k)
         v = _aligned(v)

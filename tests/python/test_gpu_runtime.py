@@ -234,6 +234,16 @@ def test_a_repeated_call_still_checks_what_can_differ():
     shifted.copy_(q)
     assert shifted.stride() == q.stride() and shifted.data_ptr() % 16 != 0
     same_result(sageattn(shifted, k, v), first)
+    # The same with strides a copy changes (an HND view of NHD storage): the copy's strides, not the
+    # recorded call's, must reach the kernel.
+    nhd = torch.empty(q.numel() + 1, device="cuda", dtype=q.dtype)
+    aligned_view = nhd[:-1].view(1, 100, 2, 64).transpose(1, 2)
+    aligned_view.copy_(q)
+    same_result(sageattn(aligned_view, k, v), first)
+    misaligned_view = nhd[1:].view(1, 100, 2, 64).transpose(1, 2)
+    misaligned_view.copy_(q)
+    assert misaligned_view.stride() == aligned_view.stride() and misaligned_view.data_ptr() % 16 != 0
+    same_result(sageattn(misaligned_view, k, v), first)
     with torch.enable_grad(), pytest.raises(RuntimeError, match="forward-only"):
         sageattn(q.clone().requires_grad_(), k, v)
     with pytest.raises(TypeError, match="is_causal must be a bool"):
