@@ -64,7 +64,8 @@ def _run(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_granular
     Without return_lse the second result is an empty tensor (the operator's schema), or None when
     `empty_lse` is False (eager callers that drop it save an allocation). `packed`: packed
     sequences, as _launch.forward takes them. `checked`: sageattn's record of these inputs
-    (core._CheckedCall): their strides are ready, and it keeps the workspace size."""
+    (core._CheckedCall): their strides are ready, and it keeps the workspace size and the params
+    bytes (dropped when a pointer needs the alignment copy)."""
     # The pointer half of the alignment rule (see _validate.strides_ready), plus a safety net for
     # callers that reach the op directly or through a compiler that changed the strides.
     if checked is not None and not (_launch.pointer_aligned(q) and _launch.pointer_aligned(k)
