@@ -67,17 +67,15 @@ struct TileCodeWindow {
 // 128-row Q blocks (or one), so the CTA loads a key tile when either block keeps it (`first` and
 // `second`, equal when the item lies in one block) and each consumer computes it when its own
 // block keeps it (`own`). Warp-wide like TileCodeWindow: lane i reads tile base + i of each row;
-// the caller walks the bits of each window (load(base) with base a multiple of 32).
+// the caller walks the bits of each window it loads (load(base), base a multiple of 32).
 struct ItemCodeWindow {
   TileCodeRow first, second;
   bool own_is_second;  // this consumer's rows are in `second`'s block
   int end;
   int lane;
-  int base = -1;
-  uint32_t visit = 0, own = 0;
+  uint32_t visit = 0, own = 0;  // bit i: tile base + i of the loaded window
 
-  __device__ __forceinline__ void load(int tile) {
-    base = tile & ~31;
+  __device__ __forceinline__ void load(int base) {
     const int mine = base + lane;
     const bool keep_first = mine < end && first.code<kMaskBlock>(mine) != kTileSkip;
     const bool keep_second = mine < end && second.code<kMaskBlock>(mine) != kTileSkip;
