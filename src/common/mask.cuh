@@ -63,27 +63,6 @@ struct TileCodeWindow {
   __device__ __forceinline__ bool element(int tile) const { return (element_bits >> (tile - base)) & 1u; }
 };
 
-// The codes of a 192-row item (three 64-row consumers) of the sm90 kernel: its rows span two
-// 128-row Q blocks (or one), so the CTA loads a key tile when either block keeps it (`first` and
-// `second`, equal when the item lies in one block) and each consumer computes it when its own
-// block keeps it (`own`). Warp-wide like TileCodeWindow: lane i reads tile base + i of each row;
-// the caller walks the bits of each window it loads (load(base), base a multiple of 32).
-struct ItemCodeWindow {
-  TileCodeRow first, second;
-  bool own_is_second;  // this consumer's rows are in `second`'s block
-  int end;
-  int lane;
-  uint32_t visit = 0, own = 0;  // bit i: tile base + i of the loaded window
-
-  __device__ __forceinline__ void load(int base) {
-    const int mine = base + lane;
-    const bool keep_first = mine < end && first.code<kMaskBlock>(mine) != kTileSkip;
-    const bool keep_second = mine < end && second.code<kMaskBlock>(mine) != kTileSkip;
-    visit = __ballot_sync(0xffffffffu, keep_first || keep_second);
-    own = __ballot_sync(0xffffffffu, own_is_second ? keep_second : keep_first);
-  }
-};
-
 __device__ __forceinline__ TileCodeRow tile_code_row(const AttentionArgs& a, int batch, int head, int q_block) {
   const MaskView& c = a.tile_codes;
   if (c.data == nullptr) return {nullptr, 0};

@@ -10,9 +10,9 @@
 // pre-pass's quantization grid, which ends before this grid reads it), in index order, so the
 // orders of work_item (row blocks of a head together; causal and packed calls longest first) hold.
 //
-// One thread fetches (the K producer thread: it runs furthest ahead) and posts each next index in
-// a two-entry ring in shared memory; the V producer thread and every consumer warp read it when
-// they finish the item. Full barrier: the fetcher's arrival; empty barrier: one arrival per reader.
+// One thread fetches (the K producer thread, of the first ring with split items: it runs furthest
+// ahead) and posts each next index in a two-entry ring in shared memory; the other producer threads
+// and every consumer warp read it when they finish the item. Full barrier: the fetcher's arrival; empty barrier: one arrival per reader.
 #pragma once
 #include <cstdint>
 

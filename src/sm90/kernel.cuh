@@ -4,7 +4,8 @@
 // taking items from a queue (item_queue.cuh; one CTA per item with SAGEATTN_SM90_PERSISTENT=0):
 //  - warpgroup 0, the producer: two threads stream the K and V tiles through a kStages-deep ring
 //    of shared-memory stages with the bulk-copy engine (the pre-pass stored every tile contiguous
-//    and already swizzled, so one copy instruction moves a whole 16 KB tile);
+//    and already swizzled, so one copy instruction moves a whole 16 KB tile); block masks on three
+//    consumers: four threads, two rings ("split items" below);
 //  - the consumers (2 or 3): 64 query rows each, which they quantize to INT8 in shared memory at
 //    the item's start (q_quantize.cuh); per 128-token tile
 //    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 against a per-row
@@ -42,30 +43,55 @@
 namespace sageattn::sm90 {
 
 // Shared memory: [Q rows][K stages][V stages][barriers][Q maximum exchange], tiles 1024-byte aligned
-// (swizzle atoms).
-template <int kVTileBytes, int kQBytes>
+// (swizzle atoms). kRingStages stages: one ring of kStages, or for split items (below) two rings of
+// kSplitStages, ring r's stages from r * kSplitStages.
+template <int kVTileBytes, int kQBytes, int kRingStages>
 struct SharedLayout {
   uint32_t base;
   __device__ uint32_t q() const { return base; }
   __device__ uint32_t k(int stage) const { return base + kQBytes + stage * kTileBytes; }
-  __device__ uint32_t v(int stage) const { return base + kQBytes + kStages * kTileBytes + stage * kVTileBytes; }
+  __device__ uint32_t v(int stage) const { return base + kQBytes + kRingStages * kTileBytes + stage * kVTileBytes; }
   __device__ uint32_t barrier(int index) const {
-    return base + kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * index;
+    return base + kQBytes + kRingStages * (kTileBytes + kVTileBytes) + 8 * index;
   }
   __device__ uint32_t k_full(int s) const { return barrier(s); }
-  __device__ uint32_t v_full(int s) const { return barrier(kStages + s); }
-  __device__ uint32_t k_empty(int s) const { return barrier(2 * kStages + s); }
-  __device__ uint32_t v_empty(int s) const { return barrier(3 * kStages + s); }
+  __device__ uint32_t v_full(int s) const { return barrier(kRingStages + s); }
+  __device__ uint32_t k_empty(int s) const { return barrier(2 * kRingStages + s); }
+  __device__ uint32_t v_empty(int s) const { return barrier(3 * kRingStages + s); }
   // kQExchangeFloats per consumer warpgroup (q_quantize.cuh).
-  __device__ uint32_t q_exchange() const { return barrier(kBarriers); }
+  __device__ uint32_t q_exchange() const { return barrier(kBarriers<kRingStages>); }
 };
 
-// The K/V tiles a CTA streams are numbered across its work items; tile `tile` uses stage
-// tile % kStages for the (tile / kStages)-th time, so barrier phases alternate. The counter is
-// unsigned; it would wrap after 2^32 tiles of one CTA (about an hour of one SM's work), which only
-// a non-power-of-two kStages (an experiment) would notice.
-__device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>(tile % kStages); }
-__device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kStages) & 1u; }
+// The K/V tiles a ring of kDepth stages streams are numbered across its work items; tile `tile` uses
+// stage tile % kDepth of the ring for the (tile / kDepth)-th time, so barrier phases alternate. The
+// counter is unsigned; it would wrap after 2^32 tiles of one CTA (about an hour of one SM's work),
+// which only a depth that is not a power of two would notice.
+template <int kDepth>
+__device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>(tile % kDepth); }
+template <int kDepth>
+__device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kDepth) & 1u; }
+
+// Split items: a block mask alone on the three-consumer kernel. A 192-row item of contiguous rows
+// spans two 128-row Q blocks whose masks differ, so its consumers computed different subsets of the
+// tiles the CTA streamed (the union: 75 % of the tiles for a random 50 % mask), and a consumer
+// whose block skipped a tile idled or waited on a ring held by the others: 1.58x of the dense call
+// at 16K against 1.78x for a mask whose blocks agree (docs/design/masks.md). A split item instead
+// pairs the whole Q block 3m + h (consumers 0 and 1: group 0) with half h of block 3m + 2 (consumer
+// 2: group 1), items 2m + h for h = 0, 1; each group streams only the tiles its own block keeps
+// through its own ring of stages, so neither waits for the other's tiles: random 50 % block mask
+// 1.57x -> 1.75x of the dense call at 16K (H100, docs/performance.md). A tile both blocks keep is
+// loaded twice (an all-True block mask: 0.99x -> 0.94x). Rings of 3 stages measured no faster.
+template <bool kMasks, int kConsumers>
+constexpr bool kSplitItems = kMasks && kConsumers == 3;
+template <bool kMasks, int kConsumers>
+constexpr int kRingDepth = kSplitItems<kMasks, kConsumers> ? kSplitStages : kStages;
+template <bool kMasks, int kConsumers>
+constexpr int kRingStagesOf = (kSplitItems<kMasks, kConsumers> ? 2 : 1) * kRingDepth<kMasks, kConsumers>;
+// The first query row of group `group` of split item `item` (the item's index within its head).
+__host__ __device__ __forceinline__ int split_group_row0(int item, int group) {
+  const int triple = item / 2, half = item % 2;
+  return group == 0 ? (3 * triple + half) * kQRows : (3 * triple + 2) * kQRows + 64 * half;
+}
 
 // One work item: a block of kRows query rows (128 or 192, CtaShape) of one (batch, head). Items
 // are numbered with the row block fastest, so the CTAs running at the same time share K/V heads in
@@ -75,8 +101,10 @@ struct WorkItem {
 };
 // Row blocks per (batch, head) of a dense call: the plan's 128-row Q blocks, or for 192-row items
 // ceil(seqlen_q / 192).
-template <int kRows>
+// Split items: two per three Q blocks (and per last one or two).
+template <int kRows, bool kSplit = false>
 __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
+  if (kSplit) return 2 * static_cast<int>(ceil_div(a.q_blocks, 3));
   return kRows == kQRows ? a.q_blocks : static_cast<int>(ceil_div(a.seqlen_q, kRows));
 }
 // Packed sequences are numbered by position (common/sequences.cuh, packed_positions), head by head:
@@ -87,7 +115,7 @@ __host__ __device__ __forceinline__ int row_blocks(const AttentionArgs& a) {
 // Packed calls of at most kLongestFirstMaxSequences sequences are numbered longest sequence first
 // instead (`order`, longest_first.cuh): rank by rank, head by head, the rank's sequence's row blocks
 // (causal: last block first, as above); indices past the last item are empty.
-template <bool kCausal, int kRows, bool kPacked = false>
+template <bool kCausal, int kRows, bool kPacked = false, bool kSplit = false>
 __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t index,
                                               const LongestFirst* order = nullptr) {
   if constexpr (kPacked) {
@@ -108,17 +136,17 @@ __device__ __forceinline__ WorkItem work_item(const AttentionArgs& a, int64_t in
     if (at.block < 0 || at.block >= blocks) return {blocks, head, at.batch};  // empty: q_block * kRows >= length
     return {kCausal ? blocks - 1 - at.block : at.block, head, at.batch};
   } else {
-    const int blocks = row_blocks<kRows>(a);
+    const int blocks = row_blocks<kRows, kSplit>(a);
     const int block = static_cast<int>(index % blocks);
     const int64_t head_index = index / blocks;
     return {kCausal ? blocks - 1 - block : block, static_cast<int>(head_index % a.heads_q),
             static_cast<int>(head_index / a.heads_q)};
   }
 }
-template <int kRows, bool kPacked = false>
+template <int kRows, bool kPacked = false, bool kSplit = false>
 __host__ __device__ __forceinline__ int64_t work_items(const AttentionArgs& a) {
   if (kPacked) return static_cast<int64_t>(packed_positions(a.packing.total_q, a.batch, kRows)) * a.heads_q;
-  return static_cast<int64_t>(row_blocks<kRows>(a)) * a.heads_q * a.batch;
+  return static_cast<int64_t>(row_blocks<kRows, kSplit>(a)) * a.heads_q * a.batch;
 }
 
 // Where one item's rows are: its sequence's lengths (packed sequences leave the positions between
@@ -149,41 +177,48 @@ __device__ __forceinline__ ItemRows item_rows(const AttentionArgs& a, const Work
   return r;
 }
 
-// The key tiles a CTA loads under tile codes: those either Q block of its item keeps (one block for
-// 128-row items; 192-row items span two, ItemCodeWindow in common/mask.cuh).
-struct ItemCodeRows {
-  TileCodeRow first, second;
-  template <int kKeyTile>
-  __device__ __forceinline__ int next_visited(int tile, int end) const {
-    const int in_first = first.next_visited<kKeyTile>(tile, end), in_second = second.next_visited<kKeyTile>(tile, end);
-    return in_first < in_second ? in_first : in_second;
-  }
-};
+// The key tiles group `group` (128 rows from row0, or 64) of a split item visits: none past the
+// sequence's last row, so that the group's producer thread and consumers agree on an empty group.
+template <bool kCausal>
+__device__ __forceinline__ KeyRange split_group_keys(int seqlen_q, int seqlen_kv, int all_tiles, int row0, int group) {
+  if (row0 >= seqlen_q) return {0, 0};
+  return group == 0 ? key_range<kCausal, kQRows, kKeyTile>(seqlen_q, seqlen_kv, all_tiles, row0)
+                    : key_range<kCausal, 64, kKeyTile>(seqlen_q, seqlen_kv, all_tiles, row0);
+}
 
-// Two producer threads, one per stream, so that a K tile never waits behind the V tile of the
-// previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). Q is
-// not theirs: the consumers quantize their own rows (q_quantize.cuh).
-template <bool kCausal, bool kMasks, bool kPacked, int kRows, int kVTileBytes, int kQBytes>
-__device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayout<kVTileBytes, kQBytes>& sh,
-                                        bool is_v, const LongestFirst* order, const ItemQueue& queue) {
+// Two producer threads per ring, one per stream, so that a K tile never waits behind the V tile of
+// the previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). Q is
+// not theirs: the consumers quantize their own rows (q_quantize.cuh). Split items (kSplit): ring
+// `ring` streams the tiles of group `ring`'s block.
+template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, int kVTileBytes, int kQBytes,
+          int kRingStages>
+__device__ __forceinline__ void produce(const AttentionArgs& a,
+                                        const SharedLayout<kVTileBytes, kQBytes, kRingStages>& sh, bool is_v, int ring,
+                                        const LongestFirst* order, const ItemQueue& queue) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
-  // Persistent CTAs: the K thread fetches the next item (item_queue.cuh), the V thread reads it.
+  const int ring_stage0 = ring * kDepth;
+  // Persistent CTAs: ring 0's K thread fetches the next item (item_queue.cuh), the others read it.
   uint32_t item = 0;
-  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a);
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked, kSplit>(a);
        index = !SAGEATTN_SM90_PERSISTENT ? index + gridDim.x
-               : is_v                    ? queue.take(item++, false)
+               : is_v || ring != 0       ? queue.take(item++, false)
                                          : queue.post(item++, a.work_counter)) {
-    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
+    const WorkItem w = work_item<kCausal, kRows, kPacked, kSplit>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the consumers skip the same items
-    ItemCodeRows codes{{nullptr, 0}, {nullptr, 0}};
-    if constexpr (kMasks) {
-      const int q_start = w.q_block * kRows;
-      codes.first = tile_code_row(a, w.batch, w.head, q_start / kQRows);
-      codes.second = tile_code_row(a, w.batch, w.head, (min(q_start + kRows, rows.queries.length) - 1) / kQRows);
+    // Masks: the tiles of the item's Q block (128-row items), or of the group's (split items).
+    KeyRange keys = rows.keys;
+    TileCodeRow codes{nullptr, 0};
+    if constexpr (kSplit) {
+      const int row0 = split_group_row0(w.q_block, ring);
+      keys = split_group_keys<kCausal>(rows.queries.length, rows.keys_side.length, a.k_blocks / 2, row0, ring);
+      if (keys.tiles > 0) codes = tile_code_row(a, w.batch, w.head, row0 / kQRows);
+    } else if constexpr (kMasks) {
+      static_assert(kSplit || kRows == kQRows, "masked items are one Q block, or split");
+      codes = tile_code_row(a, w.batch, w.head, w.q_block);
     }
-    const int tiles = rows.keys.tiles;
+    const int tiles = keys.tiles;
     // 16-bit V of a dense call without tiles: two TMA loads per tile from the caller's tensor (its
     // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
     const bool v_map = kVTileBytes == 2 * kTileBytes && is_v && a.v_tiles == nullptr;
@@ -194,9 +229,9 @@ __device__ __forceinline__ void produce(const AttentionArgs& a, const SharedLayo
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
          tile = codes.next_visited<kKeyTile>(tile + 1, tiles), ++tile_counter) {
-      const int s = stage_of(tile_counter);
+      const int s = ring_stage0 + stage_of<kDepth>(tile_counter);
       const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
-      ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of(tile_counter) ^ 1u);
+      ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of<kDepth>(tile_counter) ^ 1u);
       ptx::mbarrier_arrive_expect_tx(full, tile_bytes);
       if constexpr (kVTileBytes == 2 * kTileBytes) {  // 16-bit V: two panels of 64 channels x 128 tokens
         if (v_map) {
@@ -417,11 +452,14 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
   using Shape = CtaShape<kPv16, kMasks && kElement != kNoElementMask>;
   constexpr int kRows = Shape::kRows;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
+  constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
+  constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers>;  // stages per ring
+  constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
   // launch reserves the extra kAlignSlack bytes).
   const uint32_t raw = ptx::shared_address(shared_raw);
-  const SharedLayout<Pv::kVTileBytes, Shape::kQBytes> sh{(raw + 1023u) & ~1023u};
+  const SharedLayout<Pv::kVTileBytes, Shape::kQBytes, kRingStages> sh{(raw + 1023u) & ~1023u};
 
   // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
   // a branch it considers divergent gets serialized (ptxas C7520).
@@ -432,12 +470,15 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
   __shared__ int64_t queue_slots[2];
   const ItemQueue queue{ptx::shared_address(queue_barriers), queue_slots};
   if (threadIdx.x == 0) {
-    if (SAGEATTN_SM90_PERSISTENT) queue.init(Shape::kConsumerWarps + 1);  // + the V producer thread
-    for (int s = 0; s < kStages; ++s) {
+    // Readers: the consumer warps and the producer threads but the fetcher.
+    if (SAGEATTN_SM90_PERSISTENT) queue.init(Shape::kConsumerWarps + (kSplit ? 3 : 1));
+    for (int s = 0; s < kRingStages; ++s) {
+      // Split items: ring 0 serves consumers 0 and 1, ring 1 consumer 2.
+      const int readers = !kSplit ? Shape::kConsumerWarps : s < kDepth ? 8 : 4;
       ptx::mbarrier_init(sh.k_full(s), 1);
       ptx::mbarrier_init(sh.v_full(s), 1);
-      ptx::mbarrier_init(sh.k_empty(s), Shape::kConsumerWarps);
-      ptx::mbarrier_init(sh.v_empty(s), Shape::kConsumerWarps);
+      ptx::mbarrier_init(sh.k_empty(s), readers);
+      ptx::mbarrier_init(sh.v_empty(s), readers);
     }
     ptx::mbarrier_init_fence();
   }
@@ -452,8 +493,11 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
 
   if (warpgroup == 0) {
     ptx::warpgroup_release_registers<Shape::kProducerRegisters>();
-    if (threadIdx.x == 0 || threadIdx.x == 32)
-      produce<kCausal, kMasks, kPacked, kRows>(a, sh, threadIdx.x == 32, order, queue);
+    // Lane 0 of warps 0 (K) and 1 (V) for ring 0, of warps 2 (K) and 3 (V) for ring 1.
+    const bool is_v = threadIdx.x == 32 || (kSplit && threadIdx.x == 96);
+    if (threadIdx.x == 0 || threadIdx.x == 32 || (kSplit && (threadIdx.x == 64 || threadIdx.x == 96)))
+      produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows>(a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order,
+                                                               queue);
     return;
   }
   ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();
@@ -464,40 +508,67 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
   const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;  // ping-pong (2 consumers)
   constexpr int kTurnThreads = 256;
-  uint32_t first_tile = 0;  // the CTA-wide number of this item's tile 0 (see stage_of)
+  uint32_t first_tile = 0;  // the ring-wide number of this item's tile 0 (see stage_of)
+  // This consumer's ring: split items give consumer 2 (group 1) the second.
+  const int group = kSplit && consumer == 2 ? 1 : 0;
+  const int ring_stage0 = group * kDepth;
   // Generic pointers to this consumer's Q rows and maximum exchange (quantize_q_rows).
   unsigned char* const q_rows = shared_raw + (sh.q() - raw) + consumer * (kTileBytes / 2);
   float* const q_exchange = reinterpret_cast<float*>(shared_raw + (sh.q_exchange() - raw)) + consumer * kQExchangeFloats;
 
+  // The stage and barrier phase of tile `slot` of the current item in this consumer's ring.
+  auto stage = [&](int slot) { return ring_stage0 + stage_of<kDepth>(first_tile + slot); };
+  auto phase = [&](int slot) { return phase_of<kDepth>(first_tile + slot); };
+  // Frees a tile of this consumer's ring that it does not compute, once the tile has arrived (never
+  // earlier: an arrival must count toward that tile's phase).
+  auto pass_tile = [&](uint32_t tile) {
+    const int s = ring_stage0 + stage_of<kDepth>(tile);
+    ptx::mbarrier_wait(sh.k_full(s), phase_of<kDepth>(tile));
+    ptx::mbarrier_wait(sh.v_full(s), phase_of<kDepth>(tile));
+    __syncwarp();
+    if (lane == 0) {
+      ptx::mbarrier_arrive(sh.k_empty(s));
+      ptx::mbarrier_arrive(sh.v_empty(s));
+    }
+  };
+
   // A persistent CTA (fewer CTAs than items) runs several items; the producer loads the next
   // item's first K/V tiles while this one finishes its last P.V and its epilogue.
   uint32_t item = 0;
-  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked>(a);
+  for (int64_t index = blockIdx.x; index < work_items<kRows, kPacked, kSplit>(a);
        index = SAGEATTN_SM90_PERSISTENT ? queue.take(item++, true) : index + gridDim.x) {
-    const WorkItem w = work_item<kCausal, kRows, kPacked>(a, index, order);
+    const WorkItem w = work_item<kCausal, kRows, kPacked, kSplit>(a, index, order);
     const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
     if (rows.empty) continue;  // the producer skips the same items
     const int head = w.head, batch = w.batch, kv_head = rows.kv_head;
-    const int q_start = w.q_block * kRows;
     const int seqlen_q = rows.queries.length, seqlen_kv = rows.keys_side.length;
     const int64_t diagonal_shift = static_cast<int64_t>(seqlen_kv) - seqlen_q;
-    const KeyRange keys = rows.keys;
+    // This consumer's rows start at q_start + 64 * consumer (split items: its group's rows).
+    const int group_row0 = kSplit ? split_group_row0(w.q_block, group) : 0;
+    const int q_start = !kSplit ? w.q_block * kRows : group == 0 ? group_row0 : group_row0 - 2 * 64;
+    const KeyRange keys =
+        kSplit ? split_group_keys<kCausal>(seqlen_q, seqlen_kv, a.k_blocks / 2, group_row0, group) : rows.keys;
+    if constexpr (kSplit) {
+      // A consumer whose rows all lie past the sequence (consumer 1 in the last Q block, or a group
+      // past the end: the ring then streams nothing) frees the tiles its group's block keeps as
+      // they arrive, as in the dense kernel below.
+      if (q_start + consumer * 64 >= seqlen_q) {
+        const TileCodeRow own = tile_code_row(a, batch, head, group_row0 / kQRows);
+        int walked = 0;
+        for (int tile = own.next_visited<kKeyTile>(0, keys.tiles); tile < keys.tiles;
+             tile = own.next_visited<kKeyTile>(tile + 1, keys.tiles), ++walked)
+          pass_tile(first_tile + static_cast<uint32_t>(walked));
+        first_tile += static_cast<uint32_t>(walked);
+        continue;
+      }
+    }
     if constexpr (Shape::kConsumers == 3 && !kMasks) {  // every tile is visited, no turns
       // A consumer whose 64 rows all lie past the sequence (the last 192-row item of a length that
       // is not a multiple of 192: at 1K, 1 item in 6) computes nothing: it only frees each stage
       // after its tile arrived (never earlier: an arrival must count toward that tile's phase),
       // leaving the SM's issue slots and tensor cores to the consumers with rows.
       if (q_start + consumer * 64 >= seqlen_q) {
-        for (int slot = 0; slot < keys.tiles; ++slot) {
-          const uint32_t tile = first_tile + static_cast<uint32_t>(slot);
-          ptx::mbarrier_wait(sh.k_full(stage_of(tile)), phase_of(tile));
-          ptx::mbarrier_wait(sh.v_full(stage_of(tile)), phase_of(tile));
-          __syncwarp();
-          if (lane == 0) {
-            ptx::mbarrier_arrive(sh.k_empty(stage_of(tile)));
-            ptx::mbarrier_arrive(sh.v_empty(stage_of(tile)));
-          }
-        }
+        for (int slot = 0; slot < keys.tiles; ++slot) pass_tile(first_tile + static_cast<uint32_t>(slot));
         first_tile += static_cast<uint32_t>(keys.tiles);
         continue;
       }
@@ -530,7 +601,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
     // `tile` is a key tile's index.
     int32_t acc[kAccRegs];
     auto issue_qk = [&](int slot) {
-      const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage_of(first_tile + slot)));
+      const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage(slot)));
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
       for (int kk = 0; kk < kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
@@ -552,7 +623,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
     float o_tile[kAccRegs];
     PFragments<kPv16> p;
     auto issue_pv = [&](int slot) {
-      const uint32_t v_stage = sh.v(stage_of(first_tile + slot));
+      const uint32_t v_stage = sh.v(stage(slot));
       const uint64_t v_desc = kPv16 ? ptx::smem_descriptor_mn_major_sw128(v_stage, Pv::kVPanelBytes)
                                     : ptx::smem_descriptor_k_major_sw128(v_stage);
 #if SAGEATTN_SM90_EXPERIMENT != 2
@@ -575,10 +646,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       ptx::wgmma_commit();
     };
     auto wait_k = [&](int slot) {
-      ptx::mbarrier_wait(sh.k_full(stage_of(first_tile + slot)), phase_of(first_tile + slot));
+      ptx::mbarrier_wait(sh.k_full(stage(slot)), phase(slot));
     };
     auto wait_v = [&](int slot) {
-      ptx::mbarrier_wait(sh.v_full(stage_of(first_tile + slot)), phase_of(first_tile + slot));
+      ptx::mbarrier_wait(sh.v_full(stage(slot)), phase(slot));
     };
     auto release = [&](uint32_t empty_barrier) {
       __syncwarp();
@@ -599,7 +670,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
     };
     auto softmax_tile = [&](int slot, int tile, int next, bool element) {
       ptx::fence_operands(acc);
-      release(sh.k_empty(stage_of(first_tile + slot)));
+      release(sh.k_empty(stage(slot)));
       TileScores t;
       t.c[0] = q_factor * k_scale_next[0];
       t.c[1] = q_factor * k_scale_next[1];
@@ -666,10 +737,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
     auto finish_pv = [&](int slot) {
       if constexpr (kDirectAcc) {
         ptx::fence_operands(o);
-        release(sh.v_empty(stage_of(first_tile + slot)));
+        release(sh.v_empty(stage(slot)));
       } else {
         ptx::fence_operands(o_tile);
-        release(sh.v_empty(stage_of(first_tile + slot)));
+        release(sh.v_empty(stage(slot)));
 #pragma unroll
         for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
       }
@@ -740,64 +811,31 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       rescale_o();
     };
     int visited = 0;
-    // The last visited tile's P.V follows the loop, except where the masked three-consumer loop
-    // finishes its own (flush_pv).
-    constexpr bool kPvAfterLoop = !(kMasks && Shape::kConsumers == 3);
-    if constexpr (!kPvAfterLoop) {
-      // A block mask on the three-consumer kernel: the CTA visits the tiles either of its Q blocks
-      // keeps (the producer loads those), each consumer computes the ones its own block keeps and
-      // frees the others at once. A consumer that skips a tile first finishes the P.V it still owes
-      // (flush_pv): holding a V stage across skipped tiles would stall the producer, which refills
-      // stages in order, while the consumer waits for a later tile. Consumers whose rows all lie past
-      // the sequence compute nothing. K scales are loaded per computed tile, before its Q.K^T.
-      // The loop walks each 32-tile window's bits (warp-uniform ballots) instead of asking for the
-      // next visited tile per tile: that bookkeeping, with its bounds tests and the rematerialized
-      // key range, cost ~60 instructions per warp and tile, 8 % of the kernel (ncu source counters,
-      // H100, all-True block mask against the dense call, 8K). Whose block: from the consumer
-      // index, warp-uniform to the compiler (q_block is computed from the lane).
-      const int first_block = q_start / kQRows;
-      const int second_block = (min(q_start + kRows, seqlen_q) - 1) / kQRows;
-      const bool own_is_second = (q_start + consumer * 64) / kQRows != first_block;
-      ItemCodeWindow window{tile_code_row(a, batch, head, first_block), tile_code_row(a, batch, head, second_block),
-                            own_is_second, keys.tiles, lane};
-      const bool idle = q_start + consumer * 64 >= seqlen_q;
+    if constexpr (kSplit) {
+      // Split items: the group's ring streams exactly the tiles its block keeps, in order, and each
+      // of the group's consumers computes them all (no turns with three consumers). The loop walks
+      // each 32-tile window's bits (a warp-uniform ballot) instead of asking for the next visited
+      // tile per tile: that bookkeeping, with its bounds tests and the rematerialized key range,
+      // cost ~60 instructions per warp and tile, 8 % of the kernel (ncu source counters, H100,
+      // all-True block mask against the dense call, 8K). K scales are loaded per tile, before the
+      // P.V of the previous one.
+      const TileCodeRow own = tile_code_row(a, batch, head, group_row0 / kQRows);
       const float* lane_k_scales = k_scales + lane % 4;
-      int pending = -1;  // the slot whose P.V this consumer still owes
-      auto flush_pv = [&] {
-        if (pending < 0) return;
-        pv_and_wait(pending);
-        pending = -1;
-      };
       for (int base = 0; base < keys.tiles; base += 32) {
-        window.load(base);
-        const uint32_t own = idle ? 0u : window.own;
-        for (uint32_t visit = window.visit; visit != 0; visit &= visit - 1, ++visited) {
-          const int offset = __ffs(visit) - 1;
-          if ((own >> offset) & 1u) {
-            const int tile = base + offset;
-            k_scale_next[0] = lane_k_scales[(2 * tile) * kKGroupsPerBlock];
-            k_scale_next[1] = lane_k_scales[(2 * tile + 1) * kKGroupsPerBlock];
-            flush_pv();
-            wait_k(visited);
-            ptx::wgmma_fence();
-            issue_qk(visited);
-            ptx::wgmma_wait<0>();
-            softmax_tile(visited, tile, keys.tiles, false);
-            rescale_o();
-            pending = visited;
-          } else {
-            flush_pv();
-            wait_k(visited);
-            release(sh.k_empty(stage_of(first_tile + visited)));
-            wait_v(visited);
-            release(sh.v_empty(stage_of(first_tile + visited)));
-          }
+        const int mine = base + lane;
+        const uint32_t window = __ballot_sync(0xffffffffu, mine < keys.tiles && own.code<kKeyTile>(mine) != kTileSkip);
+        for (uint32_t bits = window; bits != 0; bits &= bits - 1, ++visited) {
+          const int tile = base + __ffs(bits) - 1;
+          k_scale_next[0] = lane_k_scales[(2 * tile) * kKGroupsPerBlock];
+          k_scale_next[1] = lane_k_scales[(2 * tile + 1) * kKGroupsPerBlock];
+          if (visited > 0) pv_and_wait(visited - 1);
+          wait_k(visited);
+          ptx::wgmma_fence();
+          issue_qk(visited);
+          ptx::wgmma_wait<0>();
+          softmax_tile(visited, tile, keys.tiles, false);
+          rescale_o();
         }
-      }
-      flush_pv();
-      if (idle) {
-        first_tile += static_cast<uint32_t>(visited);
-        continue;
       }
     } else if constexpr (!kMasks) {
       // Every tile is visited (slot = tile). Kept apart from the general loop below, which gives
@@ -824,7 +862,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
         tile = next;
       }
     }
-    if (kPvAfterLoop && visited > 0) pv_and_wait(visited - 1);
+    if (visited > 0) pv_and_wait(visited - 1);  // the last visited tile's P.V
 
     // Epilogue: out = O / l * delta_v + vbar (E4M3) or O / l (16-bit); rows without any allowed key
     // give 0 and LSE -inf.

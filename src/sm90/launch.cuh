@@ -16,13 +16,14 @@ template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, boo
 cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
   using Shape = CtaShape<kPv16, kMasks && kElement != kNoElementMask>;
   auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
-  constexpr int kSharedBytes = PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes>;
+  constexpr int kSharedBytes =
+      PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers>>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
   // One CTA per SM taking items from the queue (SAGEATTN_SM90_PERSISTENT, item_queue.cuh), or one
   // CTA per work item. The SM count is two attribute reads (well under a microsecond).
-  const int64_t items = work_items<Shape::kRows, kPacked>(a);
+  const int64_t items = work_items<Shape::kRows, kPacked, kSplitItems<kMasks, Shape::kConsumers>>(a);
   int64_t ctas = items;
   if (SAGEATTN_SM90_PERSISTENT) {
     int device = 0, sms = 0;

@@ -57,9 +57,16 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #define SAGEATTN_SM90_HEADROOM_PV16 SAGEATTN_SM90_HEADROOM
 #endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
+// Stages of each of the two rings of split items (kernel.cuh).
+#ifndef SAGEATTN_SM90_SPLIT_STAGES
+#define SAGEATTN_SM90_SPLIT_STAGES 2
+#endif
+constexpr int kSplitStages = SAGEATTN_SM90_SPLIT_STAGES;
 constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
 constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
-constexpr int kBarriers = 4 * kStages;  // K and V full/empty per stage
+// K and V full/empty barriers per stage, kRingStages stages in all (every ring's).
+template <int kRingStages>
+constexpr int kBarriers = 4 * kRingStages;
 // The consumers' Q quantization (q_quantize.cuh): kQExchangeFloats floats of shared memory each and
 // named barrier kQBarrier0 + consumer (ids 1 and 2 are the ping-pong turns).
 constexpr int kQExchangeFloats = 128;
@@ -108,9 +115,10 @@ struct PvTraits {
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
   // Softmax reference headroom (SAGEATTN_SM90_HEADROOM, SAGEATTN_SM90_HEADROOM_PV16).
   static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
-  template <int kQBytes>
-  static constexpr int kSharedBytes = kQBytes + kStages * (kTileBytes + kVTileBytes) + 8 * kBarriers +
-                                      kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 + kAlignSlack;
+  template <int kQBytes, int kRingStages>
+  static constexpr int kSharedBytes = kQBytes + kRingStages * (kTileBytes + kVTileBytes) +
+                                      8 * kBarriers<kRingStages> + kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 +
+                                      kAlignSlack;
 };
 
 }  // namespace sageattn::sm90

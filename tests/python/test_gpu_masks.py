@@ -76,9 +76,10 @@ def assert_same_instantiation_result(kernel, a, b, a_lse, b_lse):
     """A masked call equals the call it stands for bit for bit (same arithmetic per row), except
     on the FP8 sm90 kernel: its plain and block-mask instantiations run three consumer warpgroups
     that accumulate P.V on the tensor core across tiles, those with an element mask two that
-    promote every tile into FP32 (src/sm90/traits.cuh, CtaShape); its 192-row items also send more
-    tiles near the causal diagonal through the masked softmax, which rounds s * c before the
-    exponent instead of fusing it: the last bits of the output and the LSE differ."""
+    promote every tile into FP32 (src/sm90/traits.cuh, CtaShape); the key ranges of its items (192
+    rows without masks, a Q block or half of one per consumer group with a block mask alone) also
+    send different tiles near the causal diagonal through the masked softmax, which rounds s * c
+    before the exponent instead of fusing it: the last bits of the output and the LSE differ."""
     if kernel == "sm90_wgmma":
         assert rel_l1(a, b) < 1e-3, f"[{kernel}] masked and unmasked outputs differ: {rel_l1(a, b):.2e}"
         assert torch.equal(torch.isinf(a_lse), torch.isinf(b_lse))
@@ -115,6 +116,28 @@ def test_block_mask_is_the_dense_mask_it_stands_for(kernel, dtype):
     assert_same_instantiation_result(kernel, out, dense, lse, dense_lse)
     assert torch.all(out[0, 0, 384:512] == 0) and torch.all(torch.isinf(lse[0, 0, 384:512]))
     check_against_reference(q, k, v, kernel, "HND", "block mask", block_mask=blocks)
+
+
+@pytest.mark.parametrize("nq", [800, 1000, 1151])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_block_mask_on_every_item_shape(kernel, nq, is_causal):
+    """Q block counts of each remainder mod 3 (7, 8 and 9 blocks; the FP8 sm90 kernel pairs a whole
+    Q block with half of another, "split items" in src/sm90/kernel.cuh, so the last items hold a
+    block alone or a group past the end), a last block cut short, GQA, causal or not: the block mask
+    against the element mask it stands for and against float64."""
+    nk = 900
+    q, k, v = make_inputs("gaussian", (2, 4, nq, 128), (2, 2, nk, 128), seed=nq)
+    gen = torch.Generator(device="cuda").manual_seed(nq)
+    row_blocks = (nq + 127) // 128
+    blocks = torch.rand(2, 4, row_blocks, 8, device="cuda", generator=gen) < 0.5
+    blocks[1, 2, row_blocks - 1] = False  # the short last block sees nothing: zeros
+    blocks[0, 1, 2] = True  # a block that keeps every tile next to ones that keep half
+    out, lse = run(q, k, v, kernel, block_mask=blocks, is_causal=is_causal)
+    dense, dense_lse = run(q, k, v, kernel, attn_mask=torch_reference.expand_block_mask(blocks, nq, nk),
+                           is_causal=is_causal)
+    assert_same_instantiation_result(kernel, out, dense, lse, dense_lse)
+    assert torch.all(out[1, 2, (row_blocks - 1) * 128:] == 0)
+    check_against_reference(q, k, v, kernel, "HND", "block mask", block_mask=blocks, is_causal=is_causal)
 
 
 def test_operator_path_takes_the_masks(kernel):
