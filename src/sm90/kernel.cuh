@@ -71,7 +71,7 @@ __device__ __forceinline__ int stage_of(uint32_t tile) { return static_cast<int>
 template <int kDepth>
 __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kDepth) & 1u; }
 
-// Split items: a block mask alone on the three-consumer kernel. A 192-row item of contiguous rows
+// Split items: masks on the three-consumer kernel. A 192-row item of contiguous rows
 // spans two 128-row Q blocks whose masks differ, so its consumers computed different subsets of the
 // tiles the CTA streamed (the union: 75 % of the tiles for a random 50 % mask), and a consumer
 // whose block skipped a tile idled or waited on a ring held by the others: 1.58x of the dense call
@@ -81,6 +81,8 @@ __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kDe
 // through its own ring of stages, so neither waits for the other's tiles: random 50 % block mask
 // 1.57x -> 1.75x of the dense call at 16K (H100, docs/performance.md). A tile both blocks keep is
 // loaded twice (an all-True block mask: 0.99x -> 0.94x). Rings of 3 stages measured no faster.
+// Element masks run split items too (they ran on two consumers before, 128-row items): a boolean
+// causal mask at 16K 1.26x -> 1.61x of the dense call, key padding 0.77x -> 0.94x.
 template <bool kMasks, int kConsumers>
 constexpr bool kSplitItems = kMasks && kConsumers == 3;
 template <bool kMasks, int kConsumers>
@@ -446,10 +448,10 @@ enum ElementMask : int {
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
-__global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoElementMask>::kThreads, 1)
+__global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
   using Pv = PvTraits<kPv16>;
-  using Shape = CtaShape<kPv16, kMasks && kElement != kNoElementMask>;
+  using Shape = CtaShape<kPv16>;
   constexpr int kRows = Shape::kRows;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
@@ -824,8 +826,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       for (int base = 0; base < keys.tiles; base += 32) {
         const int mine = base + lane;
         const uint32_t window = __ballot_sync(0xffffffffu, mine < keys.tiles && own.code<kKeyTile>(mine) != kTileSkip);
+        uint32_t element_bits = 0u;
+        if constexpr (kElement != kNoElementMask)
+          element_bits = __ballot_sync(0xffffffffu, mine < keys.tiles && own.code<kKeyTile>(mine) == kTileElementMask);
         for (uint32_t bits = window; bits != 0; bits &= bits - 1, ++visited) {
           const int tile = base + __ffs(bits) - 1;
+          const bool element = kElement != kNoElementMask && ((element_bits >> (tile - base)) & 1u);
           k_scale_next[0] = lane_k_scales[(2 * tile) * kKGroupsPerBlock];
           k_scale_next[1] = lane_k_scales[(2 * tile + 1) * kKGroupsPerBlock];
           if (visited > 0) pv_and_wait(visited - 1);
@@ -833,7 +839,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
           ptx::wgmma_fence();
           issue_qk(visited);
           ptx::wgmma_wait<0>();
-          softmax_tile(visited, tile, keys.tiles, false);
+          softmax_tile(visited, tile, keys.tiles, element);
           rescale_o();
         }
       }
@@ -844,6 +850,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kMasks && kElement != kNoEleme
       for (int tile = 1; tile < keys.tiles; ++tile) turn(tile, tile, tile + 1, false);
       visited = keys.tiles;
     } else {
+      // Masks on two consumers (the 16-bit P.V), whose turns pair up: both own the item's Q block.
       // The codes come 32 tiles per coalesced load (a global load per tile in this loop would put
       // its latency between a turn's Q.K^T issue and the barrier that opens the other consumer's).
       TileCodeWindow window{codes, keys.tiles, lane};

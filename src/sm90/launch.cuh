@@ -14,7 +14,7 @@ namespace sageattn::sm90 {
 // One instantiation: its CTA shape (CtaShape) sets the threads, the shared memory and the items.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
 cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
-  using Shape = CtaShape<kPv16, kMasks && kElement != kNoElementMask>;
+  using Shape = CtaShape<kPv16>;
   auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
   constexpr int kSharedBytes =
       PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers>>;

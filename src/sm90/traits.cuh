@@ -79,14 +79,15 @@ constexpr int kAlignSlack = 1024;
 // scheduler hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 %
 // causal at 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
 // FP8 P.V accumulates into o on the tensor core (kDirectAcc, kernel.cuh): a consumer holds o, one
-// score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that; masked
-// calls keep 2 (their tile codes are per 128-row Q block).
+// score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that. Masked
+// FP8 calls run three consumers too, on split items (kernel.cuh: tile codes are per 128-row Q
+// block); element masks on two consumers measured 14-22 % slower (H100, docs/performance.md).
 // setmaxnreg moves registers within what the CTA holds at launch (65536 / threads, rounded down
 // to a multiple of 8, per thread). The producer loops over work items (item decode, key range, two
 // stream counters) and spilled at 24 registers; 32 does not.
-template <bool kPv16, bool kMasks>
+template <bool kPv16>
 struct CtaShape {
-  static constexpr int kConsumers = !kPv16 && !kMasks ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
+  static constexpr int kConsumers = !kPv16 ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
   static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
   static constexpr int kRows = 64 * kConsumers;  // query rows per work item
   static constexpr int kThreads = 128 * (1 + kConsumers);

@@ -74,12 +74,10 @@ def check_against_reference(q, k, v, kernel, layout, what, **mask_kw):
 
 def assert_same_instantiation_result(kernel, a, b, a_lse, b_lse):
     """A masked call equals the call it stands for bit for bit (same arithmetic per row), except
-    on the FP8 sm90 kernel: its plain and block-mask instantiations run three consumer warpgroups
-    that accumulate P.V on the tensor core across tiles, those with an element mask two that
-    promote every tile into FP32 (src/sm90/traits.cuh, CtaShape); the key ranges of its items (192
-    rows without masks, a Q block or half of one per consumer group with a block mask alone) also
-    send different tiles near the causal diagonal through the masked softmax, which rounds s * c
-    before the exponent instead of fusing it: the last bits of the output and the LSE differ."""
+    on the FP8 sm90 kernel: its plain instantiation runs 192-row items, the masked ones split items
+    (a Q block or half of one per consumer group, src/sm90/kernel.cuh), so their key ranges send
+    different tiles near the causal diagonal through the masked softmax, which rounds s * c before
+    the exponent instead of fusing it: the last bits of the output and the LSE differ."""
     if kernel == "sm90_wgmma":
         assert rel_l1(a, b) < 1e-3, f"[{kernel}] masked and unmasked outputs differ: {rel_l1(a, b):.2e}"
         assert torch.equal(torch.isinf(a_lse), torch.isinf(b_lse))
