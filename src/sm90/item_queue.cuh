@@ -12,7 +12,8 @@
 //
 // One thread fetches (the K producer thread, of the first ring with split items: it runs furthest
 // ahead) and posts each next index in a two-entry ring in shared memory; the other producer threads
-// and every consumer warp read it when they finish the item. Full barrier: the fetcher's arrival; empty barrier: one arrival per reader.
+// and every consumer warp read it when they finish the item. Full barrier: the fetcher's arrival;
+// empty barrier: one arrival per reader.
 #pragma once
 #include <cstdint>
 
