@@ -77,6 +77,11 @@ __device__ __forceinline__ PackedBlock packed_block_at(const int* cu, int total,
 __device__ __forceinline__ int packed_chunks(int length, int chunks, int chunk_tokens) {
   return min(chunks, (length + chunk_tokens - 1) / chunk_tokens);
 }
+// The statistics chunks a sequence of `length` keys reads: all of a dense call's, a packed
+// sequence's own only (the statistics grids write no others).
+__device__ __forceinline__ int sequence_chunks(const Packing& p, int length, int chunks, int chunk_tokens) {
+  return p.cu_kv == nullptr ? chunks : packed_chunks(length, chunks, chunk_tokens);
+}
 __device__ __forceinline__ PackedBlock packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv,
                                                        int chunks, int chunk_tokens, int position) {
   PackedBlock at = packed_block_at(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position);

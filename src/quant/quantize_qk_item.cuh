@@ -230,10 +230,7 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
     const float* sums = a.k_column_sums +
                         (static_cast<int64_t>(batch) * a.heads_kv + kv_head) * a.column_sum_chunks * kHeadDim;
     const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
-    // A packed sequence's own chunks only (the column-sum grids write no others).
-    const int chunks = a.packing.cu_kv == nullptr
-                           ? a.column_sum_chunks
-                           : packed_chunks(keys, a.column_sum_chunks, a.column_sum_chunk_tokens);
+    const int chunks = sequence_chunks(a.packing, keys, a.column_sum_chunks, a.column_sum_chunk_tokens);
     for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
       float s = 0.f;
 #pragma unroll 4

@@ -169,9 +169,7 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VT
     const int c = threadIdx.x;
     const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
     float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
-    // A packed sequence's own chunks only (the statistics grid writes no others).
-    const int chunks =
-        a.packing.cu_kv == nullptr ? a.stat_chunks : packed_chunks(side.length, a.stat_chunks, a.stat_chunk_tokens);
+    const int chunks = sequence_chunks(a.packing, side.length, a.stat_chunks, a.stat_chunk_tokens);
     for (int i = 0; i < chunks; ++i) {
       sum += stats[(i * kVStats + kVSum) * kVChannels + c];
       mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
