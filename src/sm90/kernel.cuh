@@ -4,7 +4,7 @@
 // taking items from a queue (item_queue.cuh; one CTA per item with SAGEATTN_SM90_PERSISTENT=0):
 //  - warpgroup 0, the producer: two threads stream the K and V tiles through a kStages-deep ring
 //    of shared-memory stages with the bulk-copy engine (the pre-pass stored every tile contiguous
-//    and already swizzled, so one copy instruction moves a whole 16 KB tile); block masks on three
+//    and already swizzled, so one copy instruction moves a whole 16 KB tile); masks on three
 //    consumers: four threads, two rings ("split items" below);
 //  - the consumers (2 or 3): 64 query rows each, which they quantize to INT8 in shared memory at
 //    the item's start (q_quantize.cuh); per 128-token tile
