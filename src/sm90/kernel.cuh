@@ -217,7 +217,7 @@ __device__ __forceinline__ void produce(const AttentionArgs& a,
       keys = split_group_keys<kCausal>(rows.queries.length, rows.keys_side.length, a.k_blocks / 2, row0, ring);
       if (keys.tiles > 0) codes = tile_code_row(a, w.batch, w.head, row0 / kQRows);
     } else if constexpr (kMasks) {
-      static_assert(kSplit || kRows == kQRows, "masked items are one Q block, or split");
+      static_assert(kRows == kQRows, "masked items are one Q block unless split");
       codes = tile_code_row(a, w.batch, w.head, w.q_block);
     }
     const int tiles = keys.tiles;
