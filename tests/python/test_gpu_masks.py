@@ -87,6 +87,14 @@ def assert_same_instantiation_result(kernel, a, b, a_lse, b_lse):
         assert torch.equal(a, b) and torch.equal(a_lse, b_lse)
 
 
+def assert_block_mask_is_element_mask(out, dense, lse, dense_lse):
+    """A block mask and the boolean mask it stands for visit the same tiles in the same items with
+    the same arithmetic on every kernel (on the FP8 sm90 kernel both run split items): bit for bit
+    the same output and LSE."""
+    assert torch.equal(out, dense), f"block and element masks differ: {rel_l1(out, dense):.2e}"
+    assert torch.equal(lse, dense_lse)
+
+
 @pytest.mark.parametrize("nq, nk", [(777, 777), (1000, 1000), (256, 256)])
 def test_boolean_causal_mask_is_is_causal(kernel, nq, nk):
     q, k, v = make_inputs("k_bias", (2, 4, nq, 128), (2, 2, nk, 128), seed=nq)
@@ -111,7 +119,7 @@ def test_block_mask_is_the_dense_mask_it_stands_for(kernel, dtype):
     blocks[0, 0, 3] = False  # a Q block that sees nothing: zeros
     out, lse = run(q, k, v, kernel, block_mask=blocks)
     dense, dense_lse = run(q, k, v, kernel, attn_mask=torch_reference.expand_block_mask(blocks, 1000, 900))
-    assert_same_instantiation_result(kernel, out, dense, lse, dense_lse)
+    assert_block_mask_is_element_mask(out, dense, lse, dense_lse)
     assert torch.all(out[0, 0, 384:512] == 0) and torch.all(torch.isinf(lse[0, 0, 384:512]))
     check_against_reference(q, k, v, kernel, "HND", "block mask", block_mask=blocks)
 
@@ -133,7 +141,7 @@ def test_block_mask_on_every_item_shape(kernel, nq, is_causal):
     out, lse = run(q, k, v, kernel, block_mask=blocks, is_causal=is_causal)
     dense, dense_lse = run(q, k, v, kernel, attn_mask=torch_reference.expand_block_mask(blocks, nq, nk),
                            is_causal=is_causal)
-    assert_same_instantiation_result(kernel, out, dense, lse, dense_lse)
+    assert_block_mask_is_element_mask(out, dense, lse, dense_lse)
     assert torch.all(out[1, 2, (row_blocks - 1) * 128:] == 0)
     check_against_reference(q, k, v, kernel, "HND", "block mask", block_mask=blocks, is_causal=is_causal)
 
