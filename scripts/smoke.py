@@ -167,6 +167,8 @@ def host_overhead():
         return best * 1e6
 
     args = (_validate.LAYOUT_HND, False, 0.125, False, True, 0, 0)
+    bool_mask = torch.rand(1, 1, 128, 128, device="cuda") > 0.1
+    block_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device="cuda")
 
     def first_call():
         core._checked_calls.clear()
@@ -180,6 +182,8 @@ def host_overhead():
         ("  C ABI launch only (_launch.forward)",
          lambda: _launch.forward(q, q, q, out, None, *args[:3], *args[4:])),
         ("  through the torch operator instead", lambda: ops.attention_forward(q, q, q, *args)),
+        ("sageattn with a bool attn_mask", lambda: sageattention.sageattn(q, q, q, attn_mask=bool_mask)),
+        ("sageattn with a block_mask", lambda: sageattention.sageattn(q, q, q, block_mask=block_mask)),
         ("  torch.empty (one allocation)", lambda: torch.empty(4096, dtype=torch.uint8, device="cuda")),
     ]
     print("\nhost time per call (tiny problem, CPU microseconds):")

@@ -14,7 +14,7 @@ import threading
 import torch
 
 from . import _library
-from ._abi import ABI_VERSION, DType, MaskType, SageattnParams, SageattnTensor, Status
+from ._abi import ABI_VERSION, DType, MaskType, SageattnMask, SageattnParams, SageattnTensor, Status
 from ._validate import LAYOUT_HND
 
 _DTYPE_CODES = {torch.float16: int(DType.FP16), torch.bfloat16: int(DType.BF16)}
@@ -92,6 +92,8 @@ def _thread_state():
 _POINTER = struct.Struct("=Q")
 _POINTER_OFFSETS = tuple(getattr(SageattnParams, name).offset + (SageattnTensor.data.offset if name != "lse" else 0)
                          for name in ("q", "k", "v", "out", "lse"))
+_MASK_POINTER_OFFSETS = tuple(getattr(SageattnParams, name).offset + SageattnMask.data.offset
+                              for name in ("mask", "block_mask"))
 _PARAMS_BYTES = ctypes.sizeof(SageattnParams)
 
 
@@ -164,6 +166,10 @@ def forward(q, k, v, out, lse, layout, is_causal, sm_scale, smooth_k, qk_granula
         for offset, pointer in zip(_POINTER_OFFSETS, (q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                                                       0 if lse is None else lse.data_ptr())):
             _POINTER.pack_into(params, offset, pointer)
+        if attn_mask is not None:
+            _POINTER.pack_into(params, _MASK_POINTER_OFFSETS[0], attn_mask.data_ptr())
+        if block_mask is not None:
+            _POINTER.pack_into(params, _MASK_POINTER_OFFSETS[1], block_mask.data_ptr())
         nbytes = checked.workspace_bytes
     else:
         nbytes = _pack_params(params, workspace_bytes, reason, lib, device_index, q, k, v, out, lse, layout,

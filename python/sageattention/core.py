@@ -16,14 +16,14 @@ from .ops import attention_forward
 
 __all__ = ["sageattn", "validate_call"]
 
-# Host time (issue 4): an eager call without masks whose arguments all match a call checked before
-# skips validate_call and canonicalize, whose outcome is a function of exactly what the key holds:
-# shapes, strides, dtypes and devices of q, k, v, and every other argument with its type (a type
-# differing, e.g. numpy.bool_ for bool, takes the checks again, so nothing they refuse gets through;
-# types come before values so that no unlike pair is ever compared). What can change between two
-# such calls is checked on every call: grad mode and requires_grad here, the data pointers'
-# alignment in ops._run. Only calls that need no copy of q, k or v are kept (the others pay far
-# more than the checks). Bounded: a model has few shapes; a sweep past the bound starts over.
+# Host time (issue 4): an eager call whose arguments all match a call checked before skips
+# validate_call and canonicalize, whose outcome is a function of exactly what the key holds: shapes,
+# strides, dtypes and devices of q, k, v and of the masks, and every other argument with its type (a
+# type differing, e.g. numpy.bool_ for bool, takes the checks again, so nothing they refuse gets
+# through; types come before values so that no unlike pair is ever compared). What can change
+# between two such calls is checked on every call: grad mode and requires_grad here, the data
+# pointers' alignment in ops._run. Only calls that need no copy of q, k or v are kept (the others
+# pay far more than the checks). Bounded: a model has few shapes; a sweep past the bound starts over.
 _checked_calls = {}
 _MAX_CHECKED_CALLS = 256
 
@@ -41,11 +41,19 @@ class _CheckedCall:
 
 
 def _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran, dropout_p, kernel,
-              rotate_qk):
+              rotate_qk, attn_mask=None, block_mask=None):
+    """The masks are None or plain tensors (ops.eager_fast_path_ok): their layout, not their values,
+    decides the checks (the values reach the kernel through the data pointer, patched every call)."""
     return (q.shape, k.shape, v.shape, q.stride(), k.stride(), v.stride(), q.dtype, k.dtype, v.dtype, q.device,
             k.device, v.device, type(tensor_layout), tensor_layout, type(is_causal), is_causal, type(sm_scale), sm_scale,
             type(return_lse), return_lse, type(smooth_k), smooth_k, type(qk_quant_gran), qk_quant_gran,
-            type(dropout_p), dropout_p, type(kernel), kernel, type(rotate_qk), rotate_qk)
+            type(dropout_p), dropout_p, type(kernel), kernel, type(rotate_qk), rotate_qk,
+            None if attn_mask is None else (attn_mask.shape, attn_mask.stride(), attn_mask.dtype, attn_mask.device),
+            None if block_mask is None else (block_mask.shape, block_mask.stride(), block_mask.dtype, block_mask.device))
+
+
+def _requires_grad(t):
+    return t is not None and t.requires_grad
 
 
 def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, return_lse=False, *,
@@ -138,17 +146,18 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.
     """
     key = None
-    if attn_mask is None and block_mask is None and ops.eager_fast_path_ok(q, k, v):
+    if ops.eager_fast_path_ok(q, k, v, attn_mask, block_mask):
         try:
             key = _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
-                            dropout_p, kernel, rotate_qk)
+                            dropout_p, kernel, rotate_qk, attn_mask, block_mask)
             checked = _checked_calls.get(key)
         except TypeError:  # an unhashable argument: the checks below name it
             key = checked = None
         if checked is not None and not (
-                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)):
+                torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad
+                                             or _requires_grad(attn_mask) or _requires_grad(block_mask))):
             out, lse = ops.call_checked(q, k, v, checked, bool(is_causal), bool(return_lse), bool(smooth_k),
-                                        bool(rotate_qk))
+                                        bool(rotate_qk), attn_mask, block_mask)
             return (out, lse) if return_lse else out
 
     head_dim, layout, sm_scale, granularity, kernel_code, attn_mask, block_mask = validate_call(

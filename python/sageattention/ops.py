@@ -154,11 +154,18 @@ def call_eager(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k, qk_gr
                 smooth_v, attn_mask, block_mask, empty_lse=False, rotate_qk=rotate_qk)
 
 
-def call_checked(q, k, v, checked, is_causal, return_lse, smooth_k, rotate_qk):
-    """call_eager without masks for inputs that match a call sageattn checked before (`checked`, a
-    core._CheckedCall): the same launch, minus what that record already answers."""
+def call_checked(q, k, v, checked, is_causal, return_lse, smooth_k, rotate_qk, attn_mask=None, block_mask=None):
+    """call_eager for inputs that match a call sageattn checked before (`checked`, a
+    core._CheckedCall): the same launch, minus what that record already answers. The masks come as
+    the caller gave them: once the record holds the params bytes only their data pointers are read
+    (an expanded view has its tensor's), otherwise they are expanded here as validate_call did."""
+    if (attn_mask is not None or block_mask is not None) and (
+            checked.params is None or not (_launch.pointer_aligned(q) and _launch.pointer_aligned(k)
+                                           and _launch.pointer_aligned(v))):
+        attn_mask, block_mask = check_masks(q, k, checked.layout, attn_mask, block_mask)
     return _run(q, k, v, checked.layout, is_causal, checked.sm_scale, return_lse, smooth_k, checked.granularity,
-                checked.kernel, empty_lse=False, rotate_qk=rotate_qk, checked=checked)
+                checked.kernel, attn_mask=attn_mask, block_mask=block_mask, empty_lse=False, rotate_qk=rotate_qk,
+                checked=checked)
 
 
 def _attention_forward_fake(q, k, v, layout, is_causal, sm_scale, return_lse, smooth_k,

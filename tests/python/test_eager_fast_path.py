@@ -126,3 +126,20 @@ def test_checked_call_keys_tell_equal_values_of_other_types_apart():
     unhashable[7] = ["auto"]
     with pytest.raises(TypeError):
         hash(core._call_key(q, k, v, *unhashable))
+
+
+def test_checked_call_keys_tell_mask_layouts_apart():
+    """Masked calls are recorded too: the key holds each mask's shape, strides, dtype and device
+    (what the checks and the expanded view's strides depend on), not its values."""
+    from sageattention import core
+
+    q, k, v = _tensors()
+    args = ["HND", False, None, False, True, "per_thread", 0.0, "auto", True]
+    mask = torch.rand(1, 1, 3, 3) > 0.5
+    key = core._call_key(q, k, v, *args, mask, None)
+    assert key == core._call_key(q, k, v, *args, torch.rand(1, 1, 3, 3) > 0.5, None), "values must not matter"
+    assert key != core._call_key(q, k, v, *args)
+    assert key != core._call_key(q, k, v, *args, None, mask), "attn_mask and block_mask are different slots"
+    assert key != core._call_key(q, k, v, *args, mask.float(), None)
+    assert key != core._call_key(q, k, v, *args, torch.rand(1, 2, 3, 3) > 0.5, None)
+    assert key != core._call_key(q, k, v, *args, (torch.rand(1, 1, 3, 3) > 0.5).transpose(2, 3), None)

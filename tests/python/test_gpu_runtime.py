@@ -219,6 +219,48 @@ def test_eager_fast_path_equals_the_operator(head_dim, is_causal, layout, monkey
     assert torch.equal(again, out) and torch.equal(again_lse, lse)
 
 
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "block", "both"])
+def test_repeated_masked_calls_read_each_calls_mask(mask_kind, monkeypatch):
+    """Masked calls are recorded as unmasked ones are (core._checked_calls): a repeated call patches
+    the masks' data pointers into the recorded params. Two masks of one layout and different values,
+    alternated over recorded calls, each give the result of a fully checked call with that mask,
+    bit for bit; a misaligned q (copied, so the masks are expanded again) gives it too, and a mask
+    that requires grad is still refused."""
+    q, k, v = make_inputs("gaussian", (2, 4, 300, 128), (2, 2, 333, 128), seed=3)
+    gen = torch.Generator(device="cuda").manual_seed(5)
+
+    def masks():
+        attn_mask = block_mask = None
+        if mask_kind in ("bool", "both"):
+            attn_mask = torch.rand(1, 4, 300, 333, device="cuda", generator=gen) > 0.3
+        if mask_kind == "additive":
+            attn_mask = torch.randn(2, 1, 300, 333, device="cuda", generator=gen)
+        if mask_kind in ("block", "both"):
+            block_mask = torch.rand(2, 4, 3, 3, device="cuda", generator=gen) > 0.4
+        return attn_mask, block_mask
+
+    pairs = (masks(), masks())
+    monkeypatch.setattr(core, "_checked_calls", {})
+    expected = []
+    for attn_mask, block_mask in pairs:
+        core._checked_calls.clear()  # the full checks
+        expected.append(sageattn(q, k, v, attn_mask=attn_mask, block_mask=block_mask))
+    assert not torch.equal(expected[0], expected[1]), "the two masks must give different outputs"
+    core._checked_calls.clear()
+    for i in (0, 1, 0, 1, 0):  # records, fills the params bytes, then patches pointers
+        attn_mask, block_mask = pairs[i]
+        assert torch.equal(sageattn(q, k, v, attn_mask=attn_mask, block_mask=block_mask), expected[i]), f"mask {i}"
+    assert len(core._checked_calls) == 1
+    base = torch.empty(q.numel() + 1, device="cuda", dtype=q.dtype)
+    shifted = base[1:].view(q.shape)
+    shifted.copy_(q)
+    assert shifted.data_ptr() % 16 != 0
+    same_result(sageattn(shifted, k, v, attn_mask=pairs[1][0], block_mask=pairs[1][1]), expected[1])
+    if mask_kind == "additive":
+        with torch.enable_grad(), pytest.raises(RuntimeError, match="forward-only"):
+            sageattn(q, k, v, attn_mask=pairs[0][0].clone().requires_grad_())
+
+
 def test_a_repeated_call_still_checks_what_can_differ():
     """A call whose arguments match one checked before skips validate_call (core._checked_calls);
     what can differ between two such calls is still checked: the pointers' alignment, grad mode and
