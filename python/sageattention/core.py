@@ -146,7 +146,9 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         RuntimeError for inputs that require grad (forward only) and for CUDA failures.
     """
     key = None
-    if ops.eager_fast_path_ok(q, k, v, attn_mask, block_mask):
+    # Types and modes only: the same answer for the canonicalized tensors and expanded masks below.
+    eager = ops.eager_fast_path_ok(q, k, v, attn_mask, block_mask)
+    if eager:
         try:
             key = _call_key(q, k, v, tensor_layout, is_causal, sm_scale, return_lse, smooth_k, qk_quant_gran,
                             dropout_p, kernel, rotate_qk, attn_mask, block_mask)
@@ -175,7 +177,7 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             _checked_calls.clear()
         _checked_calls[key] = _CheckedCall(layout, sm_scale, granularity, kernel_code)
 
-    run = ops.call_eager if ops.eager_fast_path_ok(q_in, k_in, v_in, attn_mask, block_mask) else attention_forward
+    run = ops.call_eager if eager else attention_forward
     out, lse = run(q_in, k_in, v_in, layout, bool(is_causal), sm_scale, bool(return_lse),
                    bool(smooth_k), granularity, kernel_code, True, attn_mask, block_mask, bool(rotate_qk))
     if padded_head_dim != head_dim:
