@@ -24,27 +24,36 @@ constexpr int kMaxColumnSumChunks = 16;
 constexpr int kMinColumnSumChunkTokens = 512;
 
 // K smoothing subtracts a per-channel mean of K (any constant vector leaves softmax unchanged; the
-// mean keeps INT8's range for what varies). Sequences of at least kKMeanSampleMinKeys keys take
-// it over one key in every aligned group of 8, at a pseudo-random position within the group (a
-// fixed stride would alias with RoPE channels whose period divides it), so the statistics pass
-// reads an eighth of K; shorter ones average every key. docs/design/quantization.md ("K smoothing",
-// "The sample") has the error and the bytes.
-constexpr int kKMeanSampleMinKeys = 2048;
-constexpr int kKMeanSampleStride = 8;
-// The sampled position (0..7) in group `group` of a sequence: the top 3 bits of a multiplicative hash.
-inline constexpr int k_mean_sample_offset(int group) {
-  return static_cast<int>((static_cast<uint32_t>(group) * 2654435761u) >> 29);
+// mean keeps INT8's range for what varies). It is taken over one key in every aligned group of
+// `stride` keys, at a pseudo-random position within the group (a fixed position would alias with
+// RoPE channels whose period divides the stride), with the largest stride of 1, 2, 4 or 8 that
+// still averages at least kKMeanMinSamples keys: every key below 512 keys, one in 2 from 512, one
+// in 4 from 1024, one in 8 from 2048. The statistics pass reads that share of K.
+// docs/design/quantization.md ("K smoothing", "The sample") has the error and the bytes.
+constexpr int kKMeanMinSamples = 256;
+constexpr int kKMeanMaxSampleStride = 8;
+inline constexpr int k_mean_sample_stride(int keys) {
+  int stride = 1;
+  while (stride < kKMeanMaxSampleStride && keys >= 2 * stride * kKMeanMinSamples) stride *= 2;
+  return stride;
 }
-inline constexpr bool k_mean_samples_all(int keys) { return keys < kKMeanSampleMinKeys; }
+// The sampled position (0 .. stride - 1) in group `group` of a sequence: the top log2(stride) bits of
+// a multiplicative hash (the same bits at every stride: stride 8 takes three, stride 2 the first).
+inline constexpr int k_mean_sample_offset(int group, int stride) {
+  const uint32_t hash = static_cast<uint32_t>(group) * 2654435761u;
+  return stride == 8 ? static_cast<int>(hash >> 29) : stride == 4 ? static_cast<int>(hash >> 30)
+                                                   : stride == 2 ? static_cast<int>(hash >> 31) : 0;
+}
+inline constexpr bool k_mean_samples_all(int keys) { return k_mean_sample_stride(keys) == 1; }
 // Key `key` of a sequence of `keys` keys contributes to the mean.
 inline constexpr bool k_mean_sampled(int key, int keys) {
-  return k_mean_samples_all(keys) || key % kKMeanSampleStride == k_mean_sample_offset(key / kKMeanSampleStride);
+  const int stride = k_mean_sample_stride(keys);
+  return key % stride == k_mean_sample_offset(key / stride, stride);
 }
 // How many keys of a sequence of `keys` keys contribute (the mean's divisor).
 inline constexpr int k_mean_sample_count(int keys) {
-  return k_mean_samples_all(keys) ? keys
-                                  : keys / kKMeanSampleStride +
-                                        (keys % kKMeanSampleStride > k_mean_sample_offset(keys / kKMeanSampleStride) ? 1 : 0);
+  const int stride = k_mean_sample_stride(keys);
+  return keys / stride + (keys % stride > k_mean_sample_offset(keys / stride, stride) ? 1 : 0);
 }
 
 // The sm90 kernel's key/value tile: 128 tokens, i.e. two K quantization blocks. Its FP8 V tiles are

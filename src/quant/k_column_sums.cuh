@@ -35,14 +35,15 @@ __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int c
     for (int e = 0; e < 8; ++e) acc[e] += x[e];
   };
   if (col < a.head_dim) {
-    if (k_mean_samples_all(side.length)) {
+    const int stride = k_mean_sample_stride(side.length);
+    if (stride == 1) {
 #pragma unroll 4
       for (int t = first + row_lane; t < last; t += kRowsPerPass) add_row(t);
     } else {
-      // One key per aligned group of 8 (tiling.h): chunks start at multiples of 64 tokens.
+      // One key per aligned group of `stride` (tiling.h): chunks start at multiples of 64 tokens.
 #pragma unroll 4
-      for (int group = first / kKMeanSampleStride + row_lane; group * kKMeanSampleStride < last; group += kRowsPerPass) {
-        const int t = group * kKMeanSampleStride + k_mean_sample_offset(group);
+      for (int group = first / stride + row_lane; group * stride < last; group += kRowsPerPass) {
+        const int t = group * stride + k_mean_sample_offset(group, stride);
         if (t < last) add_row(t);
       }
     }

@@ -93,8 +93,8 @@ SAGEATTN_REFERENCE_EXPORT QuantizedMatrix quantize_k(const float* k, int64_t tok
 
 // mean[c] = (float32 sum over tokens in token order) / tokens, in float32.
 SAGEATTN_REFERENCE_EXPORT std::vector<float> k_channel_mean(const float* k, int64_t tokens, int head_dim);
-// K smoothing's mean: the same over the keys k_mean_sampled picks (common/tiling.h: every key below
-// kKMeanSampleMinKeys, one in each aligned group of 8 from there), divided by their count.
+// K smoothing's mean: the same over the keys k_mean_sampled picks (common/tiling.h: one key in each
+// aligned group of 1, 2, 4 or 8 keys, at least 256 keys), divided by their count.
 SAGEATTN_REFERENCE_EXPORT std::vector<float> k_smoothing_mean(const float* k, int64_t tokens, int head_dim);
 // K'[j][c] = K[j][c] - mean[c] in float32.
 SAGEATTN_REFERENCE_EXPORT std::vector<float> subtract_channel_mean(const float* k, int64_t tokens,

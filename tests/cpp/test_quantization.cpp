@@ -2,6 +2,7 @@
 // which rows share a scale, the scale and rounding definitions, zero groups, saturation, K smoothing.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -327,42 +328,51 @@ TEST(Quantization, KMeanIsFloatSumThenDivide) {
     for (int c = 0; c < d; ++c) ASSERT_EQ(smoothed[j * d + c], k[j * d + c] - mean[c]);
 }
 
-// K smoothing's mean from a sample (common/tiling.h, docs/design/quantization.md): every key below
-// kKMeanSampleMinKeys, from there one key per aligned group of 8 at a hashed position.
-TEST(Quantization, KSmoothingMeanSamplesOneKeyInEightFrom2048Keys) {
-  for (int keys : {0, 1, 7, 2047, 2048, 2049, 2055, 4099, 8191, 8192, 100003}) {
+// K smoothing's mean from a sample (common/tiling.h, docs/design/quantization.md): one key per
+// aligned group of 1, 2, 4 or 8 keys (from 512, 1024, 2048 keys), at a hashed position, so that at
+// least 256 keys are averaged.
+TEST(Quantization, KSmoothingMeanSamplesOneKeyPerGroupOfAtLeast256) {
+  const int expected_stride[][2] = {{0, 1},      {1, 1},      {7, 1},      {511, 1},    {512, 2},   {513, 2},
+                                    {1023, 2},   {1024, 4},   {1031, 4},   {2047, 4},   {2048, 8},  {2049, 8},
+                                    {2055, 8},   {4099, 8},   {8191, 8},   {8192, 8},   {100003, 8}};
+  for (const auto& [keys, stride] : expected_stride) {
+    ASSERT_EQ(sageattn::k_mean_sample_stride(keys), stride) << keys << " keys";
     int sampled = 0;
     for (int j = 0; j < keys; ++j) sampled += sageattn::k_mean_sampled(j, keys) ? 1 : 0;
     EXPECT_EQ(sampled, sageattn::k_mean_sample_count(keys)) << keys << " keys";
-    if (keys < sageattn::kKMeanSampleMinKeys) EXPECT_EQ(sampled, keys);
-    if (keys >= sageattn::kKMeanSampleMinKeys) {
-      EXPECT_GE(sampled, keys / 8);
-      EXPECT_LE(sampled, keys / 8 + 1);
-      for (int group = 0; group < keys / 8; ++group) {  // exactly one per whole group
-        int in_group = 0;
-        for (int j = 8 * group; j < 8 * group + 8; ++j) in_group += sageattn::k_mean_sampled(j, keys) ? 1 : 0;
-        ASSERT_EQ(in_group, 1) << keys << " keys, group " << group;
-      }
+    EXPECT_EQ(sageattn::k_mean_samples_all(keys), stride == 1) << keys << " keys";
+    if (stride == 1) EXPECT_EQ(sampled, keys);
+    if (stride > 1) EXPECT_GE(sampled, sageattn::kKMeanMinSamples) << keys << " keys";
+    EXPECT_GE(sampled, keys / stride);
+    EXPECT_LE(sampled, keys / stride + 1);
+    for (int group = 0; group < keys / stride; ++group) {  // exactly one per whole group
+      int in_group = 0;
+      for (int j = stride * group; j < stride * group + stride; ++j) in_group += sageattn::k_mean_sampled(j, keys) ? 1 : 0;
+      ASSERT_EQ(in_group, 1) << keys << " keys, group " << group;
     }
   }
-  // The position inside a group is spread over all 8 (a fixed stride would alias with a channel of
-  // period 8, 4 or 2 tokens): each offset takes 8-17 % of 4096 groups.
-  int per_offset[8] = {};
-  for (int group = 0; group < 4096; ++group) ++per_offset[sageattn::k_mean_sample_offset(group)];
-  for (int o = 0; o < 8; ++o) {
-    EXPECT_GT(per_offset[o], 4096 * 8 / 100) << "offset " << o;
-    EXPECT_LT(per_offset[o], 4096 * 17 / 100) << "offset " << o;
+  // The position inside a group is spread over the whole group (a fixed position would alias with
+  // a channel whose period divides the stride): each offset takes 8-17 % of 4096 groups at stride 8,
+  // 18-32 % at stride 4, 40-60 % at stride 2.
+  for (const auto& [stride, low, high] : {std::array<int, 3>{8, 8, 17}, {4, 18, 32}, {2, 40, 60}}) {
+    int per_offset[8] = {};
+    for (int group = 0; group < 4096; ++group) ++per_offset[sageattn::k_mean_sample_offset(group, stride)];
+    for (int o = 0; o < stride; ++o) {
+      EXPECT_GT(per_offset[o], 4096 * low / 100) << "stride " << stride << ", offset " << o;
+      EXPECT_LT(per_offset[o], 4096 * high / 100) << "stride " << stride << ", offset " << o;
+    }
   }
 }
 
 TEST(Quantization, KSmoothingMeanIsTheSampledFloatMean) {
   const int d = 12;
   std::mt19937 rng(13);
-  for (int64_t tokens : {int64_t{1001}, int64_t{2047}, int64_t{2048}, int64_t{5003}}) {
+  for (int64_t tokens : {int64_t{300}, int64_t{777}, int64_t{1001}, int64_t{1500}, int64_t{2047}, int64_t{2048},
+                         int64_t{5003}}) {
     std::vector<float> k = gaussian(static_cast<size_t>(tokens) * d, rng);
     sageattn_test::add_channel_bias(k, d, 10.0f, rng);
-    // Channel 0 a sinusoid of period 8 tokens (a RoPE-like channel, mean 0): a stride-8 sample
-    // would see one phase only and return its amplitude instead of ~0.
+    // Channel 0 a sinusoid of period 8 tokens (a RoPE-like channel, mean 0): a sample at a fixed
+    // position of every group of 2, 4 or 8 would see one or two phases only.
     for (int64_t j = 0; j < tokens; ++j) k[j * d] = 5.0f * std::sin(6.283185307f * static_cast<float>(j % 8) / 8.0f + 0.7f);
     const std::vector<float> mean = ref::k_smoothing_mean(k.data(), tokens, d);
     const std::vector<float> full = ref::k_channel_mean(k.data(), tokens, d);
@@ -372,7 +382,7 @@ TEST(Quantization, KSmoothingMeanIsTheSampledFloatMean) {
       for (int64_t j = 0; j < tokens; ++j)
         if (sageattn::k_mean_sampled(static_cast<int>(j), static_cast<int>(tokens))) sum += k[j * d + c];
       EXPECT_EQ(mean[c], sum / static_cast<float>(count)) << tokens << " tokens, channel " << c;
-      if (tokens < sageattn::kKMeanSampleMinKeys) EXPECT_EQ(mean[c], full[c]);
+      if (sageattn::k_mean_samples_all(static_cast<int>(tokens))) EXPECT_EQ(mean[c], full[c]);
       // A sample of >= 256 keys of unit-variance noise: within 5 standard errors of the full mean.
       EXPECT_NEAR(mean[c], full[c], 5.0 / std::sqrt(static_cast<double>(count)) + (c == 0 ? 0.5 : 0.0))
           << tokens << " tokens, channel " << c;

@@ -65,12 +65,12 @@ def test_oracle_distributions(kind, head_dim, is_causal, kernel):
     check_call(q, k, v, kernel, is_causal=is_causal, what=f"{kind} d={head_dim} causal={is_causal}")
 
 
-@pytest.mark.parametrize("keys", [2047, 2048, 3001])
+@pytest.mark.parametrize("keys", [511, 512, 1023, 1024, 2047, 2048, 3001])
 def test_sampled_k_mean_at_the_threshold(keys, kernel):
-    """K smoothing's mean over one key in 8 from 2048 keys on (common/tiling.h): the kernels against
-    the emulation, which samples the same keys. The channel bias (8 sigma) makes a wrong mean show:
-    one divided by the key count instead of the sample count would leave 7/8 of the bias in the
-    INT8 range."""
+    """K smoothing's mean over one key in 2, 4 or 8 from 512, 1024 or 2048 keys on (common/tiling.h):
+    the kernels against the emulation, which samples the same keys. The channel bias (8 sigma) makes
+    a wrong mean show: one divided by the key count instead of the sample count would leave half or
+    more of the bias in the INT8 range."""
     q, k, v = make_inputs("k_bias", (1, 2, 130, 128), (1, 2, keys, 128), seed=11)
     check_call(q, k, v, kernel, what=f"{keys} keys")
     check_call(q, k, v, kernel, is_causal=True, what=f"{keys} keys causal")
