@@ -7,6 +7,7 @@
 #   STEPS="install smoke" scripts/gpu_check.sh
 #   STEPS=wheel scripts/gpu_check.sh     # the wheel in dist/ in a fresh venv + GPU tests (docs/wheels.md)
 #   STEPS=ctest scripts/gpu_check.sh     # C++ unit tests incl. the sm90 PTX tests (needs libgtest-dev)
+#   STEPS="install sanitize" scripts/gpu_check.sh  # compute-sanitizer memcheck + racecheck, small calls
 #   SAGEATTN_CUDA_ARCHS=90a BENCH_ARGS="--seqlens 4096 16384" scripts/gpu_check.sh
 #   SAGEATTN_CUDA_FLAGS="-DSAGEATTN_SM80_CLAMPED_EXP=1" STEPS="install tests" scripts/gpu_check.sh
 set -uo pipefail
@@ -75,6 +76,18 @@ REPO=$(cd - >/dev/null && pwd)
 if step smoke; then
   python3 "$REPO/scripts/smoke.py" 2>&1 | tee "$OUT/smoke.log"
   summary+=("smoke: exit ${PIPESTATUS[0]}")
+fi
+
+if step sanitize; then
+  # compute-sanitizer on small calls of every kernel path (scripts/sanitize_calls.py).
+  for tool in memcheck racecheck; do
+    start=$(date +%s)
+    compute-sanitizer --tool "$tool" --error-exitcode 1 python3 "$REPO/scripts/sanitize_calls.py" \
+      > "$OUT/sanitize_$tool.log" 2>&1
+    rc=$?
+    summary+=("sanitize $tool: exit $rc, $(grep -m1 'ERROR SUMMARY' "$OUT/sanitize_$tool.log" || tail -1 "$OUT/sanitize_$tool.log") ($(( $(date +%s) - start )) s)")
+    [[ $rc -ne 0 ]] && grep -E "^=========" "$OUT/sanitize_$tool.log" | head -30
+  done
 fi
 
 if step tests; then

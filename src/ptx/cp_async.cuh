@@ -25,4 +25,10 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
+// A hint: fetch the 128-byte line holding `global_ptr` into L2 (the hardware may drop it; no value
+// changes). Callers pass addresses inside their tensors' lines only.
+__device__ __forceinline__ void prefetch_l2(const void* global_ptr) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(global_ptr));
+}
+
 }  // namespace sageattn::ptx

@@ -30,6 +30,7 @@
 #include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
+#include "ptx/cp_async.cuh"
 #include "ptx/grid_dependency.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "ptx/math.cuh"
@@ -244,6 +245,37 @@ __device__ __forceinline__ void produce(const AttentionArgs& a,
       }
       ptx::bulk_copy_global_to_shared(is_v ? sh.v(s) : sh.k(s),
                                       base + item_offset + static_cast<int64_t>(tile) * tile_bytes, tile_bytes, full);
+    }
+  }
+}
+
+// Persistent CTAs of the non-split kernels: producer warp 2 reads each next item's index when the
+// fetcher posts it (item_queue.cuh: the consumers are then still kStages tiles from the current
+// item's end) and prefetches that item's Q rows into L2, so that the consumers' Q loads at the
+// item's start (q_quantize.cuh) hit L2 instead of DRAM. The CTA's first item is loaded directly
+// (its loads overlap the pre-pass). 32 lanes split the rows; every line of a row is fetched.
+template <bool kCausal, int kRows, bool kPacked>
+__device__ __forceinline__ void prefetch_next_q_rows(const AttentionArgs& a, const LongestFirst* order,
+                                                     const ItemQueue& queue, int element_bytes) {
+  const int lane = threadIdx.x % 32;
+  const int64_t items = work_items<kRows, kPacked, false>(a);
+  uint32_t item = 0;
+  for (int64_t index = blockIdx.x; index < items;) {
+    index = queue.take(item++, true);  // one take per item, as every reader
+    if (index >= items) break;
+    const WorkItem w = work_item<kCausal, kRows, kPacked, false>(a, index, order);
+    const ItemRows rows = item_rows<kCausal, kPacked, kRows>(a, w);
+    if (rows.empty) continue;
+    const char* head_rows = static_cast<const char*>(a.q) + token0_offset(rows.queries, w.batch, w.head, a.q_stride_batch,
+                                                                          a.q_stride_head, a.q_stride_token) *
+                                                                element_bytes;
+    const int64_t stride_bytes = a.q_stride_token * element_bytes;
+    const int row_bytes = a.head_dim * element_bytes;
+    const int last_row = min(w.q_block * kRows + kRows, rows.queries.length);
+    for (int r = w.q_block * kRows + lane; r < last_row; r += 32) {
+      const uintptr_t row = reinterpret_cast<uintptr_t>(head_rows + r * stride_bytes);
+      for (uintptr_t line = row & ~uintptr_t{127}; line < row + row_bytes; line += 128)
+        ptx::prefetch_l2(reinterpret_cast<const void*>(line));
     }
   }
 }
@@ -472,8 +504,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
   __shared__ int64_t queue_slots[2];
   const ItemQueue queue{ptx::shared_address(queue_barriers), queue_slots};
   if (threadIdx.x == 0) {
-    // Readers: the consumer warps and the producer threads but the fetcher.
-    if (SAGEATTN_SM90_PERSISTENT) queue.init(Shape::kConsumerWarps + (kSplit ? 3 : 1));
+    // Readers: the consumer warps, the producer threads but the fetcher and, without split items,
+    // the Q prefetch warp (prefetch_next_q_rows).
+    if (SAGEATTN_SM90_PERSISTENT) queue.init(Shape::kConsumerWarps + (kSplit ? 3 : 2));
     for (int s = 0; s < kRingStages; ++s) {
       // Split items: ring 0 serves consumers 0 and 1, ring 1 consumer 2.
       const int readers = !kSplit ? Shape::kConsumerWarps : s < kDepth ? 8 : 4;
@@ -500,6 +533,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     if (threadIdx.x == 0 || threadIdx.x == 32 || (kSplit && (threadIdx.x == 64 || threadIdx.x == 96)))
       produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows>(a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order,
                                                                queue);
+    else if (SAGEATTN_SM90_PERSISTENT && !kSplit && threadIdx.x / 32 == 2)
+      prefetch_next_q_rows<kCausal, kRows, kPacked>(a, order, queue, static_cast<int>(sizeof(T)));
     return;
   }
   ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();

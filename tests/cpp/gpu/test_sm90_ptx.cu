@@ -1,7 +1,8 @@
 // The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
 // operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy + mbarrier
-// round trip, a TMA box load (swizzle, zero fill), the E4M3 pack, and the polynomial exp2 helper. A failure
-// here names the broken piece; the end-to-end GPU suite only says "the output is wrong".
+// round trip, the L2 prefetch, a TMA box load (swizzle, zero fill), the E4M3 pack, and the polynomial
+// exp2 helper. A failure here names the broken piece; the end-to-end GPU suite only says "the output
+// is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 
 #include "common/fast_exp2.cuh"
 #include "ptx/convert.cuh"
+#include "ptx/cp_async.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
@@ -318,6 +320,44 @@ TEST(Sm90Ptx, BulkCopyLandsEveryByte) {
   std::vector<uint8_t> dst(kTile);
   CUDA_OK(cudaMemcpy(dst.data(), ddst.ptr, kTile, cudaMemcpyDeviceToHost));
   EXPECT_EQ(std::memcmp(src.data(), dst.data(), kTile), 0);
+}
+
+// ---- L2 prefetch: the kernel's Q-row prefetch pattern (sm90/kernel.cuh, prefetch_next_q_rows) -----
+
+// Rows of `row_bytes` at a stride that is not a multiple of 128: each thread prefetches every line
+// of its rows from the row's line start, then copies the rows. The prefetch is only a hint, so
+// what can fail is a fault (a line outside the buffer's pages) or a changed value.
+__global__ void prefetch_rows_kernel(const uint8_t* src, uint8_t* dst, int rows, int row_bytes, int stride) {
+  for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+    const uintptr_t row = reinterpret_cast<uintptr_t>(src + static_cast<int64_t>(r) * stride);
+    for (uintptr_t line = row & ~uintptr_t{127}; line < row + row_bytes; line += 128)
+      sageattn::ptx::prefetch_l2(reinterpret_cast<const void*>(line));
+  }
+  __syncthreads();
+  for (int r = threadIdx.x; r < rows; r += blockDim.x)
+    for (int b = 0; b < row_bytes; ++b) dst[r * row_bytes + b] = src[static_cast<int64_t>(r) * stride + b];
+}
+
+TEST(Sm90Ptx, PrefetchL2ChangesNothingOnUnalignedRows) {
+  REQUIRE_SM90();
+  constexpr int kRows = 193, kRowBytes = 130, kStride = 390;  // head dim 65 in fp16, 3 heads per token
+  const int bytes = (kRows - 1) * kStride + kRowBytes;
+  std::vector<uint8_t> src(bytes);
+  std::mt19937 rng(5);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  DeviceBuffer<uint8_t> dsrc(bytes), ddst(kRows * kRowBytes);
+  CUDA_OK(cudaMemcpy(dsrc.ptr, src.data(), bytes, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(ddst.ptr, 0xff, kRows * kRowBytes));
+  prefetch_rows_kernel<<<1, 64>>>(dsrc.ptr + 2, ddst.ptr, kRows - 1, kRowBytes, kStride);  // odd start too
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint8_t> dst(kRows * kRowBytes), after(bytes);
+  CUDA_OK(cudaMemcpy(dst.data(), ddst.ptr, dst.size(), cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(after.data(), dsrc.ptr, bytes, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(std::memcmp(src.data(), after.data(), bytes), 0);
+  for (int r = 0; r < kRows - 1; ++r)
+    ASSERT_EQ(std::memcmp(dst.data() + r * kRowBytes, src.data() + 2 + r * kStride, kRowBytes), 0) << "row " << r;
+  for (int b = (kRows - 1) * kRowBytes; b < kRows * kRowBytes; ++b) ASSERT_EQ(dst[b], 0xff);  // never written
 }
 
 // ---- TMA: one 64 x 128 box of a 4-D tensor map, 128-byte swizzled, zeros out of bounds -------------
