@@ -30,6 +30,15 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t
                : "memory");
 }
 
+// A 64-bit load from shared memory at `addr`, kept where the code puts it: a plain load under a
+// lane test may be if-converted into a load on every lane, which compute-sanitizer's racecheck then
+// reports as racing with the next write (sm90/item_queue.cuh).
+__device__ __forceinline__ int64_t ld_shared_s64(uint32_t addr) {
+  int64_t value;
+  asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(value) : "r"(addr) : "memory");
+  return value;
+}
+
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n.reg .pred done;\n"
