@@ -31,29 +31,27 @@ constexpr int kMinColumnSumChunkTokens = 512;
 // in 4 from 1024, one in 8 from 2048. The statistics pass reads that share of K.
 // docs/design/quantization.md ("K smoothing", "The sample") has the error and the bytes.
 constexpr int kKMeanMinSamples = 256;
-constexpr int kKMeanMaxSampleStride = 8;
-inline constexpr int k_mean_sample_stride(int keys) {
-  int stride = 1;
-  while (stride < kKMeanMaxSampleStride && keys >= 2 * stride * kKMeanMinSamples) stride *= 2;
-  return stride;
+// log2 of the stride, and the stride (keys are never negative: shifts and masks, not divisions,
+// since a runtime divisor costs the kernels a division routine and registers).
+inline constexpr int k_mean_sample_shift(int keys) {
+  return keys >= 8 * kKMeanMinSamples ? 3 : keys >= 4 * kKMeanMinSamples ? 2 : keys >= 2 * kKMeanMinSamples ? 1 : 0;
 }
-// The sampled position (0 .. stride - 1) in group `group` of a sequence: the top log2(stride) bits of
-// a multiplicative hash (the same bits at every stride: stride 8 takes three, stride 2 the first).
+inline constexpr int k_mean_sample_stride(int keys) { return 1 << k_mean_sample_shift(keys); }
+// The sampled position (0 .. stride - 1) in group `group` of a sequence: the top log2(stride) bits
+// of a multiplicative hash (its top 3 bits times stride / 8: stride 8 takes all three, 2 the first).
 inline constexpr int k_mean_sample_offset(int group, int stride) {
-  const uint32_t hash = static_cast<uint32_t>(group) * 2654435761u;
-  return stride == 8 ? static_cast<int>(hash >> 29) : stride == 4 ? static_cast<int>(hash >> 30)
-                                                   : stride == 2 ? static_cast<int>(hash >> 31) : 0;
+  return static_cast<int>(((static_cast<uint32_t>(group) * 2654435761u) >> 29) * static_cast<uint32_t>(stride) >> 3);
 }
-inline constexpr bool k_mean_samples_all(int keys) { return k_mean_sample_stride(keys) == 1; }
+inline constexpr bool k_mean_samples_all(int keys) { return k_mean_sample_shift(keys) == 0; }
 // Key `key` of a sequence of `keys` keys contributes to the mean.
 inline constexpr bool k_mean_sampled(int key, int keys) {
-  const int stride = k_mean_sample_stride(keys);
-  return key % stride == k_mean_sample_offset(key / stride, stride);
+  const int shift = k_mean_sample_shift(keys), stride = 1 << shift;
+  return (key & (stride - 1)) == k_mean_sample_offset(key >> shift, stride);
 }
 // How many keys of a sequence of `keys` keys contribute (the mean's divisor).
 inline constexpr int k_mean_sample_count(int keys) {
-  const int stride = k_mean_sample_stride(keys);
-  return keys / stride + (keys % stride > k_mean_sample_offset(keys / stride, stride) ? 1 : 0);
+  const int shift = k_mean_sample_shift(keys), stride = 1 << shift;
+  return (keys >> shift) + ((keys & (stride - 1)) > k_mean_sample_offset(keys >> shift, stride) ? 1 : 0);
 }
 
 // The sm90 kernel's key/value tile: 128 tokens, i.e. two K quantization blocks. Its FP8 V tiles are

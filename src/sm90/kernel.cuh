@@ -904,8 +904,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
         tile = next;
       }
     }
-    if (visited > 0) pv_and_wait(visited - 1);  // the last visited tile's P.V
-
     // Epilogue: out = O / l * delta_v + vbar (E4M3) or O / l (16-bit); rows without any allowed key
     // give 0 and LSE -inf.
     T* out_head = static_cast<T*>(a.out) +
@@ -917,7 +915,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     // The channel scales and means of this thread's 32 columns, loaded together and once for both
     // rows: loaded per column under the head-dim test, each load's latency was serialized with its
     // store (ncu, H100, 8K: these loads held 10 % of the kernel's stall samples). Both vectors
-    // have kFp8VTileChannels entries per K/V head, so columns past head_dim are readable.
+    // have kFp8VTileChannels entries per K/V head, so columns past head_dim are readable. Issued
+    // before the last P.V, whose wait hides their latency (the score registers are free by then).
     float channel_scale[kAccRegs / 2], channel_mean[kAccRegs / 2];
     if constexpr (!kPv16) {
 #pragma unroll
@@ -928,6 +927,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
           channel_mean[2 * j + e] = v_mean[8 * j + 2 * (lane % 4) + e];
         }
     }
+    if (visited > 0) pv_and_wait(visited - 1);  // the last visited tile's P.V
+
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float sum = quad_sum(st.sum[r]);
