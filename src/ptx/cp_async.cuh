@@ -31,4 +31,13 @@ __device__ __forceinline__ void prefetch_l2(const void* global_ptr) {
   asm volatile("prefetch.global.L2 [%0];\n" ::"l"(global_ptr));
 }
 
+// Every 128-byte line holding a byte of [global_ptr, global_ptr + bytes) into L2, from the line of
+// the first byte (a row need not start on a line: head dims that are not multiples of 64, strided
+// tokens), so no address outside the lines of the range's own bytes is touched.
+__device__ __forceinline__ void prefetch_l2_bytes(const void* global_ptr, int bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(global_ptr);
+  for (uintptr_t line = begin & ~uintptr_t{127}; line < begin + bytes; line += 128)
+    prefetch_l2(reinterpret_cast<const void*>(line));
+}
+
 }  // namespace sageattn::ptx

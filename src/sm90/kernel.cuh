@@ -272,11 +272,8 @@ __device__ __forceinline__ void prefetch_next_q_rows(const AttentionArgs& a, con
     const int64_t stride_bytes = a.q_stride_token * element_bytes;
     const int row_bytes = a.head_dim * element_bytes;
     const int last_row = min(w.q_block * kRows + kRows, rows.queries.length);
-    for (int r = w.q_block * kRows + lane; r < last_row; r += 32) {
-      const uintptr_t row = reinterpret_cast<uintptr_t>(head_rows + r * stride_bytes);
-      for (uintptr_t line = row & ~uintptr_t{127}; line < row + row_bytes; line += 128)
-        ptx::prefetch_l2(reinterpret_cast<const void*>(line));
-    }
+    for (int r = w.q_block * kRows + lane; r < last_row; r += 32)
+      ptx::prefetch_l2_bytes(head_rows + r * stride_bytes, row_bytes);
   }
 }
 

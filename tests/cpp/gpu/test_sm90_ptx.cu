@@ -324,15 +324,12 @@ TEST(Sm90Ptx, BulkCopyLandsEveryByte) {
 
 // ---- L2 prefetch: the kernel's Q-row prefetch pattern (sm90/kernel.cuh, prefetch_next_q_rows) -----
 
-// Rows of `row_bytes` at a stride that is not a multiple of 128: each thread prefetches every line
-// of its rows from the row's line start, then copies the rows. The prefetch is only a hint, so
+// Rows of `row_bytes` at a stride that is not a multiple of 128: each thread prefetches its rows
+// (ptx::prefetch_l2_bytes, as the kernel does), then copies them. The prefetch is only a hint, so
 // what can fail is a fault (a line outside the buffer's pages) or a changed value.
 __global__ void prefetch_rows_kernel(const uint8_t* src, uint8_t* dst, int rows, int row_bytes, int stride) {
-  for (int r = threadIdx.x; r < rows; r += blockDim.x) {
-    const uintptr_t row = reinterpret_cast<uintptr_t>(src + static_cast<int64_t>(r) * stride);
-    for (uintptr_t line = row & ~uintptr_t{127}; line < row + row_bytes; line += 128)
-      sageattn::ptx::prefetch_l2(reinterpret_cast<const void*>(line));
-  }
+  for (int r = threadIdx.x; r < rows; r += blockDim.x)
+    sageattn::ptx::prefetch_l2_bytes(src + static_cast<int64_t>(r) * stride, row_bytes);
   __syncthreads();
   for (int r = threadIdx.x; r < rows; r += blockDim.x)
     for (int b = 0; b < row_bytes; ++b) dst[r * row_bytes + b] = src[static_cast<int64_t>(r) * stride + b];
