@@ -25,4 +25,13 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t sme
                : "r"(smem_addr));
 }
 
+// stmatrix (sm90), the inverse of ldmatrix_x4: lanes 8i..8i+7 give the row addresses of matrix i,
+// and lane (g, t) stores its register i as elements 2t, 2t + 1 of row g of matrix i, which is the
+// MMA accumulator's layout (16-bit values packed in pairs). One instruction writes 512 bytes.
+__device__ __forceinline__ void stmatrix_x4(uint32_t smem_addr, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 }  // namespace sageattn::ptx

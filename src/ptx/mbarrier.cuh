@@ -61,6 +61,23 @@ __device__ __forceinline__ void bulk_copy_global_to_shared(uint32_t smem_dst, co
       : "memory");
 }
 
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from shared to global memory
+// with the bulk-copy engine, in this thread's current bulk group (bulk_commit_group); the source
+// must stay unchanged until bulk_wait_read says the group has read it. Writes by generic stores
+// must be fenced to the async proxy first (fence_proxy_async_shared, ptx/wgmma.cuh).
+__device__ __forceinline__ void bulk_copy_shared_to_global(void* global_dst, uint32_t smem_src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;\n" ::"l"(global_dst), "r"(smem_src),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void bulk_commit_group() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+// Waits until at most kPending of this thread's committed bulk groups still read their shared
+// memory sources (their global writes may still be in flight; the grid's end completes them).
+template <int kPending>
+__device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+
 // Loads one box of a 4-D tensor map (TMA, sm90) into shared memory, coordinates innermost first
 // (elements; out-of-bounds elements arrive as zeros); completion is counted on `bar`'s transaction
 // count like bulk_copy_global_to_shared. `tensor_map` is the generic address of a CUtensorMap in

@@ -43,7 +43,8 @@
 
 namespace sageattn::sm90 {
 
-// Shared memory: [Q rows][K stages][V stages][barriers][Q maximum exchange], tiles 1024-byte aligned
+// Shared memory: [Q rows][K stages][V stages][barriers][Q maximum exchange][output staging], tiles
+// 1024-byte aligned
 // (swizzle atoms). kRingStages stages: one ring of kStages, or for split items (below) two rings of
 // kSplitStages, ring r's stages from r * kSplitStages.
 template <int kVTileBytes, int kQBytes, int kRingStages>
@@ -61,6 +62,10 @@ struct SharedLayout {
   __device__ uint32_t v_empty(int s) const { return barrier(3 * kRingStages + s); }
   // kQExchangeFloats per consumer warpgroup (q_quantize.cuh).
   __device__ uint32_t q_exchange() const { return barrier(kBarriers<kRingStages>); }
+  // kOutStagingBytes per consumer warpgroup (the epilogue's output rows).
+  __device__ uint32_t out_staging(int consumer) const {
+    return q_exchange() + kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 + consumer * kOutStagingBytes;
+  }
 };
 
 // The K/V tiles a ring of kDepth stages streams are numbered across its work items; tile `tile` uses
@@ -457,6 +462,16 @@ __device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragm
   }
   sum_and_pack<T, kPv16>(x, st, p);
   return unmoved;
+}
+
+// The natural-log LSE of a row from its softmax reference and sum of P (-inf for a row without any
+// allowed key), with the pre-pass's correction for K smoothing where there is one.
+template <typename Pv>
+__device__ __forceinline__ float row_lse(const AttentionArgs& a, float reference, float sum, int64_t workspace_row) {
+  if (!(sum > 0.f)) return -INFINITY;
+  float lse = (reference + log2f(sum) - Pv::kLog2PUnit) * static_cast<float>(kLn2);
+  if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[workspace_row];
+  return lse;
 }
 
 // How an element mask reaches the softmax of a kTileElementMask tile.
@@ -926,36 +941,78 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     }
     if (visited > 0) pv_and_wait(visited - 1);  // the last visited tile's P.V
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float sum = quad_sum(st.sum[r]);
-      const bool any = sum > 0.f;
-      const float inv_sum = any ? 1.f / sum : 0.f;
-      const int row = q_start + row_in_block + 8 * r;
-      if (row >= seqlen_q) continue;
-      T* out_row = out_head + row * a.out_stride_token;
-#pragma unroll
-      for (int j = 0; j < kAccRegs / 4; ++j) {
-        const int col = 8 * j + 2 * (lane % 4);
+    if constexpr (Shape::kStagedOutput) {
+      // Through shared memory: stmatrix writes the warp's 16 rows (8 instructions of 512 bytes),
+      // then lanes 0-15 each store one whole row with a bulk copy. Stored straight from the
+      // accumulator layout, each store instruction writes 16 bytes to each of 8 rows (32 per
+      // thread), and the next item's shared and global accesses queue behind that stream. The rows
+      // this warp staged for its previous item must have been read first.
+      const uint32_t staging = sh.out_staging(consumer) + warp * 16 * kOutRowPitch;
+      if (lane < 16) ptx::bulk_wait_read<0>();
+      __syncwarp();
+      const float sum[2] = {quad_sum(st.sum[0]), quad_sum(st.sum[1])};
+      // The two values of column block j, row g + 8r, as the direct path below computes them.
+      auto output_pair = [&](int j, int r) {
+        const bool any = sum[r] > 0.f;
+        const float inv_sum = any ? 1.f / sum[r] : 0.f;
         float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
         if constexpr (!kPv16) {
           y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
           y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
         }
-        if (SAGEATTN_SM90_EXPERIMENT == 3 ? a.head_dim == -7 : col < a.head_dim)
-          *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
+        return Element<T>::from_float2(y0, y1);
+      };
+      // stmatrix x4 of column blocks j and j + 1: matrices (rows 0-7, j), (8-15, j), (0-7, j + 1),
+      // (8-15, j + 1); lane i addresses row i % 8 of matrix i / 8.
+      const uint32_t lane_row = staging + ((lane / 8) % 2 * 8 + lane % 8) * kOutRowPitch + (lane / 16) * 16;
+#pragma unroll
+      for (int j = 0; j < kAccRegs / 4; j += 2) {
+        const uint32_t packed[4] = {output_pair(j, 0), output_pair(j, 1), output_pair(j + 1, 0), output_pair(j + 1, 1)};
+        ptx::stmatrix_x4(lane_row + j * 16, packed);
       }
-      if (a.lse != nullptr && lane % 4 == 0) {
-        float lse = -INFINITY;
-        if (any) {
-          lse = (st.max[r] + log2f(sum) - Pv::kLog2PUnit) * static_cast<float>(kLn2);
-          if (a.lse_correction != nullptr) lse += a.sm_scale * a.lse_correction[rows.q_row0 + row];
+      ptx::fence_proxy_async_shared();  // the bulk copies read through the async proxy
+      __syncwarp();
+      if (lane < 16) {
+        const int row = q_start + consumer * 64 + warp * 16 + lane;
+        if (row < seqlen_q && SAGEATTN_SM90_EXPERIMENT != 3)
+          ptx::bulk_copy_shared_to_global(out_head + row * a.out_stride_token, staging + lane * kOutRowPitch,
+                                          static_cast<uint32_t>(a.head_dim) * sizeof(T));
+        ptx::bulk_commit_group();
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = q_start + row_in_block + 8 * r;
+        if (a.lse != nullptr && lane % 4 == 0 && row < seqlen_q)
+          a.lse[lse_row + row] = row_lse<Pv>(a, st.max[r], sum[r], rows.q_row0 + row);
+      }
+    } else {
+      // Three consumers (kStagedOutput, traits.cuh): straight from the accumulator layout.
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float sum = quad_sum(st.sum[r]);
+        const bool any = sum > 0.f;
+        const float inv_sum = any ? 1.f / sum : 0.f;
+        const int row = q_start + row_in_block + 8 * r;
+        if (row >= seqlen_q) continue;
+        T* out_row = out_head + row * a.out_stride_token;
+#pragma unroll
+        for (int j = 0; j < kAccRegs / 4; ++j) {
+          const int col = 8 * j + 2 * (lane % 4);
+          float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
+          if constexpr (!kPv16) {
+            y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
+            y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
+          }
+          if (SAGEATTN_SM90_EXPERIMENT == 3 ? a.head_dim == -7 : col < a.head_dim)
+            *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);
         }
-        a.lse[lse_row + row] = lse;
+        if (a.lse != nullptr && lane % 4 == 0) a.lse[lse_row + row] = row_lse<Pv>(a, st.max[r], sum, rows.q_row0 + row);
       }
     }
     first_tile += static_cast<uint32_t>(visited);
   }  // work items
+  // The shared memory of the last bulk stores must stay until they have read it.
+  if (Shape::kStagedOutput && lane < 16) ptx::bulk_wait_read<0>();
 }
 
 }  // namespace sageattn::sm90

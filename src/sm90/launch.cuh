@@ -17,7 +17,8 @@ cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
   using Shape = CtaShape<kPv16>;
   auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
   constexpr int kSharedBytes =
-      PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers>>;
+      PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers>,
+                                             Shape::kStagedOutput>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;

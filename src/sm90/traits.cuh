@@ -72,6 +72,12 @@ constexpr int kBarriers = 4 * kRingStages;
 constexpr int kQExchangeFloats = 128;
 constexpr int kQBarrier0 = 4;
 constexpr int kAlignSlack = 1024;
+// The epilogue's staging of a consumer's 64 output rows (kernel.cuh): 16-bit rows of 128 channels,
+// 272 bytes apart, so that the 8 rows of each stmatrix phase fall on 8 different 16-byte bank
+// groups (a 256-byte pitch would put them all on one: 8-way conflicts); every row start stays
+// 16-byte aligned for the bulk copy.
+constexpr int kOutRowPitch = 2 * 128 + 16;
+constexpr int kOutStagingBytes = 64 * kOutRowPitch;
 
 // The CTA of one instantiation: a producer warpgroup and 2 or 3 consumer warpgroups of 64 query rows.
 // Why 3 for the FP8 kernel without masks: ncu (H100, 8K) found each consumer warp's softmax a long
@@ -100,6 +106,11 @@ struct CtaShape {
   static constexpr bool kPingPong = SAGEATTN_SM90_PINGPONG && kConsumers == 2;
   // P.V accumulated by the tensor core across tiles (no FP32 o_tile; kernel.cuh).
   static constexpr bool kDirectAcc = kPv16 || kConsumers == 3;
+  // The epilogue stages the output rows in shared memory and stores them with bulk copies
+  // (kernel.cuh). H100, same-call A/B (docs/performance.md): two consumers (16-bit P.V) +4 % at 1K,
+  // +2-4 % causal 1K-2K; three consumers equal non-causal and 4 % slower causal at 4K (ptxas
+  // spilled 56 bytes more per consumer at 160 registers), so they keep the direct stores.
+  static constexpr bool kStagedOutput = kConsumers == 2;
   static constexpr int kQBytes = kRows * kHeadDim;
 };
 
@@ -116,9 +127,10 @@ struct PvTraits {
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
   // Softmax reference headroom (SAGEATTN_SM90_HEADROOM, SAGEATTN_SM90_HEADROOM_PV16).
   static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
-  template <int kQBytes, int kRingStages>
+  template <int kQBytes, int kRingStages, bool kStagedOutput>
   static constexpr int kSharedBytes = kQBytes + kRingStages * (kTileBytes + kVTileBytes) +
-                                      8 * kBarriers<kRingStages> + kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 +
+                                      8 * kBarriers<kRingStages> +
+                                      kQBytes / (64 * kHeadDim) * (kQExchangeFloats * 4 + (kStagedOutput ? kOutStagingBytes : 0)) +
                                       kAlignSlack;
 };
 

@@ -1,8 +1,8 @@
 // The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
-// operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy + mbarrier
-// round trip, the L2 prefetch, a TMA box load (swizzle, zero fill), the E4M3 pack, and the polynomial
-// exp2 helper. A failure here names the broken piece; the end-to-end GPU suite only says "the output
-// is wrong".
+// operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy +
+// mbarrier round trip, the L2 prefetch, stmatrix with the bulk store, a TMA box load (swizzle, zero
+// fill), the E4M3 pack, and the polynomial exp2 helper. A failure here names the broken piece; the
+// end-to-end GPU suite only says "the output is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -355,6 +355,58 @@ TEST(Sm90Ptx, PrefetchL2ChangesNothingOnUnalignedRows) {
   for (int r = 0; r < kRows - 1; ++r)
     ASSERT_EQ(std::memcmp(dst.data() + r * kRowBytes, src.data() + 2 + r * kStride, kRowBytes), 0) << "row " << r;
   for (int b = (kRows - 1) * kRowBytes; b < kRows * kRowBytes; ++b) ASSERT_EQ(dst[b], 0xff);  // never written
+}
+
+// ---- stmatrix + bulk store: the epilogue of the two-consumer kernel (sm90/kernel.cuh) ------------
+
+// A warpgroup holds a 64 x 128 tile of 16-bit values in the m64n128 accumulator layout (thread
+// (warp, g, t): rows 16 warp + g + 8 r, columns 8 j + 2 t + e), writes it to shared memory with
+// stmatrix x4 at rows `pitch` bytes apart, and lanes 0-15 of each warp bulk-copy the first
+// `row_bytes` of the warp's rows below `rows` to `dst` (rows `stride` bytes apart). Value of
+// (row, column): row * 128 + column + 1, never 0.
+__global__ void staged_rows_kernel(uint8_t* dst, int rows, int row_bytes, int stride, int pitch) {
+  extern __shared__ __align__(16) uint8_t staging_raw[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint32_t staging = sageattn::ptx::shared_address(staging_raw) + warp * 16 * pitch;
+  auto pair = [&](int j, int r) {
+    const int row = 16 * warp + lane / 4 + 8 * r, col = 8 * j + 2 * (lane % 4);
+    return static_cast<uint32_t>(row * 128 + col + 1) | static_cast<uint32_t>(row * 128 + col + 2) << 16;
+  };
+  const uint32_t lane_row = staging + ((lane / 8) % 2 * 8 + lane % 8) * pitch + (lane / 16) * 16;
+  for (int j = 0; j < 16; j += 2) {
+    const uint32_t packed[4] = {pair(j, 0), pair(j, 1), pair(j + 1, 0), pair(j + 1, 1)};
+    sageattn::ptx::stmatrix_x4(lane_row + j * 16, packed);
+  }
+  sageattn::ptx::fence_proxy_async_shared();
+  __syncwarp();
+  if (lane < 16) {
+    const int row = 16 * warp + lane;
+    if (row < rows) sageattn::ptx::bulk_copy_shared_to_global(dst + static_cast<int64_t>(row) * stride, staging + lane * pitch, row_bytes);
+    sageattn::ptx::bulk_commit_group();
+    sageattn::ptx::bulk_wait_read<0>();
+  }
+}
+
+TEST(Sm90Ptx, StmatrixAndBulkStoreWriteAccumulatorRows) {
+  REQUIRE_SM90();
+  // Head dim 96 of 128 staged columns, 57 of 64 rows, rows 3 x 96 elements apart (NHD, 3 heads).
+  constexpr int kRows = 57, kDim = 96, kStride = 3 * kDim * 2, kPitch = 272;
+  const int bytes = 64 * kStride;
+  DeviceBuffer<uint8_t> ddst(bytes);
+  CUDA_OK(cudaMemset(ddst.ptr, 0, bytes));  // 0 is no value's code
+  staged_rows_kernel<<<1, 128, 64 * kPitch>>>(ddst.ptr, kRows, kDim * 2, kStride, kPitch);
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> out(bytes / 2);
+  CUDA_OK(cudaMemcpy(out.data(), ddst.ptr, bytes, cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int row = 0; row < 64; ++row)
+    for (int e = 0; e < kStride / 2; ++e) {
+      const uint16_t want = row < kRows && e < kDim ? static_cast<uint16_t>(row * 128 + e + 1) : 0;
+      if (out[row * (kStride / 2) + e] != want && ++bad <= 5)
+        ADD_FAILURE() << "row " << row << " element " << e << ": " << out[row * (kStride / 2) + e] << ", want " << want;
+    }
+  EXPECT_EQ(bad, 0);
 }
 
 // ---- TMA: one 64 x 128 box of a 4-D tensor map, 128-byte swizzled, zeros out of bounds -------------
