@@ -950,15 +950,21 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
       const uint32_t staging = sh.out_staging(consumer) + warp * 16 * kOutRowPitch;
       if (lane < 16) ptx::bulk_wait_read<0>();
       __syncwarp();
-      const float sum[2] = {quad_sum(st.sum[0]), quad_sum(st.sum[1])};
+      // One division per row (inside output_pair, ptxas kept all 32: its slow-path branch).
+      float sum[2], inv_sum[2];
+      bool any[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        sum[r] = quad_sum(st.sum[r]);
+        any[r] = sum[r] > 0.f;
+        inv_sum[r] = any[r] ? 1.f / sum[r] : 0.f;
+      }
       // The two values of column block j, row g + 8r, as the direct path below computes them.
       auto output_pair = [&](int j, int r) {
-        const bool any = sum[r] > 0.f;
-        const float inv_sum = any ? 1.f / sum[r] : 0.f;
-        float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
+        float y0 = o[4 * j + 2 * r] * inv_sum[r], y1 = o[4 * j + 2 * r + 1] * inv_sum[r];
         if constexpr (!kPv16) {
-          y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
-          y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
+          y0 = y0 * channel_scale[2 * j] + (any[r] ? channel_mean[2 * j] : 0.f);
+          y1 = y1 * channel_scale[2 * j + 1] + (any[r] ? channel_mean[2 * j + 1] : 0.f);
         }
         return Element<T>::from_float2(y0, y1);
       };
