@@ -44,11 +44,13 @@
 namespace sageattn::sm90 {
 
 // Shared memory: [Q rows][K stages][V stages][barriers][Q maximum exchange][output staging], tiles
-// 1024-byte aligned
-// (swizzle atoms). kRingStages stages: one ring of kStages, or for split items (below) two rings of
-// kSplitStages, ring r's stages from r * kSplitStages.
+// 1024-byte aligned (swizzle atoms), the staging 16-byte aligned (stmatrix, bulk copies).
+// kRingStages stages: one ring of kStages, or for split items (below) two rings of kSplitStages,
+// ring r's stages from r * kSplitStages.
 template <int kVTileBytes, int kQBytes, int kRingStages>
 struct SharedLayout {
+  static_assert((8 * kBarriers<kRingStages>) % 16 == 0 && (kQExchangeFloats * 4) % 16 == 0,
+                "the output staging must start 16-byte aligned");
   uint32_t base;
   __device__ uint32_t q() const { return base; }
   __device__ uint32_t k(int stage) const { return base + kQBytes + stage * kTileBytes; }

@@ -128,10 +128,9 @@ struct PvTraits {
   // Softmax reference headroom (SAGEATTN_SM90_HEADROOM, SAGEATTN_SM90_HEADROOM_PV16).
   static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
   template <int kQBytes, int kRingStages, bool kStagedOutput>
-  static constexpr int kSharedBytes = kQBytes + kRingStages * (kTileBytes + kVTileBytes) +
-                                      8 * kBarriers<kRingStages> +
-                                      kQBytes / (64 * kHeadDim) * (kQExchangeFloats * 4 + (kStagedOutput ? kOutStagingBytes : 0)) +
-                                      kAlignSlack;
+  static constexpr int kSharedBytes =
+      kQBytes + kRingStages * (kTileBytes + kVTileBytes) + 8 * kBarriers<kRingStages> +
+      kQBytes / (64 * kHeadDim) * (kQExchangeFloats * 4 + (kStagedOutput ? kOutStagingBytes : 0)) + kAlignSlack;
 };
 
 }  // namespace sageattn::sm90

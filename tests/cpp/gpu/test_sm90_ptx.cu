@@ -381,7 +381,9 @@ __global__ void staged_rows_kernel(uint8_t* dst, int rows, int row_bytes, int st
   __syncwarp();
   if (lane < 16) {
     const int row = 16 * warp + lane;
-    if (row < rows) sageattn::ptx::bulk_copy_shared_to_global(dst + static_cast<int64_t>(row) * stride, staging + lane * pitch, row_bytes);
+    if (row < rows)
+      sageattn::ptx::bulk_copy_shared_to_global(dst + static_cast<int64_t>(row) * stride, staging + lane * pitch,
+                                                row_bytes);
     sageattn::ptx::bulk_commit_group();
     sageattn::ptx::bulk_wait_read<0>();
   }
