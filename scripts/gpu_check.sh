@@ -24,7 +24,10 @@ step() { [[ " $STEPS " == *" $1 "* ]]; }
 
 { nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.limit,driver_version --format=csv;
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())";
-  git rev-parse HEAD 2>/dev/null; } > "$OUT/environment.txt" 2>&1
+  # The device machine's copy of .git may be older than the files copied with it: the commit is
+  # only a hint; the fingerprint of the sources identifies the code (the same command here gives it).
+  echo "commit $(git rev-parse HEAD 2>/dev/null), sources $(find src include CMakeLists.txt -type f | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-12)"
+  } > "$OUT/environment.txt" 2>&1
 cat "$OUT/environment.txt"
 
 if step install; then
