@@ -994,7 +994,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
           a.lse[lse_row + row] = row_lse<Pv>(a, st.max[r], sum[r], rows.q_row0 + row);
       }
     } else {
-      // Three consumers (kStagedOutput, traits.cuh): straight from the accumulator layout.
+      // Three consumers (kStagedOutput, traits.cuh): straight from the accumulator layout. The
+      // values are output_pair's, written out: sharing that lambda (or moving the LSE before the
+      // stores) changed ptxas's allocation of this kernel, 52 -> 168-256 bytes of spills (compile
+      // test, session 14); this form compiles to the SASS measured before the staged epilogue.
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float sum = quad_sum(st.sum[r]);
