@@ -19,6 +19,12 @@ struct Element<__half> {
     __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&h);
   }
+  // Per half of the pair: max(acc, |bits|) (a NaN is ignored, as fmaxf does).
+  __device__ static uint32_t max_abs2(uint32_t acc, uint32_t bits) {
+    const __half2 m =
+        __hmax2(*reinterpret_cast<const __half2*>(&acc), __habs2(*reinterpret_cast<const __half2*>(&bits)));
+    return *reinterpret_cast<const uint32_t*>(&m);
+  }
 };
 
 template <>
@@ -29,6 +35,11 @@ struct Element<__nv_bfloat16> {
   __device__ static uint32_t from_float2(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t*>(&h);
+  }
+  __device__ static uint32_t max_abs2(uint32_t acc, uint32_t bits) {
+    const __nv_bfloat162 m = __hmax2(*reinterpret_cast<const __nv_bfloat162*>(&acc),
+                                     __habs2(*reinterpret_cast<const __nv_bfloat162*>(&bits)));
+    return *reinterpret_cast<const uint32_t*>(&m);
   }
 };
 

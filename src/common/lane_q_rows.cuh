@@ -40,6 +40,26 @@ struct LaneQRows {
 
   // max |value| over this lane's rows (0 for none).
   __device__ __forceinline__ float abs_max(bool rotate) const {
+    if (!rotate) {
+      // The values are the 16-bit inputs themselves: their maximum |value| is taken on packed pairs
+      // before any conversion (exact: |x| and comparisons of 16-bit values are; a NaN is ignored as
+      // fmaxf does), one instruction per two values instead of a conversion and a max per value.
+      // Four partial maxima: a single chain would serialize 4 kRows kVectors instructions.
+      uint32_t part[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+#pragma unroll
+        for (int j = 0; j < kVectors; ++j) {
+          part[0] = Element<T>::max_abs2(part[0], raw[r][j].x);
+          part[1] = Element<T>::max_abs2(part[1], raw[r][j].y);
+          part[2] = Element<T>::max_abs2(part[2], raw[r][j].z);
+          part[3] = Element<T>::max_abs2(part[3], raw[r][j].w);
+        }
+      const uint32_t pair =
+          Element<T>::max_abs2(Element<T>::max_abs2(part[0], part[1]), Element<T>::max_abs2(part[2], part[3]));
+      const float2 f = Element<T>::to_float2(pair);
+      return fmaxf(f.x, f.y);
+    }
     float m = 0.f;
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
