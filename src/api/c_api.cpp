@@ -248,7 +248,7 @@ cudaError_t launch_all(const sageattn_params& p, const Plan& plan, const Workspa
     const cudaError_t map_err = encode_v_tensor_map(p, args.v_map);
     if (map_err != cudaSuccess) return map_err;
   }
-  return launch_attention_sm90(args, dtype, p.is_causal != 0, !plan.fp8_v, stream);
+  return launch_attention_sm90(args, dtype, p.is_causal != 0, !plan.fp8_v, plan.padded_head_dim, stream);
 #else
   return cudaErrorInvalidDeviceFunction;  // make_plan never selects a kernel this build lacks
 #endif

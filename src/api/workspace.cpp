@@ -55,7 +55,8 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
   if (plan.fp8_v) {
     constexpr size_t kStats = 3;  // sum, max, min per channel and chunk
     layout.v_stats = regions.take(kv_heads * chunks * kStats * kFp8VTileChannels * sizeof(float));
-    layout.v_tiles = regions.take(k_rows / kSm90KeyTileTokens * kFp8VTileBytes);
+    // Tiles of [padded head dim][128 token slots]; statistics, scales and means of 128 channels.
+    layout.v_tiles = regions.take(k_rows / kSm90KeyTileTokens * head_dim * kSm90KeyTileTokens);
     layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }

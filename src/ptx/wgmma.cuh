@@ -28,6 +28,22 @@ __device__ __forceinline__ uint64_t smem_descriptor_k_major_sw128(uint32_t smem_
   return smem_descriptor_sw128(smem_addr, 16, 1024);
 }
 
+// The same for a K-major tile of 64-byte rows with the 64-byte swizzle (16-byte chunk c of row r
+// stored at chunk c ^ ((r / 2) % 4)); the tile must start on a 512-byte boundary. Eight rows form
+// one 512-byte atom (the stride between 8-row groups); k32 slices advance the start address by 32
+// bytes as above.
+__device__ __forceinline__ uint64_t smem_descriptor_k_major_sw64(uint32_t smem_addr) {
+  constexpr uint64_t kSwizzle64B = 2;
+  return static_cast<uint64_t>((smem_addr & 0x3ffff) >> 4) | (static_cast<uint64_t>(16 >> 4) << 16) |
+         (static_cast<uint64_t>(512 >> 4) << 32) | (kSwizzle64B << 62);
+}
+// K-major INT8 rows of kRowBytes (64 or 128) with the swizzle of their width.
+template <int kRowBytes>
+__device__ __forceinline__ uint64_t smem_descriptor_k_major(uint32_t smem_addr) {
+  static_assert(kRowBytes == 64 || kRowBytes == 128, "64- or 128-byte rows");
+  return kRowBytes == 128 ? smem_descriptor_k_major_sw128(smem_addr) : smem_descriptor_k_major_sw64(smem_addr);
+}
+
 // Matrix descriptor of an MN-major 16-bit tile with the 128-byte swizzle (the B operand of a
 // transposed wgmma: N contiguous). Its 1024-byte swizzle atoms are 8 K-lines of 64 N-elements
 // (128 bytes each, chunk c of line r at c ^ (r % 8)); atoms follow each other along K every 1024
@@ -68,12 +84,17 @@ __device__ __forceinline__ void fence_operands(int32_t (&regs)[N]) {
   "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, "  \
   "%40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, "  \
   "%59, %60, %61, %62, %63}"
+#define SAGEATTN_WGMMA_D32                                                                           \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, " \
+  "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
 #define SAGEATTN_WGMMA_OUT8(c, d, b) \
   c(d[b + 0]), c(d[b + 1]), c(d[b + 2]), c(d[b + 3]), c(d[b + 4]), c(d[b + 5]), c(d[b + 6]), c(d[b + 7])
 #define SAGEATTN_WGMMA_OUT64(c, d)                                                            \
   SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16),  \
       SAGEATTN_WGMMA_OUT8(c, d, 24), SAGEATTN_WGMMA_OUT8(c, d, 32), SAGEATTN_WGMMA_OUT8(c, d, 40), \
       SAGEATTN_WGMMA_OUT8(c, d, 48), SAGEATTN_WGMMA_OUT8(c, d, 56)
+#define SAGEATTN_WGMMA_OUT32(c, d) \
+  SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16), SAGEATTN_WGMMA_OUT8(c, d, 24)
 
 // D(64x128 s32) (+)= A(64x32 s8, smem) * B(32x128 s8, smem, K-major). accumulate = false overwrites D.
 __device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a, uint64_t desc_b,
@@ -96,6 +117,24 @@ __device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
 
+// D(64x64 f32) (+)= A(64x32 e4m3, registers) * B(32x64 e4m3, smem, K-major): the P.V of head dim 64.
+__device__ __forceinline__ void wgmma_m64n64k32_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
+                                                     bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D32
+      ", {%32, %33, %34, %35}, %36, p, 1, 1;\n}\n"
+      : SAGEATTN_WGMMA_OUT32("+f", d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
+}
+// Either P.V width by the accumulator's size.
+__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+  wgmma_m64n128k32_e4m3(d, a, desc_b, accumulate);
+}
+__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+  wgmma_m64n64k32_e4m3(d, a, desc_b, accumulate);
+}
+
 // D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, MN-major: transposed, so
 // that V tiles keep the token-major layout of the caller's tensor).
 // 16-bit register A fragment (k16): a0 = row g, columns 2t, 2t+1; a1 = row g + 8, same columns;
@@ -116,6 +155,8 @@ SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_bf16, "bf16")
 #undef SAGEATTN_WGMMA_M64N128K16_REG_A
 
 #undef SAGEATTN_WGMMA_OUT64
+#undef SAGEATTN_WGMMA_OUT32
+#undef SAGEATTN_WGMMA_D32
 #undef SAGEATTN_WGMMA_OUT8
 #undef SAGEATTN_WGMMA_D64
 

@@ -18,7 +18,7 @@
 namespace sageattn {
 namespace {
 
-constexpr int kHeadDim = kFp8VTileChannels;
+// kHeadDim (template parameter below): the INT8 K rows' and the E4M3 V tiles' head dim, 64 or 128.
 constexpr int kStatsThreads = 256;
 static_assert(kVTileThreads == kQuantizeThreads, "Q/K items and V tiles share one CTA size");
 
@@ -31,10 +31,11 @@ __host__ __device__ inline int stats_units(const QuantizeVArgs& v) {
 
 // blockIdx.x: V units [0, units) for FP8 V, then K units [units, 2 * units) when smoothing K
 // (16-bit V has no statistics: K units only).
-template <typename T>
+template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
-  constexpr int kRowsPerPass = kStatsThreads / (kHeadDim / 8);
-  __shared__ float partial[kVStats * kRowsPerPass * kHeadDim];  // the K sums use the first third
+  // kThreads / (channels / 8) rows of the channels: kStatsThreads * 8 floats per statistic at any
+  // channel count (the V statistics have kVChannels, the K sums kHeadDim and use the first third).
+  __shared__ float partial[kVStats * kStatsThreads * 8];
   ptx::grid_dependents_launch();  // the quantization grid may start its loads (it waits for us)
   const int v_units = v.v16 ? 0 : stats_units(v);
   const bool is_v = static_cast<int>(blockIdx.x) < v_units;
@@ -130,7 +131,7 @@ constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> ? 4 : 1;
 // A CTA of 256 threads per item, rows in registers (quant/quantize_qk_item.cuh says why 256).
 // kV16: 16-bit V tiles (a swizzled copy) instead of E4M3 ones; an instantiation each, so neither
 // carries the other's V code.
-template <typename T, bool kV16>
+template <typename T, bool kV16, int kHeadDim>
 __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
     quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {
@@ -150,9 +151,9 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
       load_v16_chunks<kQuantizeThreads>(work.v, v.head_dim, raw);
       copy_v16_tile<kQuantizeThreads>(v, work.v, raw);
     } else {
-      uint4 raw[VTileThread::kVectors][2];
-      load_v_tile_vectors<T>(work.v, v.head_dim, raw);
-      quantize_v_tile<T>(v, work.v, raw, shared.v);
+      uint4 raw[VTileThread<kHeadDim>::kVectors][2];
+      load_v_tile_vectors<T, kHeadDim>(work.v, v.head_dim, raw);
+      quantize_v_tile<T, kHeadDim>(v, work.v, raw, shared.v);
     }
   } else {
     // An item past its sequence's end still waits, as the active ones do before reading the
@@ -162,15 +163,17 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
   }
 }
 
-template <typename T>
+template <typename T, int kHeadDim>
 cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t stream) {
+  static_assert(kHeadDim == 128 || kHeadDim == 64, "the sm90 kernel's head dims");
+  if (kHeadDim == 64 && v.v16) return cudaErrorInvalidValue;  // 16-bit P.V runs head dim 128 only
   // The K chunks must be the V chunks: one grid indexes both.
   if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
     return cudaErrorInvalidValue;
   const int stat_blocks = stats_units(v) * ((v.v16 ? 0 : 1) + (qk.smooth_k ? 1 : 0));
   if (stat_blocks > 0) {  // none for 16-bit V without K smoothing
     const dim3 grid(stat_blocks, v.heads_kv, v.packing.cu_kv == nullptr ? v.batch : 1);
-    stats_kernel<T><<<grid, kStatsThreads, 0, stream>>>(qk, v);
+    stats_kernel<T, kHeadDim><<<grid, kStatsThreads, 0, stream>>>(qk, v);
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
@@ -180,7 +183,9 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     return cudaErrorInvalidValue;
   const int64_t blocks = q_items(qk) + kv_work_items(qk, v);
   if (blocks > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
-  auto kernel = v.v16 ? quantize_kernel<T, true> : quantize_kernel<T, false>;
+  auto kernel = kHeadDim == 64 ? quantize_kernel<T, false, 64>
+                : v.v16         ? quantize_kernel<T, true, 128>
+                                : quantize_kernel<T, false, 128>;
   // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:
   // its loads of K and V overlap that grid's tail (quantize_qk_rows and quantize_v_tile wait for it
   // before reading its sums). Without statistics the previous kernel is the caller's: a plain launch.
@@ -192,8 +197,10 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
 
 cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, sageattn_dtype dtype,
                                 cudaStream_t stream) {
-  if (qk.padded_head_dim != kHeadDim) return cudaErrorInvalidValue;
-  return dtype == SAGEATTN_DTYPE_BF16 ? launch<__nv_bfloat16>(qk, v, stream) : launch<__half>(qk, v, stream);
+  const bool bf16 = dtype == SAGEATTN_DTYPE_BF16;
+  if (qk.padded_head_dim == 64) return bf16 ? launch<__nv_bfloat16, 64>(qk, v, stream) : launch<__half, 64>(qk, v, stream);
+  if (qk.padded_head_dim != 128) return cudaErrorInvalidValue;
+  return bf16 ? launch<__nv_bfloat16, 128>(qk, v, stream) : launch<__half, 128>(qk, v, stream);
 }
 
 }  // namespace sageattn

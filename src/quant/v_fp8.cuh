@@ -3,7 +3,7 @@
 //  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of V;
 //  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and delta_v,
 //     then write the E4M3 tile the attention kernel copies verbatim into shared memory:
-//     [channel][token slot], tokens permuted inside every 16 so that slot order is the order in
+//     [channel][token slot] (kTileChannels channels: the padded head dim, 64 or 128), tokens permuted inside every 16 so that slot order is the order in
 //     which a thread's P accumulator values form the FP8 wgmma A fragment
 //     (docs/design/sm90_kernel.md), rows 128-byte swizzled. The max and min give max|V - vbar|
 //     without a second pass over V: max_j |V_j - vbar| = max(max_j V_j - vbar, vbar - min_j V_j),
@@ -22,7 +22,9 @@
 
 namespace sageattn {
 
-constexpr int kVChannels = kFp8VTileChannels;  // 128: every head dim is zero-padded to it
+// Channels of the statistics, scales and means: 128 at every head dim (zeros past head_dim); the
+// tiles hold the padded head dim's (quantize_v_tile).
+constexpr int kVChannels = kFp8VTileChannels;
 constexpr int kVTileTokens = kSm90KeyTileTokens;
 enum VStat { kVSum = 0, kVMax = 1, kVMin = 2, kVStats = 3 };
 
@@ -123,24 +125,27 @@ __device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_
   return t;
 }
 
-// The tokens and channels of a tile this thread converts in quantize_v_tile: a pair of adjacent
-// tokens (adjacent slots too) for 32 channels, as kVectors vectors of 8 from channel c0().
+// The tokens and channels of a tile of kChannels channels this thread converts in quantize_v_tile:
+// a pair of adjacent tokens (adjacent slots too) for kChannels / 4 channels, as kVectors vectors of 8
+// from channel c0().
+template <int kChannels>
 struct VTileThread {
   static constexpr int kPairs = kVTileTokens / 2;
-  static constexpr int kVectors = kVChannels / 8 / (kVTileThreads / kPairs);  // 4 vectors of 8 channels
+  static constexpr int kVectors = kChannels / 8 / (kVTileThreads / kPairs);  // 4 (or 2) vectors of 8 channels
   __device__ static int t0() { return 2 * (threadIdx.x % kPairs); }
   __device__ static int c0() { return threadIdx.x / kPairs * (kVectors * 8); }
 };
 
 // This thread's vectors of a tile into registers (VTileThread), zeros past the sequence and the
 // head dim.
-template <typename T>
+template <typename T, int kChannels>
 __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_dim,
-                                                    uint4 (&raw)[VTileThread::kVectors][2]) {
-  const int t0 = VTileThread::t0(), c0 = VTileThread::c0();
+                                                    uint4 (&raw)[VTileThread<kChannels>::kVectors][2]) {
+  using Thread = VTileThread<kChannels>;
+  const int t0 = Thread::t0(), c0 = Thread::c0();
   const int valid_tokens = tile.side.length - tile.index * kVTileTokens;
 #pragma unroll
-  for (int vec = 0; vec < VTileThread::kVectors; ++vec)
+  for (int vec = 0; vec < Thread::kVectors; ++vec)
 #pragma unroll
     for (int t = 0; t < 2; ++t) {
       const int c = c0 + vec * 8;
@@ -152,16 +157,19 @@ __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_
 }
 
 // Quantizes a decoded, active tile from this thread's vectors in registers (load_v_tile_vectors)
-// with a CTA of kVTileThreads threads. Every thread must call it (it synchronizes the CTA).
-template <typename T>
+// with a CTA of kVTileThreads threads, and writes its first kTileChannels channels (64 or 128: the
+// tile of the attention kernel's head dim). Every thread must call it (it synchronizes the CTA).
+template <typename T, int kTileChannels>
 __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile,
-                                                const uint4 (&raw)[VTileThread::kVectors][2], VTileShared& sh) {
+                                                const uint4 (&raw)[VTileThread<kTileChannels>::kVectors][2],
+                                                VTileShared& sh) {
   static_assert(kVTileThreads >= kVChannels, "one thread per channel reduces the statistics");
-  constexpr int kVectors = VTileThread::kVectors;
+  static_assert(kTileChannels == 64 || kTileChannels == kVChannels, "tiles of head dim 64 or 128");
+  constexpr int kVectors = VTileThread<kTileChannels>::kVectors;
   const int head = tile.head, batch = tile.batch, tile_index = tile.index;
   const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
   const SequenceSide side = tile.side;
-  const int t0 = VTileThread::t0(), c0 = VTileThread::c0();
+  const int t0 = VTileThread<kTileChannels>::t0(), c0 = VTileThread<kTileChannels>::c0();
 
   // The statistics are reduced while the caller's loads are in flight (L2-resident partials).
   ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
@@ -209,9 +217,9 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VT
 
   const int64_t tile0 = workspace_row0(a.packing.cu_kv, side, batch, head, a.heads_kv, a.packing.slots_kv,
                                        static_cast<int64_t>(a.tiles) * kVTileTokens) / kVTileTokens;
-  uint8_t* dst = a.v_tiles + (tile0 + tile_index) * kFp8VTileBytes;
+  uint8_t* dst = a.v_tiles + (tile0 + tile_index) * (kTileChannels * kVTileTokens);
   constexpr int kChunksPerRow = kVTileTokens / 16;
-  for (int i = threadIdx.x; i < kVChannels * kChunksPerRow; i += kVTileThreads) {
+  for (int i = threadIdx.x; i < kTileChannels * kChunksPerRow; i += kVTileThreads) {
     const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
     *reinterpret_cast<uint4*>(dst + row * kVTileTokens + (chunk ^ (row % 8)) * 16) =
         *reinterpret_cast<const uint4*>(&sh.tile[row][chunk * 16]);

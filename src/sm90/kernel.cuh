@@ -47,16 +47,18 @@ namespace sageattn::sm90 {
 // 1024-byte aligned (swizzle atoms), the staging 16-byte aligned (stmatrix, bulk copies).
 // kRingStages stages: one ring of kStages, or for split items (below) two rings of kSplitStages,
 // ring r's stages from r * kSplitStages.
-template <int kVTileBytes, int kQBytes, int kRingStages>
+template <int kD, int kVTileBytes, int kQBytes, int kRingStages>
 struct SharedLayout {
+  static constexpr int kKTileBytes = HeadDim<kD>::kKTileBytes;
+  static constexpr int kConsumers = kQBytes / HeadDim<kD>::kConsumerQBytes;
   static_assert((8 * kBarriers<kRingStages>) % 16 == 0 && (kQExchangeFloats * 4) % 16 == 0,
                 "the output staging must start 16-byte aligned");
   uint32_t base;
   __device__ uint32_t q() const { return base; }
-  __device__ uint32_t k(int stage) const { return base + kQBytes + stage * kTileBytes; }
-  __device__ uint32_t v(int stage) const { return base + kQBytes + kRingStages * kTileBytes + stage * kVTileBytes; }
+  __device__ uint32_t k(int stage) const { return base + kQBytes + stage * kKTileBytes; }
+  __device__ uint32_t v(int stage) const { return base + kQBytes + kRingStages * kKTileBytes + stage * kVTileBytes; }
   __device__ uint32_t barrier(int index) const {
-    return base + kQBytes + kRingStages * (kTileBytes + kVTileBytes) + 8 * index;
+    return base + kQBytes + kRingStages * (kKTileBytes + kVTileBytes) + 8 * index;
   }
   __device__ uint32_t k_full(int s) const { return barrier(s); }
   __device__ uint32_t v_full(int s) const { return barrier(kRingStages + s); }
@@ -66,7 +68,7 @@ struct SharedLayout {
   __device__ uint32_t q_exchange() const { return barrier(kBarriers<kRingStages>); }
   // kOutStagingBytes per consumer warpgroup (the epilogue's output rows).
   __device__ uint32_t out_staging(int consumer) const {
-    return q_exchange() + kQBytes / (64 * kHeadDim) * kQExchangeFloats * 4 + consumer * kOutStagingBytes;
+    return q_exchange() + kConsumers * kQExchangeFloats * 4 + consumer * kOutStagingBytes;
   }
 };
 
@@ -93,10 +95,10 @@ __device__ __forceinline__ uint32_t phase_of(uint32_t tile) { return (tile / kDe
 // causal mask at 16K 1.26x -> 1.61x of the dense call, key padding 0.77x -> 0.94x.
 template <bool kMasks, int kConsumers>
 constexpr bool kSplitItems = kMasks && kConsumers == 3;
-template <bool kMasks, int kConsumers>
-constexpr int kRingDepth = kSplitItems<kMasks, kConsumers> ? kSplitStages : kStages;
-template <bool kMasks, int kConsumers>
-constexpr int kRingStagesOf = (kSplitItems<kMasks, kConsumers> ? 2 : 1) * kRingDepth<kMasks, kConsumers>;
+template <bool kMasks, int kConsumers, int kD = 128>
+constexpr int kRingDepth = kSplitItems<kMasks, kConsumers> ? kSplitStages : kStagesOf<kD>;
+template <bool kMasks, int kConsumers, int kD = 128>
+constexpr int kRingStagesOf = (kSplitItems<kMasks, kConsumers> ? 2 : 1) * kRingDepth<kMasks, kConsumers, kD>;
 // The first query row of group `group` of split item `item` (the item's index within its head).
 __host__ __device__ __forceinline__ int split_group_row0(int item, int group) {
   const int triple = item / 2, half = item % 2;
@@ -200,10 +202,10 @@ __device__ __forceinline__ KeyRange split_group_keys(int seqlen_q, int seqlen_kv
 // the previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). Q is
 // not theirs: the consumers quantize their own rows (q_quantize.cuh). Split items (kSplit): ring
 // `ring` streams the tiles of group `ring`'s block.
-template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, int kVTileBytes, int kQBytes,
-          int kRingStages>
+template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, int kD, int kVTileBytes,
+          int kQBytes, int kRingStages>
 __device__ __forceinline__ void produce(const AttentionArgs& a,
-                                        const SharedLayout<kVTileBytes, kQBytes, kRingStages>& sh, bool is_v, int ring,
+                                        const SharedLayout<kD, kVTileBytes, kQBytes, kRingStages>& sh, bool is_v, int ring,
                                         const LongestFirst* order, const ItemQueue& queue) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
@@ -233,8 +235,8 @@ __device__ __forceinline__ void produce(const AttentionArgs& a,
     // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
     const bool v_map = kVTileBytes == 2 * kTileBytes && is_v && a.v_tiles == nullptr;
     const char* base = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
-    const int tile_bytes = is_v ? kVTileBytes : kTileBytes;
-    // K rows: 128 bytes per token; V tiles: 128 or 256 (unused, and base NULL, with v_map).
+    const int tile_bytes = is_v ? kVTileBytes : HeadDim<kD>::kKTileBytes;
+    // K rows: kD bytes per token; V tiles: kD or 256 (unused, and base NULL, with v_map).
     const int64_t item_offset = rows.k_row0 * (tile_bytes / kKeyTile);
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
@@ -493,21 +495,26 @@ enum ElementMask : int {
 // kPv16: the P.V precision (PvTraits).
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
-template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
-__global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
+// kD: the head dim (HeadDim, traits.cuh); 64 only with FP8 P.V and without masks.
+template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16, int kD>
+__global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
-  using Pv = PvTraits<kPv16>;
-  using Shape = CtaShape<kPv16>;
+  using Pv = PvTraits<kPv16, kD>;
+  using Shape = CtaShape<kPv16, kD>;
+  using Hd = HeadDim<kD>;
   constexpr int kRows = Shape::kRows;
+  constexpr int kOutRegs = Hd::kOutRegs;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
+  static_assert(kD == 128 || !kMasks, "head dim 64 runs without masks (masked calls pad it to 128)");
+  static_assert(kD == 128 || !Shape::kStagedOutput, "the output staging holds rows of 128 channels");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
-  constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers>;  // stages per ring
-  constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers>;
+  constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
+  constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   // The dynamic shared window is not guaranteed to start on a 1024-byte boundary: round up (the
   // launch reserves the extra kAlignSlack bytes).
   const uint32_t raw = ptx::shared_address(shared_raw);
-  const SharedLayout<Pv::kVTileBytes, Shape::kQBytes, kRingStages> sh{(raw + 1023u) & ~1023u};
+  const SharedLayout<kD, Pv::kVTileBytes, Shape::kQBytes, kRingStages> sh{(raw + 1023u) & ~1023u};
 
   // Broadcast through a shuffle so the compiler knows the value is warp-uniform: wgmma issued under
   // a branch it considers divergent gets serialized (ptxas C7520).
@@ -556,7 +563,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
-  const uint64_t q_desc = ptx::smem_descriptor_k_major_sw128(sh.q() + consumer * (kTileBytes / 2));
+  const uint64_t q_desc = ptx::smem_descriptor_k_major<kD>(sh.q() + consumer * Hd::kConsumerQBytes);
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;  // ping-pong (2 consumers)
   constexpr int kTurnThreads = 256;
   uint32_t first_tile = 0;  // the ring-wide number of this item's tile 0 (see stage_of)
@@ -564,7 +571,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
   const int group = kSplit && consumer == 2 ? 1 : 0;
   const int ring_stage0 = group * kDepth;
   // Generic pointers to this consumer's Q rows and maximum exchange (quantize_q_rows).
-  unsigned char* const q_rows = shared_raw + (sh.q() - raw) + consumer * (kTileBytes / 2);
+  unsigned char* const q_rows = shared_raw + (sh.q() - raw) + consumer * Hd::kConsumerQBytes;
   float* const q_exchange = reinterpret_cast<float*>(shared_raw + (sh.q_exchange() - raw)) + consumer * kQExchangeFloats;
 
   // The stage and barrier phase of tile `slot` of the current item in this consumer's ring.
@@ -630,7 +637,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
                       token0_offset(rows.queries, batch, head, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
     const float q_factor = SAGEATTN_SM90_EXPERIMENT == 4
                                ? a.sm_scale_log2 * 1e-3f
-                               : a.sm_scale_log2 * quantize_q_rows<T>(q_head, a.q_stride_token, q_start + consumer * 64,
+                               : a.sm_scale_log2 * quantize_q_rows<T, kD>(q_head, a.q_stride_token, q_start + consumer * 64,
                                                                       seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp,
                                                                       q_rows, q_exchange, kQBarrier0 + consumer);
     // Everything below reads the pre-pass's output (K scales, V scales and means, LSE corrections);
@@ -640,9 +647,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     const float* k_scales = a.k_scale + rows.k_row0 / kKBlockTokens * kKGroupsPerBlock;
     const TileCodeRow codes = kMasks ? tile_code_row(a, batch, head, q_block) : TileCodeRow{nullptr, 0};
 
-    float o[kAccRegs];
+    float o[kOutRegs];
 #pragma unroll
-    for (int i = 0; i < kAccRegs; ++i) o[i] = 0.f;
+    for (int i = 0; i < kOutRegs; ++i) o[i] = 0.f;
     RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
 
     // The wgmma issue helpers wait for nothing: callers wait for the stage barriers first, then
@@ -652,10 +659,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     // `tile` is a key tile's index.
     int32_t acc[kAccRegs];
     auto issue_qk = [&](int slot) {
-      const uint64_t k_desc = ptx::smem_descriptor_k_major_sw128(sh.k(stage(slot)));
+      const uint64_t k_desc = ptx::smem_descriptor_k_major<kD>(sh.k(stage(slot)));
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
-      for (int kk = 0; kk < kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
+      for (int kk = 0; kk < Hd::kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
         ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
 #endif
       ptx::wgmma_commit();
@@ -671,7 +678,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     // rescale sits between the softmax and the next P.V issue, the promotion overlaps the next
     // Q.K^T).
     constexpr bool kDirectAcc = Shape::kDirectAcc;
-    float o_tile[kAccRegs];
+    float o_tile[kOutRegs];
     PFragments<kPv16> p;
     auto issue_pv = [&](int slot) {
       const uint32_t v_stage = sh.v(stage(slot));
@@ -681,9 +688,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
 #pragma unroll
       for (int kk = 0; kk < Pv::kSteps; ++kk) {
         if constexpr (!kPv16 && kDirectAcc) {
-          ptx::wgmma_m64n128k32_e4m3(o, p[kk], v_desc + 2 * kk, true);
+          ptx::wgmma_pv_e4m3(o, p[kk], v_desc + 2 * kk, true);
         } else if constexpr (!kPv16) {
-          ptx::wgmma_m64n128k32_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
+          ptx::wgmma_pv_e4m3(o_tile, p[kk], v_desc + 2 * kk, kk > 0);
         } else {
           // k16 step kk: tokens 16kk.. start 16 lines of 128 bytes further (descriptor units: 16 bytes).
           const uint64_t desc = v_desc + kk * (16 * 128 >> 4);
@@ -793,7 +800,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
         ptx::fence_operands(o_tile);
         release(sh.v_empty(stage(slot)));
 #pragma unroll
-        for (int i = 0; i < kAccRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
+        for (int i = 0; i < kOutRegs; ++i) o[i] = fmaf(o[i], rescale[(i / 2) % 2], o_tile[i]);
       }
     };
     // P.V of visited tile `slot` issued alone and waited for (its V stage freed).
@@ -810,7 +817,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
       if constexpr (kDirectAcc) {
         if (o_unmoved) return;
 #pragma unroll
-        for (int i = 0; i < kAccRegs; ++i) o[i] *= rescale[(i / 2) % 2];
+        for (int i = 0; i < kOutRegs; ++i) o[i] *= rescale[(i / 2) % 2];
       }
     };
 
@@ -926,15 +933,15 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
     const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
     const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
     const int64_t lse_row = lse_row0(kPacked ? a.packing : Packing{}, rows.queries, batch, head, a.heads_q, a.seqlen_q);
-    // The channel scales and means of this thread's 32 columns, loaded together and once for both
+    // The channel scales and means of this thread's kD / 4 columns, loaded together and once for both
     // rows: loaded per column under the head-dim test, each load's latency was serialized with its
     // store (ncu, H100, 8K: these loads held 10 % of the kernel's stall samples). Both vectors
     // have kFp8VTileChannels entries per K/V head, so columns past head_dim are readable. Issued
     // before the last P.V, whose wait hides their latency (the score registers are free by then).
-    float channel_scale[kAccRegs / 2], channel_mean[kAccRegs / 2];
+    float channel_scale[kOutRegs / 2], channel_mean[kOutRegs / 2];
     if constexpr (!kPv16) {
 #pragma unroll
-      for (int j = 0; j < kAccRegs / 4; ++j)
+      for (int j = 0; j < kOutRegs / 4; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           channel_scale[2 * j + e] = v_scale[8 * j + 2 * (lane % 4) + e];
@@ -974,7 +981,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
       // (8-15, j + 1); lane i addresses row i % 8 of matrix i / 8.
       const uint32_t lane_row = staging + ((lane / 8) % 2 * 8 + lane % 8) * kOutRowPitch + (lane / 16) * 16;
 #pragma unroll
-      for (int j = 0; j < kAccRegs / 4; j += 2) {
+      for (int j = 0; j < kOutRegs / 4; j += 2) {
         const uint32_t packed[4] = {output_pair(j, 0), output_pair(j, 1), output_pair(j + 1, 0), output_pair(j + 1, 1)};
         ptx::stmatrix_x4(lane_row + j * 16, packed);
       }
@@ -1007,7 +1014,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16>::kThreads, 1)
         if (row >= seqlen_q) continue;
         T* out_row = out_head + row * a.out_stride_token;
 #pragma unroll
-        for (int j = 0; j < kAccRegs / 4; ++j) {
+        for (int j = 0; j < kOutRegs / 4; ++j) {
           const int col = 8 * j + 2 * (lane % 4);
           float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
           if constexpr (!kPv16) {

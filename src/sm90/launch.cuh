@@ -1,6 +1,7 @@
-// Instantiation and launch of the sm90 kernel for one dtype and P.V precision: causal {no, yes} x
-// {no masks, block codes only, codes and a boolean mask as bits, codes and an additive mask, packed
-// sequences}.
+// Instantiation and launch of the sm90 kernel for one dtype, P.V precision and head dim: causal
+// {no, yes} x {no masks, block codes only, codes and a boolean mask as bits, codes and an additive
+// mask, packed sequences}; head dim 64 (FP8 P.V) without the three masked ones, whose calls the plan
+// pads to 128 (api/plan.cpp).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -12,13 +13,13 @@
 namespace sageattn::sm90 {
 
 // One instantiation: its CTA shape (CtaShape) sets the threads, the shared memory and the items.
-template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16>
+template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16, int kD>
 cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
-  using Shape = CtaShape<kPv16>;
-  auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16>;
+  using Shape = CtaShape<kPv16, kD>;
+  auto kernel = attention_sm90_kernel<T, kCausal, kMasks, kElement, kPacked, kPv16, kD>;
   constexpr int kSharedBytes =
-      PvTraits<kPv16>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers>,
-                                             Shape::kStagedOutput>;
+      PvTraits<kPv16, kD>::template kSharedBytes<Shape::kQBytes, kRingStagesOf<kMasks, Shape::kConsumers, kD>,
+                                                 Shape::kStagedOutput>;
   // Per function and device; cheap to repeat, so set on every call (no global state).
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
   if (err != cudaSuccess) return err;
@@ -40,18 +41,22 @@ cudaError_t launch_one(const AttentionArgs& a, cudaStream_t stream) {
                        kSharedBytes, stream, true, a);
 }
 
-template <typename T, bool kCausal, bool kPv16>
+template <typename T, bool kCausal, bool kPv16, int kD>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  if (a.packing.cu_q != nullptr) return launch_one<T, kCausal, false, kNoElementMask, true, kPv16>(a, stream);
-  if (a.tile_codes.data == nullptr) return launch_one<T, kCausal, false, kNoElementMask, false, kPv16>(a, stream);
-  if (a.mask.data == nullptr) return launch_one<T, kCausal, true, kNoElementMask, false, kPv16>(a, stream);
-  if (a.mask_bits.data != nullptr) return launch_one<T, kCausal, true, kElementBits, false, kPv16>(a, stream);
-  return launch_one<T, kCausal, true, kElementValues, false, kPv16>(a, stream);
+  if (a.packing.cu_q != nullptr) return launch_one<T, kCausal, false, kNoElementMask, true, kPv16, kD>(a, stream);
+  if (a.tile_codes.data == nullptr) return launch_one<T, kCausal, false, kNoElementMask, false, kPv16, kD>(a, stream);
+  if constexpr (kD == 128) {
+    if (a.mask.data == nullptr) return launch_one<T, kCausal, true, kNoElementMask, false, kPv16, kD>(a, stream);
+    if (a.mask_bits.data != nullptr) return launch_one<T, kCausal, true, kElementBits, false, kPv16, kD>(a, stream);
+    return launch_one<T, kCausal, true, kElementValues, false, kPv16, kD>(a, stream);
+  } else {
+    return cudaErrorInvalidValue;  // masks at head dim 64: the plan pads them to 128
+  }
 }
 
-template <typename T, bool kPv16>
+template <typename T, bool kPv16, int kD = 128>
 cudaError_t launch_typed(const AttentionArgs& a, bool causal, cudaStream_t stream) {
-  return causal ? launch<T, true, kPv16>(a, stream) : launch<T, false, kPv16>(a, stream);
+  return causal ? launch<T, true, kPv16, kD>(a, stream) : launch<T, false, kPv16, kD>(a, stream);
 }
 
 }  // namespace sageattn::sm90

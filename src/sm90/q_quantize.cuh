@@ -1,6 +1,6 @@
 // Q quantized inside the sm90 kernel: at the start of each work item, every consumer warpgroup turns
 // its 64 query rows from the caller's 16-bit tensor into INT8 rows in shared memory, in the K-major,
-// 128-byte swizzled layout its wgmma descriptors read, and keeps its threads' dequantization
+// swizzled layout its wgmma descriptors read, and keeps its threads' dequantization
 // factor in a register. Groups, rounding and scales are exactly the pre-pass's
 // (quant/quantize_qk_item.cuh, docs/design/quantization.md), so the result is bit for bit the same;
 // what it saves is the pre-pass's read of Q and the write and read of an INT8 copy of it, a quarter
@@ -20,20 +20,20 @@
 namespace sageattn::sm90 {
 
 // Quantizes rows row0 + warp * 16 + lane / 4 + {0, 8} (sequence rows; this consumer's 64 rows)
-// of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x 128-byte
-// region of shared memory) and returns the scale of this thread's group (0 for a group without a
-// quantizable row). Rows at or past `seqlen` and columns at or past `head_dim` are zeros. Groups
+// of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x kD-byte
+// region of shared memory, kD-byte swizzle: traits.cuh, HeadDim) and returns the scale of this
+// thread's group (0 for a group without a quantizable row). Rows at or past `seqlen` and columns at or past `head_dim` are zeros. Groups
 // (per-thread): rows of one 32-row slice with equal row % 8, i.e. these two rows and the same two
 // of the partner warp (warp ^ 1); per-warp: the whole slice. Every thread of the consumer
 // warpgroup must call it: it synchronizes them on named barrier `barrier` (twice), and returns
 // once the INT8 rows are visible to the warpgroup's wgmmas.
-template <typename T>
+template <typename T, int kD>
 __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t stride_token, int row0, int seqlen,
                                                  int head_dim, bool rotate, bool per_warp, unsigned char* q_rows,
                                                  float* exchange, int barrier) {
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int local_row = warp * 16 + lane / 4;  // and local_row + 8
-  LaneQRows<T, 2, 4> rows;
+  LaneQRows<T, 2, kD / 32> rows;
   rows.load(head_rows, stride_token, row0 + warp * 16, seqlen, head_dim);
   float m = rows.abs_max(rotate);
   // The quad holds both rows whole; per-warp groups span the warp's 16 rows.
@@ -53,11 +53,12 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
   for (int r = 0; r < 2; ++r) {
     const int row = local_row + 8 * r;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < kD / 32; ++j) {
       // Byte column 8 (4 j + lane % 4) lies in 16-byte chunk (4 j + lane % 4) / 2, stored at chunk
-      // index ^ (row % 8) (the 128-byte swizzle of the descriptors).
+      // index ^ (row % 8) (128-byte rows) or ^ ((row / 2) % 4) (64-byte rows): the descriptors' swizzle.
       const int chunk = (4 * j + lane % 4) / 2;
-      const int offset = row * 128 + ((chunk ^ (row % 8)) * 16) + (lane % 2) * 8;
+      const int swizzled = chunk ^ (kD == 128 ? row % 8 : (row / 2) % 4);
+      const int offset = row * kD + swizzled * 16 + (lane % 2) * 8;
       *reinterpret_cast<uint2*>(q_rows + offset) = rows.int8_bytes(r, j, rotate, inv);
     }
   }

@@ -1,15 +1,31 @@
-// Geometry and resource budget of the sm90 kernel (head dim 128; smaller head dims are zero-padded).
+// Geometry and resource budget of the sm90 kernel: head dim 128, and 64 natively (FP8 P.V without
+// masks); other head dims are zero-padded to one of them.
 #pragma once
 #include "common/tiling.h"
 
 namespace sageattn::sm90 {
 
-constexpr int kHeadDim = 128;
 constexpr int kQRows = kQBlockRows;          // 128: the pre-pass's Q blocks (work items: CtaShape::kRows)
 constexpr int kKeyTile = kSm90KeyTileTokens; // 128 tokens per K/V tile
-constexpr int kTileBytes = 128 * 128;        // Q, K (int8 rows of 128) and E4M3 V tiles alike
-static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes && kKeyTile * kHeadDim == kTileBytes,
-              "every 8-bit tile is one 16 KB block");
+constexpr int kTileBytes = 128 * 128;        // at head dim 128: Q, K (int8 rows of 128) and E4M3 V tiles alike
+static_assert(kTileBytes == kFp8VTileBytes, "an E4M3 V tile of head dim 128 is one 16 KB block");
+
+// What the head dim kD (64 or 128) sets. INT8 Q and K rows are kD bytes, stored with the kD-byte
+// swizzle (16-byte chunk c of row r at c ^ (r % 8) for 128-byte rows, c ^ ((r / 2) % 4) for 64-byte
+// rows: the hardware XORs address bits 7-9, resp. 7-8, into bits 4-6, resp. 4-5), which the wgmma
+// descriptors name (ptx/wgmma.cuh). E4M3 V tiles are [kD channels][128 token slots], rows of 128
+// bytes with the 128-byte swizzle at either head dim; the P.V accumulator is m64nD: kD / 2 floats
+// per thread. Head dim 64 halves the tensor work per key and keeps the softmax's (the exp2 pipe
+// is its wall, design section 4).
+template <int kD>
+struct HeadDim {
+  static_assert(kD == 64 || kD == 128, "instantiated head dims");
+  static constexpr int kQkSteps = kD / 32;            // k32 steps of Q.K^T
+  static constexpr int kKTileBytes = kKeyTile * kD;   // 128 INT8 K rows
+  static constexpr int kFp8VTileBytes = kD * kKeyTile;
+  static constexpr int kOutRegs = kD / 2;             // O accumulator values per thread
+  static constexpr int kConsumerQBytes = 64 * kD;     // a consumer warpgroup's 64 INT8 Q rows
+};
 // Experiment switches, measured with scripts/bench_variants.sh (docs/performance.md); the
 // defaults are the validated configuration.
 #ifndef SAGEATTN_SM90_STAGES
@@ -57,13 +73,18 @@ static_assert(kTileBytes == kFp8VTileBytes && kQRows * kHeadDim == kTileBytes &&
 #define SAGEATTN_SM90_HEADROOM_PV16 SAGEATTN_SM90_HEADROOM
 #endif
 constexpr int kStages = SAGEATTN_SM90_STAGES;
+// Stages of the head-dim-64 kernel (its tiles are half as large).
+#ifndef SAGEATTN_SM90_STAGES_HD64
+#define SAGEATTN_SM90_STAGES_HD64 2
+#endif
+template <int kD>
+constexpr int kStagesOf = kD == 64 ? SAGEATTN_SM90_STAGES_HD64 : kStages;
 // Stages of each of the two rings of split items (kernel.cuh).
 #ifndef SAGEATTN_SM90_SPLIT_STAGES
 #define SAGEATTN_SM90_SPLIT_STAGES 2
 #endif
 constexpr int kSplitStages = SAGEATTN_SM90_SPLIT_STAGES;
-constexpr int kAccRegs = 64;                 // m64n128 accumulator: 64 values per thread
-constexpr int kQkSteps = kHeadDim / 32;      // k32 steps of Q.K^T
+constexpr int kAccRegs = 64;                 // m64n128 score accumulator: 64 values per thread
 // K and V full/empty barriers per stage, kRingStages stages in all (every ring's).
 template <int kRingStages>
 constexpr int kBarriers = 4 * kRingStages;
@@ -91,8 +112,9 @@ constexpr int kOutStagingBytes = 64 * kOutRowPitch;
 // setmaxnreg moves registers within what the CTA holds at launch (65536 / threads, rounded down
 // to a multiple of 8, per thread). The producer loops over work items (item decode, key range, two
 // stream counters) and spilled at 24 registers; 32 does not.
-template <bool kPv16>
+template <bool kPv16, int kD = 128>
 struct CtaShape {
+  static_assert(!kPv16 || kD == 128, "the 16-bit P.V runs head dim 128 only");
   static constexpr int kConsumers = !kPv16 ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
   static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
   static constexpr int kRows = 64 * kConsumers;  // query rows per work item
@@ -111,7 +133,7 @@ struct CtaShape {
   // +2-4 % causal 1K-2K; three consumers equal non-causal and 4 % slower causal at 4K (ptxas
   // spilled 56 bytes more per consumer at 160 registers), so they keep the direct stores.
   static constexpr bool kStagedOutput = kConsumers == 2;
-  static constexpr int kQBytes = kRows * kHeadDim;
+  static constexpr int kQBytes = kRows * kD;
 };
 
 // The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
@@ -119,9 +141,9 @@ struct CtaShape {
 // input dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB MN-major V tiles (two 16 KB
 // panels of 64 channels, quant/v_tiles16.cuh) read by a transposed wgmma, k16 steps, FP32
 // accumulation inside the tensor core.
-template <bool kPv16>
+template <bool kPv16, int kD = 128>
 struct PvTraits {
-  static constexpr int kVTileBytes = kPv16 ? 2 * kTileBytes : kTileBytes;
+  static constexpr int kVTileBytes = kPv16 ? 2 * kTileBytes : HeadDim<kD>::kFp8VTileBytes;
   static constexpr int kVPanelBytes = kTileBytes;  // 16-bit tiles: channels 64..127 start here
   static constexpr int kSteps = kPv16 ? kKeyTile / 16 : kKeyTile / 32;  // wgmma k steps per tile
   static constexpr float kLog2PUnit = kPv16 ? 0.f : 8.807354922057604f;  // log2 of P's unit: 1 or 448
@@ -129,8 +151,9 @@ struct PvTraits {
   static constexpr float kHeadroom = kPv16 ? SAGEATTN_SM90_HEADROOM_PV16 : SAGEATTN_SM90_HEADROOM;
   template <int kQBytes, int kRingStages, bool kStagedOutput>
   static constexpr int kSharedBytes =
-      kQBytes + kRingStages * (kTileBytes + kVTileBytes) + 8 * kBarriers<kRingStages> +
-      kQBytes / (64 * kHeadDim) * (kQExchangeFloats * 4 + (kStagedOutput ? kOutStagingBytes : 0)) + kAlignSlack;
+      kQBytes + kRingStages * (HeadDim<kD>::kKTileBytes + kVTileBytes) + 8 * kBarriers<kRingStages> +
+      kQBytes / HeadDim<kD>::kConsumerQBytes * (kQExchangeFloats * 4 + (kStagedOutput ? kOutStagingBytes : 0)) +
+      kAlignSlack;
 };
 
 }  // namespace sageattn::sm90

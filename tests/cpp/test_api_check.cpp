@@ -355,9 +355,11 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
       {1536, 1536, 128, 90, SAGEATTN_KERNEL_AUTO, pv16},      // 16-bit P.V up to 1536 query rows
       {1537, 1537, 128, 90, SAGEATTN_KERNEL_AUTO, fp8},       // FP8 P.V above (causal: below)
       {4097, 77, 96, 90, SAGEATTN_KERNEL_AUTO, fp8},          // padded to 128: still sm90
-      {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
+      {1024, 1024, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
       {8192, 77, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},   // ... not for short keys
-      {2048, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
+      {1023, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
+      {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},  // 16-bit P.V: padded to 128, from 3072
+      {1024, 1024, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
       {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},  // above 128: sm80's variant
       {8192, 8192, 128, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
       {8192, 8192, 128, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
@@ -376,6 +378,12 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
   EXPECT_EQ(selected(causal), pv16) << "causal, 3072 query rows";
   causal.seqlen_q = causal.seqlen_kv = 3073;
   EXPECT_EQ(selected(causal), fp8) << "causal, 3073 query rows";
+  // Causal head dim 64: the native sm90 kernel from 2048 query rows and keys.
+  sageattn_params causal64 = valid_params(2047, 2047, 64, 90);
+  causal64.is_causal = 1;
+  EXPECT_EQ(selected(causal64), SAGEATTN_KERNEL_SM80_MMA) << "causal, head dim 64, 2047";
+  causal64.seqlen_q = causal64.seqlen_kv = 2048;
+  EXPECT_EQ(selected(causal64), fp8) << "causal, head dim 64, 2048";
   // Invalid params: the check's status and reason, *kernel untouched; NULL output rejected.
   sageattn_params bad = valid_params();
   bad.sm_scale = -1.f;
@@ -410,6 +418,27 @@ TEST(ApiKernel, Sm80WorkspaceHoldsInt8QOnlyAtHeadDim256) {
   const size_t q_int8 = 2 * 4 * 2 * 128 * 256, q_scales = 2 * 4 * 2 * 32 * 4;
   EXPECT_GE(hd256, 2 * hd128 + q_int8 - 4096);
   EXPECT_LE(hd256, 2 * hd128 + q_int8 + q_scales + 4096);
+}
+
+TEST(ApiKernel, Sm90WorkspaceAtHeadDim64HoldsHalfRows) {
+  if (!built_with_sm90()) GTEST_SKIP() << "build without 90a";
+  // Head dim 64 without a mask: 64-byte K rows and V tiles of 64 channels (HeadDim, sm90/traits.cuh);
+  // head dim 72 pads to 128. 2 batches x 2 K/V heads, 1024 keys: 8 tiles of 128 tokens per head.
+  sageattn_params p = valid_params(1024, 1024, 64, 90);
+  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  const size_t hd64 = workspace_bytes(p);
+  sageattn_params wide = valid_params(1024, 1024, 72, 90);
+  wide.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  const size_t hd128 = workspace_bytes(wide);
+  // K column sums: 2 chunks of 512 keys per head (common/tiling.h, column_sum_chunks).
+  const size_t k_rows = 2 * 2 * 1024, column_sums = 2 * 2 * 2 * 64 * sizeof(float);
+  EXPECT_EQ(hd128 - hd64, k_rows * 64 + k_rows * 64 + column_sums) << "K rows, V tiles, K column sums";
+  // A mask pads head dim 64 to 128 as before (the native kernel has no masked instantiations).
+  static const uint8_t keep[1] = {1};
+  sageattn_params masked = p;
+  masked.block_mask = {keep, 0, 0, 0, 0};
+  wide.block_mask = masked.block_mask;
+  EXPECT_EQ(workspace_bytes(masked), workspace_bytes(wide));
 }
 
 TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
@@ -466,18 +495,18 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
     EXPECT_EQ(workspace_bytes(long_q), pv16_1536) << "AUTO at 1536 query rows: 16-bit P.V";
   }
-  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 3072 (6144 causal),
-  // then the sm90 kernel (FP8 P.V, rows padded to 128).
+  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 1024 (2048 causal),
+  // then the sm90 kernel's native 64 (FP8 P.V).
   {
     sageattn_params hd64 = p;
     hd64.head_dim = 64;
     for (int causal : {0, 1})
-      for (int seqlen_q : {100, 3071, 3072, 6143, 6144})
-        for (int seqlen_kv : {300, 3072, 6144}) {
+      for (int seqlen_q : {100, 1023, 1024, 2047, 2048})
+        for (int seqlen_kv : {300, 1024, 2048}) {
           hd64.is_causal = causal;
           hd64.seqlen_q = seqlen_q;
           hd64.seqlen_kv = seqlen_kv;
-          const int min_len = causal ? 6144 : 3072;
+          const int min_len = causal ? 2048 : 1024;
           const bool sm90 = seqlen_q >= min_len && seqlen_kv >= min_len;
           hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
           const size_t expected = workspace_bytes(hd64);

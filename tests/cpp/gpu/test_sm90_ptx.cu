@@ -48,6 +48,12 @@ bool have_sm90() {
 
 // Byte offset of (row, column byte) in a tile of 128-byte rows with the 128-byte swizzle.
 int swizzled(int row, int byte) { return row * 128 + (((byte / 16) ^ (row % 8)) * 16) + byte % 16; }
+// The same for rows of kRowBytes (64 or 128) with the swizzle of that width (sm90/traits.cuh).
+template <int kRowBytes>
+int swizzled_rows(int row, int byte) {
+  if (kRowBytes == 128) return swizzled(row, byte);
+  return row * 64 + (((byte / 16) ^ ((row / 2) % 4)) * 16) + byte % 16;
+}
 
 template <typename T>
 struct DeviceBuffer {
@@ -56,20 +62,23 @@ struct DeviceBuffer {
   ~DeviceBuffer() { cudaFree(ptr); }
 };
 
-// ---- wgmma s8: S = Q . K^T over 4 k32 steps, exactly as the kernel issues it --------------------
+// ---- wgmma s8: S = Q . K^T over kD / 32 k32 steps, exactly as the kernel issues it ---------------
 
+// Q [64][kD] and K [128][kD] INT8 rows of kD bytes with the kD-byte swizzle (head dims 128 and 64).
+template <int kD>
 __global__ void wgmma_s8_kernel(const int8_t* q_tile, const int8_t* k_tile, int32_t* out) {
-  __shared__ __align__(1024) int8_t q_smem[64 * 128];
-  __shared__ __align__(1024) int8_t k_smem[128 * 128];
-  for (int i = threadIdx.x; i < 64 * 128; i += 128) q_smem[i] = q_tile[i];
-  for (int i = threadIdx.x; i < 128 * 128; i += 128) k_smem[i] = k_tile[i];
+  __shared__ __align__(1024) int8_t q_smem[64 * kD];
+  __shared__ __align__(1024) int8_t k_smem[128 * kD];
+  for (int i = threadIdx.x; i < 64 * kD; i += 128) q_smem[i] = q_tile[i];
+  for (int i = threadIdx.x; i < 128 * kD; i += 128) k_smem[i] = k_tile[i];
   sageattn::ptx::fence_proxy_async_shared();  // generic writes -> async-proxy (wgmma) reads
   __syncthreads();
-  const uint64_t q_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(q_smem));
-  const uint64_t k_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(k_smem));
+  const uint64_t q_desc = sageattn::ptx::smem_descriptor_k_major<kD>(sageattn::ptx::shared_address(q_smem));
+  const uint64_t k_desc = sageattn::ptx::smem_descriptor_k_major<kD>(sageattn::ptx::shared_address(k_smem));
   int32_t acc[64];
   sageattn::ptx::wgmma_fence();
-  for (int kk = 0; kk < 4; ++kk) sageattn::ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+  for (int kk = 0; kk < kD / 32; ++kk)
+    sageattn::ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
   sageattn::ptx::wgmma_commit();
   sageattn::ptx::wgmma_wait<0>();
   sageattn::ptx::fence_operands(acc);
@@ -81,23 +90,23 @@ __global__ void wgmma_s8_kernel(const int8_t* q_tile, const int8_t* k_tile, int3
   }
 }
 
-TEST(Sm90Ptx, WgmmaS8MatchesHostProduct) {
-  REQUIRE_SM90();
-  std::mt19937 rng(1);
+template <int kD>
+void check_wgmma_s8() {
+  std::mt19937 rng(kD);
   std::uniform_int_distribution<int> dist(-127, 127);
-  std::vector<int8_t> q(64 * 128), k(128 * 128), q_sw(q.size()), k_sw(k.size());
+  std::vector<int8_t> q(64 * kD), k(128 * kD), q_sw(q.size()), k_sw(k.size());
   for (auto& x : q) x = static_cast<int8_t>(dist(rng));
   for (auto& x : k) x = static_cast<int8_t>(dist(rng));
   for (int r = 0; r < 64; ++r)
-    for (int c = 0; c < 128; ++c) q_sw[swizzled(r, c)] = q[r * 128 + c];
+    for (int c = 0; c < kD; ++c) q_sw[swizzled_rows<kD>(r, c)] = q[r * kD + c];
   for (int r = 0; r < 128; ++r)
-    for (int c = 0; c < 128; ++c) k_sw[swizzled(r, c)] = k[r * 128 + c];
+    for (int c = 0; c < kD; ++c) k_sw[swizzled_rows<kD>(r, c)] = k[r * kD + c];
   DeviceBuffer<int8_t> dq(q.size()), dk(k.size());
   DeviceBuffer<int32_t> dout(64 * 128);
   CUDA_OK(cudaMemcpy(dq.ptr, q_sw.data(), q.size(), cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dk.ptr, k_sw.data(), k.size(), cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemset(dout.ptr, 0x7f, 64 * 128 * sizeof(int32_t)));  // poison
-  wgmma_s8_kernel<<<1, 128>>>(dq.ptr, dk.ptr, dout.ptr);
+  wgmma_s8_kernel<kD><<<1, 128>>>(dq.ptr, dk.ptr, dout.ptr);
   CUDA_OK(cudaGetLastError());  // e.g. no kernel image for this GPU
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<int32_t> out(64 * 128);
@@ -106,33 +115,48 @@ TEST(Sm90Ptx, WgmmaS8MatchesHostProduct) {
   for (int r = 0; r < 64; ++r)
     for (int n = 0; n < 128; ++n) {
       int32_t want = 0;
-      for (int c = 0; c < 128; ++c) want += int32_t{q[r * 128 + c]} * int32_t{k[n * 128 + c]};
+      for (int c = 0; c < kD; ++c) want += int32_t{q[r * kD + c]} * int32_t{k[n * kD + c]};
       bad += out[r * 128 + n] != want;
     }
-  EXPECT_EQ(bad, 0) << "of 8192 int32 results";
+  EXPECT_EQ(bad, 0) << "of 8192 int32 results, head dim " << kD;
+}
+
+TEST(Sm90Ptx, WgmmaS8MatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_s8<128>();
+}
+
+// Head dim 64: 64-byte rows, the 64-byte swizzle descriptor, two k32 steps.
+TEST(Sm90Ptx, WgmmaS8Swizzle64MatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_s8<64>();
 }
 
 // ---- P.V wgmmas (A from registers): shared output and check -----------------------------------------
 
-// The f32 accumulator fragment of a 64 x 128 wgmma (ptx/wgmma.cuh) to a row-major [64][128] array.
-__device__ void store_accumulator(float (&acc)[64], float* out) {
+// The f32 accumulator fragment of a 64 x 2N wgmma (ptx/wgmma.cuh) to a row-major [64][128] array
+// (its first 2N columns).
+template <int N>
+__device__ void store_accumulator(float (&acc)[N], float* out) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int i = 0; i < 64; ++i) {
+  for (int i = 0; i < N; ++i) {
     const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
     out[row * 128 + col] = acc[i];
   }
 }
 
-// Copies the device result back and counts the elements that differ from p[64][128] . v[128][128]
-// summed in double (the inputs of these tests make every product and partial sum exact in float).
-int product_mismatches(const float* device_out, const std::vector<float>& p, const std::vector<float>& v) {
+// Copies the device result back and counts the elements of its first `columns` columns that differ
+// from p[64][128] . v[128][128] summed in double (the inputs of these tests make every product and
+// partial sum exact in float).
+int product_mismatches(const float* device_out, const std::vector<float>& p, const std::vector<float>& v,
+                       int columns = 128) {
   std::vector<float> out(64 * 128);
   if (cudaMemcpy(out.data(), device_out, out.size() * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
     return -1;
   int bad = 0;
   for (int r = 0; r < 64; ++r)
-    for (int n = 0; n < 128; ++n) {
+    for (int n = 0; n < columns; ++n) {
       double want = 0.0;
       for (int kk = 0; kk < 128; ++kk) want += double(p[r * 128 + kk]) * v[kk * 128 + n];
       bad += out[r * 128 + n] != static_cast<float>(want);
@@ -143,9 +167,11 @@ int product_mismatches(const float* device_out, const std::vector<float>& p, con
 // ---- wgmma e4m3: O = P . V with P in the register fragment, V^T swizzled in shared memory ----------
 
 // A fragment of 8-bit k32 (PTX ISA): a0 = row g, k 4t..4t+3; a1 = row g + 8; a2, a3 = k + 16.
+// kN: 128 (m64n128k32) or 64 output columns (m64n64k32, head dim 64: V^T rows 0..63 of the tile).
+template <int kN>
 __global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, float* out) {
-  __shared__ __align__(1024) uint8_t v_smem[128 * 128];
-  for (int i = threadIdx.x; i < 128 * 128; i += 128) v_smem[i] = vt_tile[i];
+  __shared__ __align__(1024) uint8_t v_smem[kN * 128];
+  for (int i = threadIdx.x; i < kN * 128; i += 128) v_smem[i] = vt_tile[i];
   sageattn::ptx::fence_proxy_async_shared();
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -159,20 +185,20 @@ __global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, floa
       a[kk][reg] = word;
     }
   const uint64_t v_desc = sageattn::ptx::smem_descriptor_k_major_sw128(sageattn::ptx::shared_address(v_smem));
-  float acc[64];
+  float acc[kN / 2];
   sageattn::ptx::wgmma_fence();
-  for (int kk = 0; kk < 4; ++kk) sageattn::ptx::wgmma_m64n128k32_e4m3(acc, a[kk], v_desc + 2 * kk, kk > 0);
+  for (int kk = 0; kk < 4; ++kk) sageattn::ptx::wgmma_pv_e4m3(acc, a[kk], v_desc + 2 * kk, kk > 0);
   sageattn::ptx::wgmma_commit();
   sageattn::ptx::wgmma_wait<0>();
   sageattn::ptx::fence_operands(acc);
   store_accumulator(acc, out);
 }
 
-TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
-  REQUIRE_SM90();
+template <int kN>
+void check_wgmma_e4m3() {
   // Small integers are exact in E4M3 and every partial sum stays an exact small integer, so the
   // tensor core's reduced-precision FP8 accumulation cannot hide a layout error behind rounding.
-  std::mt19937 rng(2);
+  std::mt19937 rng(kN == 128 ? 2 : 3);
   std::uniform_int_distribution<int> dist(-4, 4);
   std::vector<float> p(64 * 128), v(128 * 128);  // p[row][k], v[k][n]
   std::vector<uint8_t> p_bits(p.size()), vt_sw(kTile);
@@ -187,10 +213,29 @@ TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
   CUDA_OK(cudaMemcpy(dp.ptr, p_bits.data(), p_bits.size(), cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dv.ptr, vt_sw.data(), vt_sw.size(), cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float)));  // NaN poison
-  wgmma_e4m3_kernel<<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
+  wgmma_e4m3_kernel<kN><<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
   CUDA_OK(cudaGetLastError());  // e.g. no kernel image for this GPU
   CUDA_OK(cudaDeviceSynchronize());
-  EXPECT_EQ(product_mismatches(dout.ptr, p, v), 0) << "of 8192 fp32 results";
+  EXPECT_EQ(product_mismatches(dout.ptr, p, v, kN), 0) << "of " << 64 * kN << " fp32 results";
+  if (kN < 128) {  // the columns the narrow wgmma does not write keep the NaN poison
+    std::vector<float> out(64 * 128);
+    CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    int written = 0;
+    for (int r = 0; r < 64; ++r)
+      for (int n = kN; n < 128; ++n) written += !std::isnan(out[r * 128 + n]);
+    EXPECT_EQ(written, 0);
+  }
+}
+
+TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_e4m3<128>();
+}
+
+// Head dim 64: m64n64k32 (32 accumulators per thread) on the first 64 rows of a V^T tile.
+TEST(Sm90Ptx, WgmmaE4m3N64RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_e4m3<64>();
 }
 
 // ---- wgmma f16 / bf16: O = P . V with P in the register fragment, V MN-major in two swizzled panels --
