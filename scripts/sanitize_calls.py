@@ -44,14 +44,16 @@ def main():
         check(f"{kernel} block mask", sageattn(q, k, v, block_mask=blocks, kernel=kernel))
         # More items than SMs: persistent CTAs run several items (the work queue, the next item's
         # Q prefetch, K/V tiles numbered across items).
-        q, k, v = randn(1, 160, 300, 128), randn(1, 80, 300, 128), randn(1, 80, 300, 128)
-        check(f"{kernel} many items", sageattn(q, k, v, is_causal=True, kernel=kernel))
-        lengths = [0, 129, 1, 300, 77]
-        cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32, device="cuda")
-        total = sum(lengths)
-        q, k, v = randn(total, 4, 128), randn(total, 2, 128), randn(total, 2, 128)
-        out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=True, kernel=kernel)
-        check(f"{kernel} varlen", out)
+        # Head dim 64 too: sm90_wgmma runs its native head-dim-64 instantiations there.
+        for head_dim in (128, 64):
+            q, k, v = randn(1, 160, 300, head_dim), randn(1, 80, 300, head_dim), randn(1, 80, 300, head_dim)
+            check(f"{kernel} many items d={head_dim}", sageattn(q, k, v, is_causal=True, kernel=kernel))
+            lengths = [0, 129, 1, 300, 77]
+            cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32, device="cuda")
+            total = sum(lengths)
+            q, k, v = randn(total, 4, head_dim), randn(total, 2, head_dim), randn(total, 2, head_dim)
+            out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=True, kernel=kernel)
+            check(f"{kernel} varlen d={head_dim}", out)
     if bad:
         print("non-finite outputs:", ", ".join(bad))
         return 1

@@ -840,11 +840,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       if (Shape::kPingPong && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
-      if constexpr (Shape::kConsumers == 3) {
+      if constexpr (Shape::kConsumers == 3 && kD == 128) {
         // 160 registers hold o, one score tile and P, but not P.V and Q.K^T in flight at once:
         // ptxas serialized every wgmma of the overlapped turn below (C7512). P.V completes (and
         // frees P) before Q.K^T claims the score registers; the other two consumers keep the
-        // tensor cores busy meanwhile.
+        // tensor cores busy meanwhile. Head dim 64 (o 32 registers smaller) takes the overlapped
+        // turn: H100, same-call A/B, +1-2 % non-causal, +1 % causal at 4K and +4.6 % at 16K.
         pv_and_wait(slot - 1);
         wait_k(slot);
         ptx::wgmma_fence();

@@ -132,7 +132,7 @@ struct CtaShape {
   // (kernel.cuh). H100, same-call A/B (docs/performance.md): two consumers (16-bit P.V) +4 % at 1K,
   // +2-4 % causal 1K-2K; three consumers equal non-causal and 4 % slower causal at 4K (ptxas
   // spilled 56 bytes more per consumer at 160 registers), so they keep the direct stores.
-  static constexpr bool kStagedOutput = kConsumers == 2;
+  static constexpr bool kStagedOutput = kConsumers == 2 && kD == 128;  // staging rows hold 128 channels
   static constexpr int kQBytes = kRows * kD;
 };
 
