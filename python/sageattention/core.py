@@ -123,8 +123,8 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             4K tokens on H200). Default True.
         kernel: "auto" (on compute capability 9.0 builds with 90a: sm90_wgmma_pv16 at head dims
             65..128 up to 1536 query rows (3072 causal), sm90_wgmma above, and for head dims <= 64
-            sm90_wgmma's native head dim 64 when queries and keys both reach 1024 (with a mask, its
-            padded 128 from 3072, 6144 causal); sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU),
+            sm90_wgmma's native head dim 64 when queries and keys both reach 1024 (2048 causal; with
+            a mask, its padded 128 from 3072, 6144 causal); sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit P.V, any sm80+ GPU),
             "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; NotImplementedError
             elsewhere), "sm90_wgmma_pv16" (its accurate mode: the same kernel with a 16-bit P.V,
             about 3x less error on Gaussian inputs, docs/accuracy.md) or "auto_pv16" (the fastest

@@ -34,12 +34,13 @@ constexpr int kAutoPv16MaxSeqlenQCausal = 3072;
 constexpr int kAutoSm90MinSeqlenHd64Padded = 3072;
 constexpr int kAutoSm90MinSeqlenHd64PaddedCausal = 6144;
 // Head dims <= 64 without a mask: the native head-dim-64 sm90 kernel (HeadDim, sm90/traits.cuh)
-// from this many query rows and keys on, else the sm80 kernel's 64. H100 (2026-11-27), TOPS sm80
-// (first call) / sm90 (overlapped turn, two rounds of a later call): B4 H32 non-causal 1K 247.6 /
-// 249.3, 251.1; 2K 301.7 / 369.4, 371.9; causal 1K 137.1 / 153.1, 156.3; 2K 224.6 / 239.8, 240.1;
-// B16 H16 non-causal 577 173.5 / 170.2, 172.4 (equal), 1K 263.3 / 272.2, 274.4.
+// from this many query rows and keys on, else the sm80 kernel's 64. H100 (2026-11-27, three
+// calls), TOPS sm80 / sm90: B4 H32 non-causal 1K 247.6 / 249.3-253.7, 2K 301.7 / 369.4-373.7;
+// causal 2K 224.6 / 232.2-240.8; B16 H16 non-causal 577 173.2-173.5 / 154.1-172.4, 1K 262.8-263.3
+// / 272.1-274.4, causal 1K 175.6 / 144.1. Causal 1K at B4 H32 varied between calls (sm90 112.3,
+// 124.2 and 153-156 against sm80's 137.1): sm80 there.
 constexpr int kAutoSm90MinSeqlenHd64 = 1024;
-constexpr int kAutoSm90MinSeqlenHd64Causal = 1024;
+constexpr int kAutoSm90MinSeqlenHd64Causal = 2048;
 
 bool has_masks(const sageattn_params& p) { return p.mask_type != SAGEATTN_MASK_NONE || p.block_mask.data != nullptr; }
 

@@ -378,12 +378,12 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
   EXPECT_EQ(selected(causal), pv16) << "causal, 3072 query rows";
   causal.seqlen_q = causal.seqlen_kv = 3073;
   EXPECT_EQ(selected(causal), fp8) << "causal, 3073 query rows";
-  // Causal head dim 64: the native sm90 kernel from 1024 query rows and keys too.
-  sageattn_params causal64 = valid_params(1023, 1023, 64, 90);
+  // Causal head dim 64: the native sm90 kernel from 2048 query rows and keys.
+  sageattn_params causal64 = valid_params(2047, 2047, 64, 90);
   causal64.is_causal = 1;
-  EXPECT_EQ(selected(causal64), SAGEATTN_KERNEL_SM80_MMA) << "causal, head dim 64, 1023";
-  causal64.seqlen_q = causal64.seqlen_kv = 1024;
-  EXPECT_EQ(selected(causal64), fp8) << "causal, head dim 64, 1024";
+  EXPECT_EQ(selected(causal64), SAGEATTN_KERNEL_SM80_MMA) << "causal, head dim 64, 2047";
+  causal64.seqlen_q = causal64.seqlen_kv = 2048;
+  EXPECT_EQ(selected(causal64), fp8) << "causal, head dim 64, 2048";
   // With a block mask head dim 64 pads to 128 (the native kernel has no masked instantiations):
   // sm90 only from 3072 query rows and keys, where the padded kernel measured faster than sm80.
   static const uint8_t keep[1] = {1};
@@ -503,8 +503,8 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
     long_q.kernel = SAGEATTN_KERNEL_AUTO;
     EXPECT_EQ(workspace_bytes(long_q), pv16_1536) << "AUTO at 1536 query rows: 16-bit P.V";
   }
-  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 1024, then the sm90
-  // kernel's native 64 (FP8 P.V); with a block mask, the padded one from 3072 (6144 causal).
+  // Head dim 64: the sm80 kernel's native 64 unless queries and keys both reach 1024 (2048 causal),
+  // then the sm90 kernel's native 64 (FP8 P.V).
   {
     sageattn_params hd64 = p;
     hd64.head_dim = 64;
@@ -514,7 +514,7 @@ TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {
           hd64.is_causal = causal;
           hd64.seqlen_q = seqlen_q;
           hd64.seqlen_kv = seqlen_kv;
-          const int min_len = 1024;
+          const int min_len = causal ? 2048 : 1024;
           const bool sm90 = seqlen_q >= min_len && seqlen_kv >= min_len;
           hd64.kernel = sm90 ? SAGEATTN_KERNEL_SM90_WGMMA : SAGEATTN_KERNEL_SM80_MMA;
           const size_t expected = workspace_bytes(hd64);
