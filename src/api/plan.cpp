@@ -86,8 +86,9 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     // outweighs its slower P.V while each V token serves few query blocks (docs/performance.md).
     const int padded = padded_head_dim(p.head_dim);
     const bool native_hd64 = padded == 64 && kernel == SAGEATTN_KERNEL_AUTO && !has_masks(p);
-    const int hd64_min = native_hd64 ? (p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64)
-                                     : (p.is_causal ? kAutoSm90MinSeqlenHd64PaddedCausal : kAutoSm90MinSeqlenHd64Padded);
+    const int native_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
+    const int padded_min = p.is_causal ? kAutoSm90MinSeqlenHd64PaddedCausal : kAutoSm90MinSeqlenHd64Padded;
+    const int hd64_min = native_hd64 ? native_min : padded_min;
     const bool long_hd64 = padded == 64 && p.seqlen_q >= hd64_min && p.seqlen_kv >= hd64_min;
     const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
     const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;

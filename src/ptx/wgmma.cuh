@@ -93,8 +93,9 @@ __device__ __forceinline__ void fence_operands(int32_t (&regs)[N]) {
   SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16),  \
       SAGEATTN_WGMMA_OUT8(c, d, 24), SAGEATTN_WGMMA_OUT8(c, d, 32), SAGEATTN_WGMMA_OUT8(c, d, 40), \
       SAGEATTN_WGMMA_OUT8(c, d, 48), SAGEATTN_WGMMA_OUT8(c, d, 56)
-#define SAGEATTN_WGMMA_OUT32(c, d) \
-  SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16), SAGEATTN_WGMMA_OUT8(c, d, 24)
+#define SAGEATTN_WGMMA_OUT32(c, d)                                                           \
+  SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16), \
+      SAGEATTN_WGMMA_OUT8(c, d, 24)
 
 // D(64x128 s32) (+)= A(64x32 s8, smem) * B(32x128 s8, smem, K-major). accumulate = false overwrites D.
 __device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a, uint64_t desc_b,
@@ -128,10 +129,12 @@ __device__ __forceinline__ void wgmma_m64n64k32_e4m3(float (&d)[32], const uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
 // Either P.V width by the accumulator's size.
-__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
+                                              bool accumulate) {
   wgmma_m64n128k32_e4m3(d, a, desc_b, accumulate);
 }
-__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
+                                              bool accumulate) {
   wgmma_m64n64k32_e4m3(d, a, desc_b, accumulate);
 }
 

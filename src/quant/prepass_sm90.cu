@@ -198,7 +198,8 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
 cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, sageattn_dtype dtype,
                                 cudaStream_t stream) {
   const bool bf16 = dtype == SAGEATTN_DTYPE_BF16;
-  if (qk.padded_head_dim == 64) return bf16 ? launch<__nv_bfloat16, 64>(qk, v, stream) : launch<__half, 64>(qk, v, stream);
+  if (qk.padded_head_dim == 64)
+    return bf16 ? launch<__nv_bfloat16, 64>(qk, v, stream) : launch<__half, 64>(qk, v, stream);
   if (qk.padded_head_dim != 128) return cudaErrorInvalidValue;
   return bf16 ? launch<__nv_bfloat16, 128>(qk, v, stream) : launch<__half, 128>(qk, v, stream);
 }

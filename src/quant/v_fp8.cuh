@@ -3,8 +3,9 @@
 //  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of V;
 //  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and delta_v,
 //     then write the E4M3 tile the attention kernel copies verbatim into shared memory:
-//     [channel][token slot] (kTileChannels channels: the padded head dim, 64 or 128), tokens permuted inside every 16 so that slot order is the order in
-//     which a thread's P accumulator values form the FP8 wgmma A fragment
+//     [channel][token slot] (kTileChannels channels: the padded head dim, 64 or 128), tokens
+//     permuted inside every 16 so that slot order is the order in which a thread's P accumulator
+//     values form the FP8 wgmma A fragment
 //     (docs/design/sm90_kernel.md), rows 128-byte swizzled. The max and min give max|V - vbar|
 //     without a second pass over V: max_j |V_j - vbar| = max(max_j V_j - vbar, vbar - min_j V_j),
 //     and float subtraction is monotone, so this equals the per-element maximum of the rounded

@@ -8,10 +8,10 @@
 //    consumers: four threads, two rings ("split items" below);
 //  - the consumers (2 or 3): 64 query rows each, which they quantize to INT8 in shared memory at
 //    the item's start (q_quantize.cuh); per 128-token tile
-//    S = Q.K^T (4 x m64n128k32 s8) -> x = s * c -> online softmax in base 2 against a per-row
-//    reference m >= every score (moved to max + headroom when exceeded) -> P~ = e4m3(448 * 2^(x - m))
-//    packed straight into the register A fragment ->
-//    O_tile = P~.V~ (4 x m64n128k32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
+//    S = Q.K^T (kD / 32 x m64n128k32 s8; kD the head dim, 128 or 64: HeadDim) -> x = s * c ->
+//    online softmax in base 2 against a per-row reference m >= every score (moved to max + headroom
+//    when exceeded) -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
+//    O_tile = P~.V~ (4 x m64nDk32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
 //    two-level accumulation), or, with 3 consumers, O *= rescale and O += P~.V~ on the tensor core.
 // kPv16 (the accurate mode, PvTraits): P = 2^(x - m) in the input dtype, 8 x m64n128k16 with V
 // MN-major, accumulated straight into O; V of dense calls comes by TMA from the caller's tensor.
@@ -205,8 +205,8 @@ __device__ __forceinline__ KeyRange split_group_keys(int seqlen_q, int seqlen_kv
 template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, int kD, int kVTileBytes,
           int kQBytes, int kRingStages>
 __device__ __forceinline__ void produce(const AttentionArgs& a,
-                                        const SharedLayout<kD, kVTileBytes, kQBytes, kRingStages>& sh, bool is_v, int ring,
-                                        const LongestFirst* order, const ItemQueue& queue) {
+                                        const SharedLayout<kD, kVTileBytes, kQBytes, kRingStages>& sh, bool is_v,
+                                        int ring, const LongestFirst* order, const ItemQueue& queue) {
   ptx::grid_dependency_wait();  // the K and V tiles come from the pre-pass (launch.cuh)
   uint32_t tile_counter = 0;
   const int ring_stage0 = ring * kDepth;
@@ -506,7 +506,6 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   constexpr int kOutRegs = Hd::kOutRegs;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   static_assert(kD == 128 || !kMasks, "head dim 64 runs without masks (masked calls pad it to 128)");
-  static_assert(kD == 128 || !Shape::kStagedOutput, "the output staging holds rows of 128 channels");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
   constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
   constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;
@@ -635,11 +634,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     // past the sequence are zeros (a group of such rows only: factor 0, finite scores, never stored).
     const T* q_head = static_cast<const T*>(a.q) +
                       token0_offset(rows.queries, batch, head, a.q_stride_batch, a.q_stride_head, a.q_stride_token);
-    const float q_factor = SAGEATTN_SM90_EXPERIMENT == 4
-                               ? a.sm_scale_log2 * 1e-3f
-                               : a.sm_scale_log2 * quantize_q_rows<T, kD>(q_head, a.q_stride_token, q_start + consumer * 64,
-                                                                      seqlen_q, a.head_dim, a.q_rotate, a.q_per_warp,
-                                                                      q_rows, q_exchange, kQBarrier0 + consumer);
+    const float q_factor =
+        SAGEATTN_SM90_EXPERIMENT == 4
+            ? a.sm_scale_log2 * 1e-3f
+            : a.sm_scale_log2 * quantize_q_rows<T, kD>(q_head, a.q_stride_token, q_start + consumer * 64, seqlen_q,
+                                                       a.head_dim, a.q_rotate, a.q_per_warp, q_rows, q_exchange,
+                                                       kQBarrier0 + consumer);
     // Everything below reads the pre-pass's output (K scales, V scales and means, LSE corrections);
     // the Q rows above are the caller's. Returns at once after the first item.
     ptx::grid_dependency_wait();

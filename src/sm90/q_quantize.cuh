@@ -22,11 +22,11 @@ namespace sageattn::sm90 {
 // Quantizes rows row0 + warp * 16 + lane / 4 + {0, 8} (sequence rows; this consumer's 64 rows)
 // of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x kD-byte
 // region of shared memory, kD-byte swizzle: traits.cuh, HeadDim) and returns the scale of this
-// thread's group (0 for a group without a quantizable row). Rows at or past `seqlen` and columns at or past `head_dim` are zeros. Groups
-// (per-thread): rows of one 32-row slice with equal row % 8, i.e. these two rows and the same two
-// of the partner warp (warp ^ 1); per-warp: the whole slice. Every thread of the consumer
-// warpgroup must call it: it synchronizes them on named barrier `barrier` (twice), and returns
-// once the INT8 rows are visible to the warpgroup's wgmmas.
+// thread's group (0 for a group without a quantizable row). Rows at or past `seqlen` and columns
+// at or past `head_dim` are zeros. Groups (per-thread): rows of one 32-row slice with equal row % 8,
+// i.e. these two rows and the same two of the partner warp (warp ^ 1); per-warp: the whole slice.
+// Every thread of the consumer warpgroup must call it: it synchronizes them on named barrier
+// `barrier` (twice), and returns once the INT8 rows are visible to the warpgroup's wgmmas.
 template <typename T, int kD>
 __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t stride_token, int row0, int seqlen,
                                                  int head_dim, bool rotate, bool per_warp, unsigned char* q_rows,
