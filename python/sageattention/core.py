@@ -128,7 +128,8 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
             "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only; NotImplementedError
             elsewhere), "sm90_wgmma_pv16" (its accurate mode: the same kernel with a 16-bit P.V,
             about 3x less error on Gaussian inputs, docs/accuracy.md) or "auto_pv16" (the fastest
-            16-bit P.V kernel: sm90_wgmma_pv16 where "auto" picks sm90_wgmma, else sm80_mma).
+            16-bit P.V kernel: sm90_wgmma_pv16 where "auto" picks sm90_wgmma, at head dims <= 64
+            from 3072 query rows and keys (6144 causal), else sm80_mma).
 
     Returns:
         out with q's shape, layout and dtype (contiguous), or (out, lse) with lse float32

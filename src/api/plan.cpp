@@ -24,16 +24,18 @@ namespace {
 // 451.5/462.8, 4K 491.6/527.8 (second run within 1 %). Until then 2048 and 4096.
 constexpr int kAutoPv16MaxSeqlenQ = 1536;
 constexpr int kAutoPv16MaxSeqlenQCausal = 3072;
-// Head dims <= 64 with a mask (padded to 128 on the sm90 kernel): the sm90 kernel (FP8 P.V at these
-// lengths) from this many query rows and keys on (measured on self-attention only, so both must be
-// long). H100, hd64, B4 H32, two runs
+// Head dims <= 64 with a mask (padded to 128 on the sm90 kernel), or under AUTO_PV16 (the native
+// 16-bit P.V): the sm90 kernel from this many query rows and keys on (measured on self-attention
+// only, so both must be long). Native 16-bit P.V at head dim 64, H100 (2026-11-27), TOPS sm80 /
+// sm90: non-causal 1K 248.6 / 238.5, 2K 300.1 / 302.2, 4K 327.5 / 341.2; causal 2K 230.1 / 223.5,
+// 4K 281.2 / 280.1; B16 H16 577 and 1024, either: sm80 by 5-20 %. H100, hd64, B4 H32, two runs
 // (2026-11-26, session 9: persistent CTAs, sampled K mean), TOPS sm80 / sm90 FP8 P.V: non-causal 2K
 // 299.6 / 300.3, 3K 315.3 / 347.5, 4K 326.5 / 375.3, 6K 341.4 / 417.1; causal 2K 235.5 / 199.6, 3K
 // 267.0 / 255.3, 4K 289.7 / 288.4, 6K 302.1 / 330.5 (second run within 2 %). Until then 4096
 // non-causal (sm80 / sm90 at 2K 290.2 / 281.1, 4K 321.2 / 357.2 after the sm80 loader change).
-constexpr int kAutoSm90MinSeqlenHd64Padded = 3072;
-constexpr int kAutoSm90MinSeqlenHd64PaddedCausal = 6144;
-// Head dims <= 64 without a mask: the native head-dim-64 sm90 kernel (HeadDim, sm90/traits.cuh)
+constexpr int kAutoSm90MinSeqlenHd64Slow = 3072;
+constexpr int kAutoSm90MinSeqlenHd64SlowCausal = 6144;
+// Head dims <= 64 without a mask under AUTO: the native head-dim-64 FP8 kernel (HeadDim, sm90/traits.cuh)
 // from this many query rows and keys on, else the sm80 kernel's 64. H100 (2026-11-27, three
 // calls), TOPS sm80 / sm90: B4 H32 non-causal 1K 247.6 / 249.3-253.7, 2K 301.7 / 369.4-373.7;
 // causal 2K 224.6 / 232.2-240.8; B16 H16 non-causal 577 173.2-173.5 / 154.1-172.4, 1K 262.8-263.3
@@ -79,16 +81,17 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
-    // Head dims <= 64 run the sm90 kernel's native 64 (FP8 P.V, no masks) or, with a mask or
-    // AUTO_PV16, its 128 zero-padded (twice the tensor work); either only where queries and keys are
-    // long enough for it to beat the sm80 kernel's native 64. On sm90, AUTO takes the 16-bit P.V
+    // Head dims <= 64 run the sm90 kernel's native 64 (no masks) or, with a mask, its 128
+    // zero-padded (twice the tensor work); either only where queries and keys are long enough for it
+    // to beat the sm80 kernel's native 64. On sm90, AUTO takes the 16-bit P.V
     // where it is the faster of the two: it needs no V pass when a tensor map reads V, which
     // outweighs its slower P.V while each V token serves few query blocks (docs/performance.md).
     const int padded = padded_head_dim(p.head_dim);
-    const bool native_hd64 = padded == 64 && kernel == SAGEATTN_KERNEL_AUTO && !has_masks(p);
-    const int native_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
-    const int padded_min = p.is_causal ? kAutoSm90MinSeqlenHd64PaddedCausal : kAutoSm90MinSeqlenHd64Padded;
-    const int hd64_min = native_hd64 ? native_min : padded_min;
+    const bool native_hd64 = padded == 64 && !has_masks(p);
+    const bool fp8_hd64 = native_hd64 && kernel == SAGEATTN_KERNEL_AUTO;
+    const int fp8_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
+    const int slow_min = p.is_causal ? kAutoSm90MinSeqlenHd64SlowCausal : kAutoSm90MinSeqlenHd64Slow;
+    const int hd64_min = fp8_hd64 ? fp8_min : slow_min;
     const bool long_hd64 = padded == 64 && p.seqlen_q >= hd64_min && p.seqlen_kv >= hd64_min;
     const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
     const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;
@@ -102,8 +105,8 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   plan.kernel = kernel;
   plan.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
   if (is_sm90_kernel(kernel)) {
-    // Head dims <= 64 run natively on the E4M3 P.V without masks (HeadDim, sm90/traits.cuh).
-    const bool hd64 = padded_head_dim(p.head_dim) == 64 && kernel == SAGEATTN_KERNEL_SM90_WGMMA && !has_masks(p);
+    // Head dims <= 64 run natively without masks (HeadDim, sm90/traits.cuh).
+    const bool hd64 = padded_head_dim(p.head_dim) == 64 && !has_masks(p);
     plan.padded_head_dim = hd64 ? 64 : 128;
     plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
     plan.k_blocks = 2 * plan.v_tiles;

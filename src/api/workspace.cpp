@@ -60,7 +60,7 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
     layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
   }
-  if (plan.v16_tiles) layout.v_tiles = regions.take(k_rows * kFp8VTileChannels * 2);  // 256 bytes per token
+  if (plan.v16_tiles) layout.v_tiles = regions.take(k_rows * head_dim * 2);  // 128 or 256 bytes per token
   if (plan.mask_pass) {
     const size_t codes = static_cast<size_t>(plan.code_batch) * plan.code_heads * plan.q_blocks * plan.mask_kv_blocks;
     layout.tile_codes = regions.take(codes);

@@ -157,6 +157,21 @@ SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_f16, "f16")
 SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_bf16, "bf16")
 #undef SAGEATTN_WGMMA_M64N128K16_REG_A
 
+// The same with N = 64 (head dim 64: one MN-major panel, 32 accumulators per thread).
+#define SAGEATTN_WGMMA_M64N64K16_REG_A(name, type)                                                 \
+  __device__ __forceinline__ void name(float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b,     \
+                                       bool accumulate) {                                           \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                    \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " " SAGEATTN_WGMMA_D32 \
+                 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                  \
+                 : SAGEATTN_WGMMA_OUT32("+f", d)                                                    \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                         \
+                   "r"(static_cast<int>(accumulate)));                                              \
+  }
+SAGEATTN_WGMMA_M64N64K16_REG_A(wgmma_m64n64k16_f16, "f16")
+SAGEATTN_WGMMA_M64N64K16_REG_A(wgmma_m64n64k16_bf16, "bf16")
+#undef SAGEATTN_WGMMA_M64N64K16_REG_A
+
 #undef SAGEATTN_WGMMA_OUT64
 #undef SAGEATTN_WGMMA_OUT32
 #undef SAGEATTN_WGMMA_D32

@@ -147,9 +147,9 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
     quantize_qk_rows<T, kHeadDim>(qk, work.qk, raw, shared.qk);
   } else if (work.is_v && work.v.active) {
     if constexpr (kV16) {
-      uint4 raw[kSm90KeyTileTokens / (kQuantizeThreads / 16)];
-      load_v16_chunks<kQuantizeThreads>(work.v, v.head_dim, raw);
-      copy_v16_tile<kQuantizeThreads>(v, work.v, raw);
+      uint4 raw[V16Copy<kQuantizeThreads, kHeadDim>::kPasses];
+      load_v16_chunks<kQuantizeThreads, kHeadDim>(work.v, v.head_dim, raw);
+      copy_v16_tile<kQuantizeThreads, kHeadDim>(v, work.v, raw);
     } else {
       uint4 raw[VTileThread<kHeadDim>::kVectors][2];
       load_v_tile_vectors<T, kHeadDim>(work.v, v.head_dim, raw);
@@ -166,7 +166,6 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
 template <typename T, int kHeadDim>
 cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t stream) {
   static_assert(kHeadDim == 128 || kHeadDim == 64, "the sm90 kernel's head dims");
-  if (kHeadDim == 64 && v.v16) return cudaErrorInvalidValue;  // 16-bit P.V runs head dim 128 only
   // The K chunks must be the V chunks: one grid indexes both.
   if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
     return cudaErrorInvalidValue;
@@ -183,9 +182,7 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     return cudaErrorInvalidValue;
   const int64_t blocks = q_items(qk) + kv_work_items(qk, v);
   if (blocks > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
-  auto kernel = kHeadDim == 64 ? quantize_kernel<T, false, 64>
-                : v.v16         ? quantize_kernel<T, true, 128>
-                                : quantize_kernel<T, false, 128>;
+  auto kernel = v.v16 ? quantize_kernel<T, true, kHeadDim> : quantize_kernel<T, false, kHeadDim>;
   // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:
   // its loads of K and V overlap that grid's tail (quantize_qk_rows and quantize_v_tile wait for it
   // before reading its sums). Without statistics the previous kernel is the caller's: a plain launch.

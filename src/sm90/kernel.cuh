@@ -202,8 +202,8 @@ __device__ __forceinline__ KeyRange split_group_keys(int seqlen_q, int seqlen_kv
 // the previous iteration (V stages are freed later than K stages: after P.V, not after Q.K^T). Q is
 // not theirs: the consumers quantize their own rows (q_quantize.cuh). Split items (kSplit): ring
 // `ring` streams the tiles of group `ring`'s block.
-template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, int kD, int kVTileBytes,
-          int kQBytes, int kRingStages>
+template <bool kCausal, bool kMasks, bool kPacked, bool kSplit, int kDepth, int kRows, bool kPv16, int kD,
+          int kVTileBytes, int kQBytes, int kRingStages>
 __device__ __forceinline__ void produce(const AttentionArgs& a,
                                         const SharedLayout<kD, kVTileBytes, kQBytes, kRingStages>& sh, bool is_v,
                                         int ring, const LongestFirst* order, const ItemQueue& queue) {
@@ -233,10 +233,10 @@ __device__ __forceinline__ void produce(const AttentionArgs& a,
     const int tiles = keys.tiles;
     // 16-bit V of a dense call without tiles: two TMA loads per tile from the caller's tensor (its
     // two 64-channel panels, swizzled by the TMA unit exactly as the bulk-copied tiles are).
-    const bool v_map = kVTileBytes == 2 * kTileBytes && is_v && a.v_tiles == nullptr;
+    const bool v_map = kPv16 && is_v && a.v_tiles == nullptr;
     const char* base = is_v ? reinterpret_cast<const char*>(a.v_tiles) : reinterpret_cast<const char*>(a.k_int8);
     const int tile_bytes = is_v ? kVTileBytes : HeadDim<kD>::kKTileBytes;
-    // K rows: kD bytes per token; V tiles: kD or 256 (unused, and base NULL, with v_map).
+    // K rows: kD bytes per token; V tiles: kD, or 2 kD for 16-bit V (unused, and base NULL, with v_map).
     const int64_t item_offset = rows.k_row0 * (tile_bytes / kKeyTile);
     // The consumers visit the same tiles (the ones no mask removes entirely), in order.
     for (int tile = codes.next_visited<kKeyTile>(0, tiles); tile < tiles;
@@ -245,10 +245,12 @@ __device__ __forceinline__ void produce(const AttentionArgs& a,
       const uint32_t full = is_v ? sh.v_full(s) : sh.k_full(s);
       ptx::mbarrier_wait(is_v ? sh.v_empty(s) : sh.k_empty(s), phase_of<kDepth>(tile_counter) ^ 1u);
       ptx::mbarrier_arrive_expect_tx(full, tile_bytes);
-      if constexpr (kVTileBytes == 2 * kTileBytes) {  // 16-bit V: two panels of 64 channels x 128 tokens
+      if constexpr (kPv16) {  // 16-bit V: kD / 64 panels of 64 channels x 128 tokens
         if (v_map) {
-          ptx::tma_load_4d(sh.v(s), &a.v_map, 0, tile * kKeyTile, rows.kv_head, w.batch, full);
-          ptx::tma_load_4d(sh.v(s) + kTileBytes, &a.v_map, 64, tile * kKeyTile, rows.kv_head, w.batch, full);
+#pragma unroll
+          for (int panel = 0; panel < kD / 64; ++panel)
+            ptx::tma_load_4d(sh.v(s) + panel * kTileBytes, &a.v_map, 64 * panel, tile * kKeyTile, rows.kv_head,
+                             w.batch, full);
           continue;
         }
       }
@@ -283,6 +285,20 @@ __device__ __forceinline__ void prefetch_next_q_rows(const AttentionArgs& a, con
     const int last_row = min(w.q_block * kRows + kRows, rows.queries.length);
     for (int r = w.q_block * kRows + lane; r < last_row; r += 32)
       ptx::prefetch_l2_bytes(head_rows + r * stride_bytes, row_bytes);
+  }
+}
+
+// The 16-bit P.V step of the input dtype T and the accumulator's width (N / 2 floats: N = 128 or 64).
+template <typename T, int kRegs>
+__device__ __forceinline__ void wgmma_pv_16bit(float (&o)[kRegs], const uint32_t (&p)[4], uint64_t desc, bool acc) {
+  static_assert(kRegs == 64 || kRegs == 32, "head dims 128 and 64");
+  constexpr bool kHalf = std::is_same_v<T, __half>;
+  if constexpr (kRegs == 64) {
+    if constexpr (kHalf) ptx::wgmma_m64n128k16_f16(o, p, desc, acc);
+    else ptx::wgmma_m64n128k16_bf16(o, p, desc, acc);
+  } else {
+    if constexpr (kHalf) ptx::wgmma_m64n64k16_f16(o, p, desc, acc);
+    else ptx::wgmma_m64n64k16_bf16(o, p, desc, acc);
   }
 }
 
@@ -495,7 +511,7 @@ enum ElementMask : int {
 // kPv16: the P.V precision (PvTraits).
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
-// kD: the head dim (HeadDim, traits.cuh); 64 only with FP8 P.V and without masks.
+// kD: the head dim (HeadDim, traits.cuh); 64 only without masks.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16, int kD>
 __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
@@ -551,7 +567,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     // Lane 0 of warps 0 (K) and 1 (V) for ring 0, of warps 2 (K) and 3 (V) for ring 1.
     const bool is_v = threadIdx.x == 32 || (kSplit && threadIdx.x == 96);
     if (threadIdx.x == 0 || threadIdx.x == 32 || (kSplit && (threadIdx.x == 64 || threadIdx.x == 96)))
-      produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows>(a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order,
+      produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows, kPv16>(a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order,
                                                                queue);
     else if (SAGEATTN_SM90_PERSISTENT && !kSplit && threadIdx.x / 32 == 2)
       prefetch_next_q_rows<kCausal, kRows, kPacked>(a, order, queue, static_cast<int>(sizeof(T)));
@@ -694,10 +710,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
         } else {
           // k16 step kk: tokens 16kk.. start 16 lines of 128 bytes further (descriptor units: 16 bytes).
           const uint64_t desc = v_desc + kk * (16 * 128 >> 4);
-          if constexpr (std::is_same_v<T, __half>)
-            ptx::wgmma_m64n128k16_f16(o, p[kk], desc, true);
-          else
-            ptx::wgmma_m64n128k16_bf16(o, p[kk], desc, true);
+          wgmma_pv_16bit<T>(o, p[kk], desc, true);
         }
       }
 #endif

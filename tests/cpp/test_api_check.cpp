@@ -358,8 +358,9 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
       {1024, 1024, 64, 90, SAGEATTN_KERNEL_AUTO, fp8},        // head dim <= 64: sm90 when both are long
       {8192, 77, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},   // ... not for short keys
       {1023, 8192, 64, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA}, // ... nor short queries
-      {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},  // 16-bit P.V: padded to 128, from 3072
-      {1024, 1024, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
+      {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},  // 16-bit P.V: native 64 from 3072
+      {3072, 3072, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
+      {3071, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
       {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},  // above 128: sm80's variant
       {8192, 8192, 128, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
       {8192, 8192, 128, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
@@ -441,6 +442,9 @@ TEST(ApiKernel, Sm90WorkspaceAtHeadDim64HoldsHalfRows) {
   // K column sums: 2 chunks of 512 keys per head (common/tiling.h, column_sum_chunks).
   const size_t k_rows = 2 * 2 * 1024, column_sums = 2 * 2 * 2 * 64 * sizeof(float);
   EXPECT_EQ(hd128 - hd64, k_rows * 64 + k_rows * 64 + column_sums) << "K rows, V tiles, K column sums";
+  // The 16-bit P.V at head dim 64 too (V read by a tensor map: no V tiles).
+  p.kernel = wide.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+  EXPECT_EQ(workspace_bytes(wide) - workspace_bytes(p), k_rows * 64 + column_sums) << "K rows, K column sums";
   // A mask pads head dim 64 to 128 as before (the native kernel has no masked instantiations).
   static const uint8_t keep[1] = {1};
   sageattn_params masked = p;

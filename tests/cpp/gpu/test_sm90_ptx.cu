@@ -245,7 +245,8 @@ TEST(Sm90Ptx, WgmmaE4m3N64RegisterAMatchesHostProduct) {
 // at c ^ (k % 8); k16 step kk starts 16 lines (2048 bytes) further. The descriptor is the attention
 // kernel's (smem_descriptor_mn_major_sw128), or with its two byte offsets swapped (`swapped`, a
 // diagnostic: it tells a descriptor error from a layout error).
-template <bool kBf16>
+// kN: 128 output columns (two panels, m64n128k16) or 64 (head dim 64: panel 0, m64n64k16).
+template <bool kBf16, int kN>
 __global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* v_tile, bool swapped, float* out) {
   __shared__ __align__(1024) uint8_t v_smem[2 * kTile];
   for (int i = threadIdx.x; i < 2 * kTile; i += 128) v_smem[i] = v_tile[i];
@@ -262,15 +263,22 @@ __global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* v_tile, boo
   const uint32_t v_addr = sageattn::ptx::shared_address(v_smem);
   const uint64_t v_desc = swapped ? sageattn::ptx::smem_descriptor_sw128(v_addr, 1024, kTile)
                                   : sageattn::ptx::smem_descriptor_mn_major_sw128(v_addr, kTile);
-  float acc[64];
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  float acc[kN / 2];
+  for (int i = 0; i < kN / 2; ++i) acc[i] = 0.f;
   sageattn::ptx::wgmma_fence();
   for (int kk = 0; kk < 8; ++kk) {
     const uint64_t desc = v_desc + kk * (2048 >> 4);
-    if (kBf16)
-      sageattn::ptx::wgmma_m64n128k16_bf16(acc, a[kk], desc, true);
-    else
-      sageattn::ptx::wgmma_m64n128k16_f16(acc, a[kk], desc, true);
+    if constexpr (kN == 128) {
+      if (kBf16)
+        sageattn::ptx::wgmma_m64n128k16_bf16(acc, a[kk], desc, true);
+      else
+        sageattn::ptx::wgmma_m64n128k16_f16(acc, a[kk], desc, true);
+    } else {
+      if (kBf16)
+        sageattn::ptx::wgmma_m64n64k16_bf16(acc, a[kk], desc, true);
+      else
+        sageattn::ptx::wgmma_m64n64k16_f16(acc, a[kk], desc, true);
+    }
   }
   sageattn::ptx::wgmma_commit();
   sageattn::ptx::wgmma_wait<0>();
@@ -278,7 +286,7 @@ __global__ void wgmma_16bit_kernel(const uint16_t* p, const uint8_t* v_tile, boo
   store_accumulator(acc, out);
 }
 
-template <bool kBf16>
+template <bool kBf16, int kN = 128>
 void check_wgmma_16bit() {
   // Values with few significant bits (k / 8 for small k) are exact in fp16 and bf16, and their
   // products and sums are exact in FP32, so any layout error shows as a mismatch.
@@ -305,12 +313,13 @@ void check_wgmma_16bit() {
   CUDA_OK(cudaMemcpy(dv.ptr, v_sw.data(), v_sw.size(), cudaMemcpyHostToDevice));
   auto mismatches = [&](bool swapped) {
     cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float));  // NaN poison
-    wgmma_16bit_kernel<kBf16><<<1, 128>>>(dp.ptr, dv.ptr, swapped, dout.ptr);
+    wgmma_16bit_kernel<kBf16, kN><<<1, 128>>>(dp.ptr, dv.ptr, swapped, dout.ptr);
     if (cudaDeviceSynchronize() != cudaSuccess) return -1;
-    return product_mismatches(dout.ptr, p, v);
+    return product_mismatches(dout.ptr, p, v, kN);
   };
   const int bad = mismatches(false);
-  EXPECT_EQ(bad, 0) << "of 8192 fp32 results; with the descriptor's byte offsets swapped: " << mismatches(true);
+  EXPECT_EQ(bad, 0) << "of " << 64 * kN << " fp32 results; with the descriptor's byte offsets swapped: "
+                    << mismatches(true);
 }
 
 TEST(Sm90Ptx, WgmmaF16RegisterAMatchesHostProduct) {
@@ -321,6 +330,17 @@ TEST(Sm90Ptx, WgmmaF16RegisterAMatchesHostProduct) {
 TEST(Sm90Ptx, WgmmaBf16RegisterAMatchesHostProduct) {
   REQUIRE_SM90();
   check_wgmma_16bit<true>();
+}
+
+// Head dim 64: m64n64k16 on the first panel (32 accumulators per thread).
+TEST(Sm90Ptx, WgmmaF16N64RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_16bit<false, 64>();
+}
+
+TEST(Sm90Ptx, WgmmaBf16N64RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_16bit<true, 64>();
 }
 
 // ---- bulk copy + mbarrier: 16 KB global -> shared -> global ---------------------------------------
