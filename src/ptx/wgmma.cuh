@@ -143,34 +143,28 @@ __device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a
 // 16-bit register A fragment (k16): a0 = row g, columns 2t, 2t+1; a1 = row g + 8, same columns;
 // a2, a3 = the same rows at columns 8 + 2t, 8 + 2t + 1: exactly the f32 accumulator's pairs of one
 // 16-column slice, so P needs no shuffles. Unlike FP8, 16-bit wgmma accumulates in full FP32.
-#define SAGEATTN_WGMMA_M64N128K16_REG_A(name, type)                                                 \
-  __device__ __forceinline__ void name(float(&d)[64], const uint32_t(&a)[4], uint64_t desc_b,      \
-                                       bool accumulate) {                                            \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                     \
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." type "." type " " SAGEATTN_WGMMA_D64 \
-                 ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"                                   \
-                 : SAGEATTN_WGMMA_OUT64("+f", d)                                                     \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                          \
-                   "r"(static_cast<int>(accumulate)));                                               \
+// One macro for both widths: n (the shape's N), regs (= n / 2), the accumulator list and operands,
+// and the operand numbers of a0 (then a1-a3), the descriptor and the predicate.
+#define SAGEATTN_WGMMA_K16_REG_A(name, type, n, regs, d_list, d_out, a0, a1, a2, a3, desc, pred)  \
+  __device__ __forceinline__ void name(float(&d)[regs], const uint32_t(&a)[4], uint64_t desc_b,   \
+                                       bool accumulate) {                                          \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" pred ", 0;\n"                               \
+                 "wgmma.mma_async.sync.aligned.m64n" n "k16.f32." type "." type " " d_list         \
+                 ", {%" a0 ", %" a1 ", %" a2 ", %" a3 "}, %" desc ", p, 1, 1, 1;\n}\n"             \
+                 : d_out("+f", d)                                                                  \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                        \
+                   "r"(static_cast<int>(accumulate)));                                             \
   }
-SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_f16, "f16")
-SAGEATTN_WGMMA_M64N128K16_REG_A(wgmma_m64n128k16_bf16, "bf16")
-#undef SAGEATTN_WGMMA_M64N128K16_REG_A
-
-// The same with N = 64 (head dim 64: one MN-major panel, 32 accumulators per thread).
-#define SAGEATTN_WGMMA_M64N64K16_REG_A(name, type)                                                 \
-  __device__ __forceinline__ void name(float(&d)[32], const uint32_t(&a)[4], uint64_t desc_b,     \
-                                       bool accumulate) {                                           \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                    \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " " SAGEATTN_WGMMA_D32 \
-                 ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"                                  \
-                 : SAGEATTN_WGMMA_OUT32("+f", d)                                                    \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                         \
-                   "r"(static_cast<int>(accumulate)));                                              \
-  }
-SAGEATTN_WGMMA_M64N64K16_REG_A(wgmma_m64n64k16_f16, "f16")
-SAGEATTN_WGMMA_M64N64K16_REG_A(wgmma_m64n64k16_bf16, "bf16")
-#undef SAGEATTN_WGMMA_M64N64K16_REG_A
+SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n128k16_f16, "f16", "128", 64, SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64, "64", "65",
+                         "66", "67", "68", "69")
+SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n128k16_bf16, "bf16", "128", 64, SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64, "64",
+                         "65", "66", "67", "68", "69")
+// N = 64 (head dim 64: one MN-major panel, 32 accumulators per thread).
+SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n64k16_f16, "f16", "64", 32, SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32, "32", "33",
+                         "34", "35", "36", "37")
+SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n64k16_bf16, "bf16", "64", 32, SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32, "32", "33",
+                         "34", "35", "36", "37")
+#undef SAGEATTN_WGMMA_K16_REG_A
 
 #undef SAGEATTN_WGMMA_OUT64
 #undef SAGEATTN_WGMMA_OUT32
