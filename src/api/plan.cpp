@@ -28,16 +28,17 @@ constexpr int kAutoPv16MaxSeqlenQCausal = 3072;
 // 16-bit P.V): the sm90 kernel from this many query rows and keys on (measured on self-attention
 // only, so both must be long). Native 16-bit P.V at head dim 64, H100 (2026-11-27), TOPS sm80 /
 // sm90: non-causal 1K 248.6 / 238.5, 2K 300.1 / 302.2, 4K 327.5 / 341.2; causal 2K 230.1 / 223.5,
-// 4K 281.2 / 280.1; B16 H16 577 and 1024, either: sm80 by 5-20 %. H100, hd64, B4 H32, two runs
-// (2026-11-26, session 9: persistent CTAs, sampled K mean), TOPS sm80 / sm90 FP8 P.V: non-causal 2K
-// 299.6 / 300.3, 3K 315.3 / 347.5, 4K 326.5 / 375.3, 6K 341.4 / 417.1; causal 2K 235.5 / 199.6, 3K
-// 267.0 / 255.3, 4K 289.7 / 288.4, 6K 302.1 / 330.5 (second run within 2 %). Until then 4096
-// non-causal (sm80 / sm90 at 2K 290.2 / 281.1, 4K 321.2 / 357.2 after the sm80 loader change).
+// 4K 281.2 / 280.1; B16 H16 577 and 1024, either: sm80 by 5-20 %. Padded FP8 P.V (masked calls),
+// H100, hd64, B4 H32, two runs (2026-11-26, session 9: persistent CTAs, sampled K mean), TOPS
+// sm80 / sm90: non-causal 2K 299.6 / 300.3, 3K 315.3 / 347.5, 4K 326.5 / 375.3, 6K 341.4 / 417.1;
+// causal 2K 235.5 / 199.6, 3K 267.0 / 255.3, 4K 289.7 / 288.4, 6K 302.1 / 330.5 (second run within
+// 2 %). Until then 4096 non-causal (sm80 / sm90 at 2K 290.2 / 281.1, 4K 321.2 / 357.2 after the
+// sm80 loader change).
 constexpr int kAutoSm90MinSeqlenHd64Slow = 3072;
 constexpr int kAutoSm90MinSeqlenHd64SlowCausal = 6144;
-// Head dims <= 64 without a mask under AUTO: the native head-dim-64 FP8 kernel (HeadDim, sm90/traits.cuh)
-// from this many query rows and keys on, else the sm80 kernel's 64. H100 (2026-11-27, three
-// calls), TOPS sm80 / sm90: B4 H32 non-causal 1K 247.6 / 249.3-253.7, 2K 301.7 / 369.4-373.7;
+// Head dims <= 64 without a mask under AUTO: the native head-dim-64 FP8 kernel (HeadDim,
+// sm90/traits.cuh) from this many query rows and keys on, else the sm80 kernel's 64. H100
+// (2026-11-27, three calls), TOPS sm80 / sm90: B4 H32 non-causal 1K 247.6 / 249.3-253.7, 2K 301.7 / 369.4-373.7;
 // causal 2K 224.6 / 232.2-240.8; B16 H16 non-causal 577 173.2-173.5 / 154.1-172.4, 1K 262.8-263.3
 // / 272.1-274.4, causal 1K 175.6 / 144.1. Causal 1K at B4 H32 varied between calls (sm90 112.3,
 // 124.2 and 153-156 against sm80's 137.1): sm80 there.

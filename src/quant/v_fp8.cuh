@@ -132,7 +132,7 @@ __device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_
 template <int kChannels>
 struct VTileThread {
   static constexpr int kPairs = kVTileTokens / 2;
-  static constexpr int kVectors = kChannels / 8 / (kVTileThreads / kPairs);  // 4 (or 2) vectors of 8 channels
+  static constexpr int kVectors = kChannels / 8 / (kVTileThreads / kPairs);  // 4 (or 2) vectors of 8
   __device__ static int t0() { return 2 * (threadIdx.x % kPairs); }
   __device__ static int c0() { return threadIdx.x / kPairs * (kVectors * 8); }
 };

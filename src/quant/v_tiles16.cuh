@@ -3,8 +3,8 @@
 // copied into tiles the attention kernel moves verbatim into shared memory with one bulk copy. One
 // tile per 128 tokens of a (batch, kv head), MN-major for the transposed P.V wgmma: kChannels / 64
 // panels of 16 KB (channels 0..63, 64..127) of [128 tokens][128 bytes], 128-byte swizzled (16-byte
-// chunk c of token row r at chunk c ^ (r % 8)); kChannels = 128, or 64 at head dim 64. Tokens past the sequence and channels past the head dim
-// are zeros (P is 0 there, and 0 * NaN would be NaN).
+// chunk c of token row r at chunk c ^ (r % 8)); kChannels = 128, or 64 at head dim 64. Tokens past
+// the sequence and channels past the head dim are zeros (P is 0 there, and 0 * NaN would be NaN).
 //
 // Why a copy at all: the attention kernel's producer warps could read V from the caller's tensor
 // with cp.async instead (no pass, no workspace), but that measured 35 % slower (H200, hd128 4K-16K):

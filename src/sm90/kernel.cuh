@@ -567,8 +567,8 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     // Lane 0 of warps 0 (K) and 1 (V) for ring 0, of warps 2 (K) and 3 (V) for ring 1.
     const bool is_v = threadIdx.x == 32 || (kSplit && threadIdx.x == 96);
     if (threadIdx.x == 0 || threadIdx.x == 32 || (kSplit && (threadIdx.x == 64 || threadIdx.x == 96)))
-      produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows, kPv16>(a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order,
-                                                               queue);
+      produce<kCausal, kMasks, kPacked, kSplit, kDepth, kRows, kPv16>(
+          a, sh, is_v, kSplit && threadIdx.x >= 64 ? 1 : 0, order, queue);
     else if (SAGEATTN_SM90_PERSISTENT && !kSplit && threadIdx.x / 32 == 2)
       prefetch_next_q_rows<kCausal, kRows, kPacked>(a, order, queue, static_cast<int>(sizeof(T)));
     return;

@@ -1,7 +1,7 @@
 // Instantiation and launch of the sm90 kernel for one dtype, P.V precision and head dim: causal
 // {no, yes} x {no masks, block codes only, codes and a boolean mask as bits, codes and an additive
-// mask, packed sequences}; head dim 64 (FP8 P.V) without the three masked ones, whose calls the plan
-// pads to 128 (api/plan.cpp).
+// mask, packed sequences}; head dim 64 without the three masked ones, whose calls the plan pads to
+// 128 (api/plan.cpp).
 #pragma once
 #include <cuda_runtime.h>
 

@@ -1,5 +1,5 @@
-// Geometry and resource budget of the sm90 kernel: head dim 128, and 64 natively (FP8 P.V without
-// masks); other head dims are zero-padded to one of them.
+// Geometry and resource budget of the sm90 kernel: head dim 128, and 64 natively (without masks);
+// other head dims are zero-padded to one of them.
 #pragma once
 #include "common/tiling.h"
 
@@ -15,8 +15,8 @@ static_assert(kTileBytes == kFp8VTileBytes, "an E4M3 V tile of head dim 128 is o
 // rows: the hardware XORs address bits 7-9, resp. 7-8, into bits 4-6, resp. 4-5), which the wgmma
 // descriptors name (ptx/wgmma.cuh). E4M3 V tiles are [kD channels][128 token slots], rows of 128
 // bytes with the 128-byte swizzle at either head dim; the P.V accumulator is m64nD: kD / 2 floats
-// per thread. Head dim 64 halves the tensor work per key and keeps the softmax's (the exp2 pipe
-// is its wall, design section 4).
+// per thread. Head dim 64 halves the tensor work per key and keeps the softmax's
+// (docs/design/sm90_kernel.md, "Head dim 64").
 template <int kD>
 struct HeadDim {
   static_assert(kD == 64 || kD == 128, "instantiated head dims");
@@ -138,8 +138,8 @@ struct CtaShape {
 
 // The two P.V precisions. E4M3 (kPv16 = false): P~ = 448 * 2^(x - m) and V quantized per channel,
 // 16 KB K-major V tiles, k32 steps, accumulated as CtaShape::kDirectAcc says. 16-bit (the
-// input dtype, the accurate mode): P = 2^(x - m) and V unchanged, 32 KB MN-major V tiles (two 16 KB
-// panels of 64 channels, quant/v_tiles16.cuh) read by a transposed wgmma, k16 steps, FP32
+// input dtype, the accurate mode): P = 2^(x - m) and V unchanged, MN-major V tiles (kD / 64 panels
+// of 64 channels, 16 KB each, quant/v_tiles16.cuh) read by a transposed wgmma, k16 steps, FP32
 // accumulation inside the tensor core.
 template <bool kPv16, int kD = 128>
 struct PvTraits {
