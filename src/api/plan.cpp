@@ -81,14 +81,15 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
              " allows (head dims up to 128 run everywhere; above, sm80, sm87, sm90 and sm100)";
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
+  // Head dims <= 64 run the sm90 kernel natively without masks (HeadDim, sm90/traits.cuh).
+  const bool native_hd64 = padded_head_dim(p.head_dim) == 64 && !has_masks(p);
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 run the sm90 kernel's native 64 (no masks) or, with a mask, its 128
     // zero-padded (twice the tensor work); either only where queries and keys are long enough for it
-    // to beat the sm80 kernel's native 64. On sm90, AUTO takes the 16-bit P.V
-    // where it is the faster of the two: it needs no V pass when a tensor map reads V, which
-    // outweighs its slower P.V while each V token serves few query blocks (docs/performance.md).
+    // to beat the sm80 kernel's native 64. On sm90, AUTO takes the 16-bit P.V where it is the
+    // faster of the two: it needs no V pass when a tensor map reads V, which outweighs its slower
+    // P.V while each V token serves few query blocks (docs/performance.md).
     const int padded = padded_head_dim(p.head_dim);
-    const bool native_hd64 = padded == 64 && !has_masks(p);
     const bool fp8_hd64 = native_hd64 && kernel == SAGEATTN_KERNEL_AUTO;
     const int fp8_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
     const int slow_min = p.is_causal ? kAutoSm90MinSeqlenHd64SlowCausal : kAutoSm90MinSeqlenHd64Slow;
@@ -106,9 +107,7 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   plan.kernel = kernel;
   plan.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
   if (is_sm90_kernel(kernel)) {
-    // Head dims <= 64 run natively without masks (HeadDim, sm90/traits.cuh).
-    const bool hd64 = padded_head_dim(p.head_dim) == 64 && !has_masks(p);
-    plan.padded_head_dim = hd64 ? 64 : 128;
+    plan.padded_head_dim = native_hd64 ? 64 : 128;
     plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
     plan.k_blocks = 2 * plan.v_tiles;
     plan.fp8_v = kernel == SAGEATTN_KERNEL_SM90_WGMMA;
