@@ -31,7 +31,7 @@ def main():
         kernels += ["sm90_wgmma", "sm90_wgmma_pv16"]
     for kernel in kernels:
         for head_dim in (64, 96, 128, 256):
-            if kernel.startswith("sm90") and head_dim > 128:
+            if kernel == "sm90_wgmma_pv16" and head_dim > 128:  # sm90_wgmma: the native 256
                 continue
             for causal in (False, True):
                 q, k, v = randn(1, 4, 333, head_dim), randn(1, 2, 461, head_dim), randn(1, 2, 461, head_dim)
@@ -44,8 +44,8 @@ def main():
         check(f"{kernel} block mask", sageattn(q, k, v, block_mask=blocks, kernel=kernel))
         # More items than SMs: persistent CTAs run several items (the work queue, the next item's
         # Q prefetch, K/V tiles numbered across items).
-        # Head dim 64 too: sm90_wgmma runs its native head-dim-64 instantiations there.
-        for head_dim in (128, 64):
+        # Head dims 64 and 256 too: sm90_wgmma runs its native instantiations there.
+        for head_dim in (128, 64) + ((256,) if kernel != "sm90_wgmma_pv16" else ()):
             q, k, v = randn(1, 160, 300, head_dim), randn(1, 80, 300, head_dim), randn(1, 80, 300, head_dim)
             check(f"{kernel} many items d={head_dim}", sageattn(q, k, v, is_causal=True, kernel=kernel))
             lengths = [0, 129, 1, 300, 77]

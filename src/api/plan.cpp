@@ -67,10 +67,13 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
                                   : "kernel " + name + " is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)";
       return SAGEATTN_STATUS_UNSUPPORTED;
     }
-    if (p.head_dim > kSm90MaxHeadDim) {
+    // Above 128: the native head dim 256, E4M3 P.V and no masks only (HeadDim, sm90/traits.cuh).
+    if (p.head_dim > kSm90MaxHeadDim && (kernel == SAGEATTN_KERNEL_SM90_WGMMA_PV16 || has_masks(p))) {
       reason = "kernel " + name + " supports head dims up to " + std::to_string(kSm90MaxHeadDim) + " (got " +
-               std::to_string(p.head_dim) + "); AUTO, AUTO_PV16 or SM80_MMA run head dims up to " +
-               std::to_string(kMaxHeadDim);
+               std::to_string(p.head_dim) + ")" +
+               (kernel == SAGEATTN_KERNEL_SM90_WGMMA ? " with a mask; without one up to " + std::to_string(kMaxHeadDim)
+                                                     : std::string()) +
+               "; AUTO, AUTO_PV16 or SM80_MMA run head dims up to " + std::to_string(kMaxHeadDim);
       return SAGEATTN_STATUS_UNSUPPORTED;
     }
   }
@@ -81,24 +84,30 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
              " allows (head dims up to 128 run everywhere; above, sm80, sm87, sm90 and sm100)";
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
-  // Head dims <= 64 run the sm90 kernel natively without masks (HeadDim, sm90/traits.cuh).
-  const bool native_hd64 = padded_head_dim(p.head_dim) == 64 && !has_masks(p);
+  // Head dims <= 64 run the sm90 kernel natively without masks, and so do 129-256 with E4M3 P.V
+  // (HeadDim, sm90/traits.cuh).
+  const int padded = padded_head_dim(p.head_dim);
+  const bool native_hd64 = padded == 64 && !has_masks(p);
+  const bool native_hd256 = padded == 256 && !has_masks(p);
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 run the sm90 kernel's native 64 (no masks) or, with a mask, its 128
     // zero-padded (twice the tensor work); either only where queries and keys are long enough for it
     // to beat the sm80 kernel's native 64. On sm90, AUTO takes the 16-bit P.V where it is the
     // faster of the two: it needs no V pass when a tensor map reads V, which outweighs its slower
     // P.V while each V token serves few query blocks (docs/performance.md).
-    const int padded = padded_head_dim(p.head_dim);
     const bool fp8_hd64 = native_hd64 && kernel == SAGEATTN_KERNEL_AUTO;
     const int fp8_min = p.is_causal ? kAutoSm90MinSeqlenHd64Causal : kAutoSm90MinSeqlenHd64;
     const int slow_min = p.is_causal ? kAutoSm90MinSeqlenHd64SlowCausal : kAutoSm90MinSeqlenHd64Slow;
     const int hd64_min = fp8_hd64 ? fp8_min : slow_min;
     const bool long_hd64 = padded == 64 && p.seqlen_q >= hd64_min && p.seqlen_kv >= hd64_min;
-    const bool sm90 = sm90_possible && (padded == 128 || long_hd64);
+    // Head dims 129-256 without a mask: the sm90 kernel's native 256 (E4M3 P.V) under AUTO at every
+    // length: H100, B4 H32, TOPS sm80 variant / sm90: 1K 218.7 / 305.0, 8K 317.6 / 905.7, causal 1K
+    // 144.5 / 159.1 (2026-11-27). AUTO_PV16, the accurate mode, keeps the sm80 kernel's 16-bit P.V.
+    const bool fp8_hd256 = native_hd256 && kernel == SAGEATTN_KERNEL_AUTO;
+    const bool sm90 = sm90_possible && (padded == 128 || long_hd64 || fp8_hd256);
     const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;
     const bool pv16 = kernel == SAGEATTN_KERNEL_AUTO_PV16 ||
-                      (!native_hd64 && p.seqlen_q <= pv16_max && v_tensor_map_possible(p));
+                      (!native_hd64 && padded <= 128 && p.seqlen_q <= pv16_max && v_tensor_map_possible(p));
     kernel = !sm90  ? SAGEATTN_KERNEL_SM80_MMA
              : pv16 ? SAGEATTN_KERNEL_SM90_WGMMA_PV16
                     : SAGEATTN_KERNEL_SM90_WGMMA;
@@ -107,7 +116,7 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
   plan.kernel = kernel;
   plan.q_blocks = static_cast<int>(ceil_div(p.seqlen_q, kQBlockRows));
   if (is_sm90_kernel(kernel)) {
-    plan.padded_head_dim = native_hd64 ? 64 : 128;
+    plan.padded_head_dim = native_hd64 ? 64 : native_hd256 ? 256 : 128;
     plan.v_tiles = static_cast<int>(ceil_div(p.seqlen_kv, kSm90KeyTileTokens));
     plan.k_blocks = 2 * plan.v_tiles;
     plan.fp8_v = kernel == SAGEATTN_KERNEL_SM90_WGMMA;

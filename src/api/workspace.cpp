@@ -54,11 +54,12 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
   if (layout.has_lse_correction) layout.lse_correction = regions.take(q_rows * sizeof(float));
   if (plan.fp8_v) {
     constexpr size_t kStats = 3;  // sum, max, min per channel and chunk
-    layout.v_stats = regions.take(kv_heads * chunks * kStats * kFp8VTileChannels * sizeof(float));
-    // Tiles of [padded head dim][128 token slots]; statistics, scales and means of 128 channels.
+    // Tiles of [padded head dim][128 token slots]; statistics, scales and means of fp8_v_channels.
+    const size_t channels = static_cast<size_t>(fp8_v_channels(plan.padded_head_dim));
+    layout.v_stats = regions.take(kv_heads * chunks * kStats * channels * sizeof(float));
     layout.v_tiles = regions.take(k_rows / kSm90KeyTileTokens * head_dim * kSm90KeyTileTokens);
-    layout.v_scale = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
-    layout.v_mean = regions.take(kv_heads * kFp8VTileChannels * sizeof(float));
+    layout.v_scale = regions.take(kv_heads * channels * sizeof(float));
+    layout.v_mean = regions.take(kv_heads * channels * sizeof(float));
   }
   if (plan.v16_tiles) layout.v_tiles = regions.take(k_rows * head_dim * 2);  // 128 or 256 bytes per token
   if (plan.mask_pass) {

@@ -12,7 +12,9 @@ constexpr int kQGroupsPerWarp = 8;      // per-thread: rows with equal (row % 8)
 constexpr int kQGroupsPerBlock = kQGroupsPerWarp * (kQBlockRows / kWarpRows);  // 32
 constexpr int kKGroupsPerBlock = 4;     // per-thread: tokens with equal ((token % 8) / 2)
 constexpr int kMaxHeadDim = 256;
-constexpr int kSm90MaxHeadDim = 128;  // the sm90 kernel's Q, K and V tiles are 128 channels wide
+// The sm90 kernel's largest head dim with a mask or the 16-bit P.V (zero-padded to 128); without
+// either it runs head dims up to 256 (natively 256: sm90/traits.cuh, HeadDim).
+constexpr int kSm90MaxHeadDim = 128;
 
 // A group whose max |x| is below this quantizes to zero (scale 0): 127 / amax would overflow float
 // near 3.7e-37, and scores built from such a group are below 1e-60, indistinguishable from 0.
@@ -55,10 +57,15 @@ inline constexpr int k_mean_sample_count(int keys) {
 }
 
 // The sm90 kernel's key/value tile: 128 tokens, i.e. two K quantization blocks. Its FP8 V tiles are
-// [128 channels][128 token slots] bytes (head dims up to 128, zero-padded).
+// [padded head dim][128 token slots] bytes, 128 x 128 at head dims 65-128.
 constexpr int kSm90KeyTileTokens = 2 * kKBlockTokens;
 constexpr int kFp8VTileChannels = 128;
 constexpr int kFp8VTileBytes = kFp8VTileChannels * kSm90KeyTileTokens;
+// Channels of the FP8 V statistics, scales and means per K/V head: 128 up to head dim 128 (zeros
+// past the head dim), 256 at 256.
+inline constexpr int fp8_v_channels(int padded_head_dim) {
+  return padded_head_dim > kFp8VTileChannels ? padded_head_dim : kFp8VTileChannels;
+}
 constexpr float kE4m3MaxFinite = 448.0f;
 
 constexpr double kLog2e = 1.4426950408889634;

@@ -87,12 +87,28 @@ __device__ __forceinline__ void fence_operands(int32_t (&regs)[N]) {
 #define SAGEATTN_WGMMA_D32                                                                           \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, " \
   "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define SAGEATTN_WGMMA_D128 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, " \
+  "%39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, " \
+  "%58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, " \
+  "%77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, " \
+  "%127}"
 #define SAGEATTN_WGMMA_OUT8(c, d, b) \
   c(d[b + 0]), c(d[b + 1]), c(d[b + 2]), c(d[b + 3]), c(d[b + 4]), c(d[b + 5]), c(d[b + 6]), c(d[b + 7])
 #define SAGEATTN_WGMMA_OUT64(c, d)                                                            \
   SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16),  \
       SAGEATTN_WGMMA_OUT8(c, d, 24), SAGEATTN_WGMMA_OUT8(c, d, 32), SAGEATTN_WGMMA_OUT8(c, d, 40), \
       SAGEATTN_WGMMA_OUT8(c, d, 48), SAGEATTN_WGMMA_OUT8(c, d, 56)
+#define SAGEATTN_WGMMA_OUT128(c, d)                                                                  \
+  SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16),            \
+      SAGEATTN_WGMMA_OUT8(c, d, 24), SAGEATTN_WGMMA_OUT8(c, d, 32), SAGEATTN_WGMMA_OUT8(c, d, 40),      \
+      SAGEATTN_WGMMA_OUT8(c, d, 48), SAGEATTN_WGMMA_OUT8(c, d, 56), SAGEATTN_WGMMA_OUT8(c, d, 64),      \
+      SAGEATTN_WGMMA_OUT8(c, d, 72), SAGEATTN_WGMMA_OUT8(c, d, 80), SAGEATTN_WGMMA_OUT8(c, d, 88),      \
+      SAGEATTN_WGMMA_OUT8(c, d, 96), SAGEATTN_WGMMA_OUT8(c, d, 104), SAGEATTN_WGMMA_OUT8(c, d, 112),    \
+      SAGEATTN_WGMMA_OUT8(c, d, 120)
 #define SAGEATTN_WGMMA_OUT32(c, d)                                                           \
   SAGEATTN_WGMMA_OUT8(c, d, 0), SAGEATTN_WGMMA_OUT8(c, d, 8), SAGEATTN_WGMMA_OUT8(c, d, 16), \
       SAGEATTN_WGMMA_OUT8(c, d, 24)
@@ -128,7 +144,18 @@ __device__ __forceinline__ void wgmma_m64n64k32_e4m3(float (&d)[32], const uint3
       : SAGEATTN_WGMMA_OUT32("+f", d)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
-// Either P.V width by the accumulator's size.
+// D(64x256 f32) (+)= A(64x32 e4m3, registers) * B(32x256 e4m3, smem, K-major): the P.V of head dim
+// 256 (the descriptor walks 32 groups of 8 channel rows, 1024 bytes apart, as at N = 128).
+__device__ __forceinline__ void wgmma_m64n256k32_e4m3(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
+                                                      bool accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D128
+      ", {%128, %129, %130, %131}, %132, p, 1, 1;\n}\n"
+      : SAGEATTN_WGMMA_OUT128("+f", d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
+}
+// Every P.V width by the accumulator's size.
 __device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
                                               bool accumulate) {
   wgmma_m64n128k32_e4m3(d, a, desc_b, accumulate);
@@ -136,6 +163,10 @@ __device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a
 __device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
                                               bool accumulate) {
   wgmma_m64n64k32_e4m3(d, a, desc_b, accumulate);
+}
+__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
+                                              bool accumulate) {
+  wgmma_m64n256k32_e4m3(d, a, desc_b, accumulate);
 }
 
 // D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, MN-major: transposed, so
@@ -166,11 +197,13 @@ SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n64k16_bf16, "bf16", "64", 32, SAGEATTN_WGMMA_
                          "34", "35", "36", "37")
 #undef SAGEATTN_WGMMA_K16_REG_A
 
+#undef SAGEATTN_WGMMA_OUT128
 #undef SAGEATTN_WGMMA_OUT64
 #undef SAGEATTN_WGMMA_OUT32
 #undef SAGEATTN_WGMMA_D32
 #undef SAGEATTN_WGMMA_OUT8
 #undef SAGEATTN_WGMMA_D64
+#undef SAGEATTN_WGMMA_D128
 
 // Register reallocation between warpgroups (setmaxnreg): the producer gives registers back so
 // that the consumers, which hold S, P and O in registers, can grow.

@@ -18,7 +18,7 @@
 namespace sageattn {
 namespace {
 
-// kHeadDim (template parameter below): the INT8 K rows' and the E4M3 V tiles' head dim, 64 or 128.
+// kHeadDim (template parameter below): the INT8 K rows' and the E4M3 V tiles' head dim, 64, 128 or 256.
 constexpr int kStatsThreads = 256;
 static_assert(kVTileThreads == kQuantizeThreads, "Q/K items and V tiles share one CTA size");
 
@@ -34,7 +34,7 @@ __host__ __device__ inline int stats_units(const QuantizeVArgs& v) {
 template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   // kThreads / (channels / 8) rows of the channels: kStatsThreads * 8 floats per statistic at any
-  // channel count (the V statistics have kVChannels, the K sums kHeadDim and use the first third).
+  // channel count (the V statistics have kVChannelsOf, the K sums kHeadDim and use the first third).
   __shared__ float partial[kVStats * kStatsThreads * 8];
   ptx::grid_dependents_launch();  // the quantization grid may start its loads (it waits for us)
   const int v_units = v.v16 ? 0 : stats_units(v);
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
     batch = at.batch;
   }
   if (is_v) {
-    v_stats_block<T, kStatsThreads>(v, chunk, blockIdx.y, batch, partial);
+    v_stats_block<T, kStatsThreads, kVChannelsOf<kHeadDim>>(v, chunk, blockIdx.y, batch, partial);
   } else {
     k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, partial);
   }
@@ -124,19 +124,20 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
 // CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; no spills
 // since qk_item_at, 48 bytes before) measured +3-8 % end to end at 1K-2K tokens against the 3
 // that 78 registers allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills
-// 146 / 440 bytes at 64: left unbounded (2 CTAs).
-template <typename T>
-constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> ? 4 : 1;
+// 146 / 440 bytes at 64: left unbounded (2 CTAs). Head dim 256 holds twice the rows' vectors
+// (64 registers of them alone): unbounded too.
+template <typename T, int kHeadDim>
+constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> && kHeadDim <= 128 ? 4 : 1;
 
 // A CTA of 256 threads per item, rows in registers (quant/quantize_qk_item.cuh says why 256).
 // kV16: 16-bit V tiles (a swizzled copy) instead of E4M3 ones; an instantiation each, so neither
 // carries the other's V code.
 template <typename T, bool kV16, int kHeadDim>
-__global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
+__global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T, kHeadDim>)
     quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   __shared__ union Shared {
     QuantizeQkShared qk;
-    VTileShared v;
+    VTileShared<kVChannelsOf<kHeadDim>> v;
   } shared;
   ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
   if (blockIdx.x == 0 && threadIdx.x == 0 && v.work_counter != nullptr) *v.work_counter = 0u;
@@ -165,7 +166,7 @@ __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T>)
 
 template <typename T, int kHeadDim>
 cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t stream) {
-  static_assert(kHeadDim == 128 || kHeadDim == 64, "the sm90 kernel's head dims");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "the sm90 kernel's head dims");
   // The K chunks must be the V chunks: one grid indexes both.
   if (qk.smooth_k && (qk.column_sum_chunks != v.stat_chunks || qk.column_sum_chunk_tokens != v.stat_chunk_tokens))
     return cudaErrorInvalidValue;
@@ -182,7 +183,11 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
     return cudaErrorInvalidValue;
   const int64_t blocks = q_items(qk) + kv_work_items(qk, v);
   if (blocks > 2147483647) return cudaErrorInvalidValue;  // one CTA per item, int item indices
-  auto kernel = v.v16 ? quantize_kernel<T, true, kHeadDim> : quantize_kernel<T, false, kHeadDim>;
+  auto kernel = quantize_kernel<T, false, kHeadDim>;
+  if (v.v16) {
+    if constexpr (kHeadDim <= 128) kernel = quantize_kernel<T, true, kHeadDim>;
+    else return cudaErrorInvalidValue;  // no 16-bit P.V at head dim 256 (api/plan.cpp)
+  }
   // Programmatically after the statistics grid, which every one of its CTAs starts by allowing:
   // its loads of K and V overlap that grid's tail (quantize_qk_rows and quantize_v_tile wait for it
   // before reading its sums). Without statistics the previous kernel is the caller's: a plain launch.
@@ -197,6 +202,8 @@ cudaError_t launch_prepass_sm90(const QuantizeArgs& qk, const QuantizeVArgs& v, 
   const bool bf16 = dtype == SAGEATTN_DTYPE_BF16;
   if (qk.padded_head_dim == 64)
     return bf16 ? launch<__nv_bfloat16, 64>(qk, v, stream) : launch<__half, 64>(qk, v, stream);
+  if (qk.padded_head_dim == 256)
+    return bf16 ? launch<__nv_bfloat16, 256>(qk, v, stream) : launch<__half, 256>(qk, v, stream);
   if (qk.padded_head_dim != 128) return cudaErrorInvalidValue;
   return bf16 ? launch<__nv_bfloat16, 128>(qk, v, stream) : launch<__half, 128>(qk, v, stream);
 }

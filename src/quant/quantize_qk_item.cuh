@@ -18,6 +18,7 @@
 #include "common/int8_round.cuh"
 #include "common/kernel_args.h"
 #include "common/rotation.h"
+#include "common/swizzled_rows.h"
 #include "common/sequences.cuh"
 #include "common/tiling.h"
 #include "ptx/grid_dependency.cuh"
@@ -320,12 +321,15 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
 #pragma unroll
     for (int e = 0; e < 8; ++e) b[e] = int8_byte_bits(x[e], inv);
     const uint32_t packed[2] = {pack_low_bytes(b[0], b[1], b[2], b[3]), pack_low_bytes(b[4], b[5], b[6], b[7])};
-    // Chunk-swizzled rows (sm90, head dims 64 and 128): the swizzle of the row's width, 16-byte chunk
-    // c at c ^ (row % 8) in 128-byte rows, c ^ ((row / 2) % 4) in 64-byte rows (sm90/traits.cuh).
-    int stored_col = col;
-    if (a.swizzle_rows && (kHeadDim == 128 || kHeadDim == 64))
-      stored_col = ((col / 16) ^ (kHeadDim == 128 ? row % 8 : (row / 2) % 4)) * 16 + col % 16;
-    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + stored_col) =
+    // sm90: swizzled 128-row tiles (common/swizzled_rows.h; the item's rows start on a tile), as a
+    // 32-bit displacement from the unswizzled place row * kHeadDim + col: computing whole 64-bit
+    // offsets in the branch made ptxas spill 64 bytes in the fp16 quantization kernel.
+    int shifted_col = col;
+    if (a.swizzle_rows) {
+      const int tile_row = local_row % kRowsPerQuantizeItem;  // row0 is a multiple of the tile
+      shifted_col = SwizzledRows<kHeadDim>::offset(kRowsPerQuantizeItem, tile_row, col) - tile_row * kHeadDim;
+    }
+    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + shifted_col) =
         make_uint2(packed[0], packed[1]);
   }
 }

@@ -3,7 +3,7 @@
 //  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of V;
 //  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and delta_v,
 //     then write the E4M3 tile the attention kernel copies verbatim into shared memory:
-//     [channel][token slot] (kTileChannels channels: the padded head dim, 64 or 128), tokens
+//     [channel][token slot] (kTileChannels channels: the padded head dim, 64, 128 or 256), tokens
 //     permuted inside every 16 so that slot order is the order in which a thread's P accumulator
 //     values form the FP8 wgmma A fragment
 //     (docs/design/sm90_kernel.md), rows 128-byte swizzled. The max and min give max|V - vbar|
@@ -23,14 +23,15 @@
 
 namespace sageattn {
 
-// Channels of the statistics, scales and means: 128 at every head dim (zeros past head_dim); the
-// tiles hold the padded head dim's (quantize_v_tile).
-constexpr int kVChannels = kFp8VTileChannels;
+// Channels of the statistics, scales and means per K/V head: 128 at head dims 64 and 128 (zeros
+// past head_dim), 256 at 256; the tiles hold the padded head dim's (quantize_v_tile).
+template <int kTileChannels>
+constexpr int kVChannelsOf = fp8_v_channels(kTileChannels);
 constexpr int kVTileTokens = kSm90KeyTileTokens;
 enum VStat { kVSum = 0, kVMax = 1, kVMin = 2, kVStats = 3 };
 
-// One CTA of kThreads; `partial` is shared memory of kVStats * (kThreads / 16) * kVChannels floats.
-template <typename T, int kThreads>
+// One CTA of kThreads; `partial` is shared memory of kVStats * kThreads * 8 floats.
+template <typename T, int kThreads, int kVChannels>
 __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk, int head, int batch,
                                               float* partial) {
   constexpr int kLanesPerRow = kVChannels / 8;  // one 16-byte vector of 8 channels per lane
@@ -89,6 +90,7 @@ __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk,
 // 2q, 2q + 1, 8 + 2q, 9 + 2q.
 __device__ __forceinline__ int slot_in_16(int t) { return 4 * ((t % 8) / 2) + 2 * (t / 8) + t % 2; }
 
+template <int kVChannels>
 struct VTileShared {
   float mean[kVChannels];
   float inv_scale[kVChannels];
@@ -158,14 +160,15 @@ __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_
 }
 
 // Quantizes a decoded, active tile from this thread's vectors in registers (load_v_tile_vectors)
-// with a CTA of kVTileThreads threads, and writes its first kTileChannels channels (64 or 128: the
-// tile of the attention kernel's head dim). Every thread must call it (it synchronizes the CTA).
+// with a CTA of kVTileThreads threads, and writes its first kTileChannels channels (64, 128 or 256:
+// the tile of the attention kernel's head dim). Every thread must call it (it synchronizes the CTA).
 template <typename T, int kTileChannels>
 __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile,
                                                 const uint4 (&raw)[VTileThread<kTileChannels>::kVectors][2],
-                                                VTileShared& sh) {
+                                                VTileShared<kVChannelsOf<kTileChannels>>& sh) {
+  constexpr int kVChannels = kVChannelsOf<kTileChannels>;
   static_assert(kVTileThreads >= kVChannels, "one thread per channel reduces the statistics");
-  static_assert(kTileChannels == 64 || kTileChannels == kVChannels, "tiles of head dim 64 or 128");
+  static_assert(kTileChannels == 64 || kTileChannels == kVChannels, "tiles of head dim 64, 128 or 256");
   constexpr int kVectors = VTileThread<kTileChannels>::kVectors;
   const int head = tile.head, batch = tile.batch, tile_index = tile.index;
   const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;

@@ -8,7 +8,7 @@
 //    consumers: four threads, two rings ("split items" below);
 //  - the consumers (2 or 3): 64 query rows each, which they quantize to INT8 in shared memory at
 //    the item's start (q_quantize.cuh); per 128-token tile
-//    S = Q.K^T (kD / 32 x m64n128k32 s8; kD the head dim, 128 or 64: HeadDim) -> x = s * c ->
+//    S = Q.K^T (kD / 32 x m64n128k32 s8; kD the head dim, 64, 128 or 256: HeadDim) -> x = s * c ->
 //    online softmax in base 2 against a per-row reference m >= every score (moved to max + headroom
 //    when exceeded) -> P~ = e4m3(448 * 2^(x - m)) packed straight into the register A fragment ->
 //    O_tile = P~.V~ (4 x m64nDk32 e4m3) -> O = O * rescale + O_tile on the FMA pipe (the
@@ -511,7 +511,7 @@ enum ElementMask : int {
 // kPv16: the P.V precision (PvTraits).
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
-// kD: the head dim (HeadDim, traits.cuh); 64 only without masks.
+// kD: the head dim (HeadDim, traits.cuh); 64 and 256 only without masks.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16, int kD>
 __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
@@ -521,7 +521,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   constexpr int kRows = Shape::kRows;
   constexpr int kOutRegs = Hd::kOutRegs;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
-  static_assert(kD == 128 || !kMasks, "head dim 64 runs without masks (masked calls pad it to 128)");
+  static_assert(kD == 128 || !kMasks, "head dims 64 and 256 run without masks (api/plan.cpp)");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
   constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
   constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;
@@ -578,7 +578,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int row_in_block = consumer * 64 + warp * 16 + lane / 4;  // and row_in_block + 8
-  const uint64_t q_desc = ptx::smem_descriptor_k_major<kD>(sh.q() + consumer * Hd::kConsumerQBytes);
+  const uint64_t q_desc = ptx::smem_descriptor_k_major<Hd::Rows::kRowBytes>(sh.q() + consumer * Hd::kConsumerQBytes);
   const int my_turn = 1 + consumer, other_turn = 2 - consumer;  // ping-pong (2 consumers)
   constexpr int kTurnThreads = 256;
   uint32_t first_tile = 0;  // the ring-wide number of this item's tile 0 (see stage_of)
@@ -675,11 +675,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     // `tile` is a key tile's index.
     int32_t acc[kAccRegs];
     auto issue_qk = [&](int slot) {
-      const uint64_t k_desc = ptx::smem_descriptor_k_major<kD>(sh.k(stage(slot)));
+      const uint64_t k_desc = ptx::smem_descriptor_k_major<Hd::Rows::kRowBytes>(sh.k(stage(slot)));
 #if SAGEATTN_SM90_EXPERIMENT != 2
 #pragma unroll
-      for (int kk = 0; kk < Hd::kQkSteps; ++kk)  // +32 bytes per k32 step = +2 in descriptor units
-        ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+      for (int kk = 0; kk < Hd::kQkSteps; ++kk)  // Q: 64 rows, K: 128 rows (their panels' sizes)
+        ptx::wgmma_m64n128k32_s8(acc, q_desc + Hd::step_offset(64, kk), k_desc + Hd::step_offset(kKeyTile, kk),
+                                 kk > 0);
 #endif
       ptx::wgmma_commit();
     };
@@ -853,16 +854,19 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       if (Shape::kPingPong && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
-      if constexpr (Shape::kConsumers == 3 && kD == 128) {
+      if constexpr (Shape::kSerialTurn) {
         // 160 registers hold o, one score tile and P, but not P.V and Q.K^T in flight at once:
         // ptxas serialized every wgmma of the overlapped turn below (C7512). P.V completes (and
-        // frees P) before Q.K^T claims the score registers; the other two consumers keep the
+        // frees P) before Q.K^T claims the score registers; the other consumers keep the
         // tensor cores busy meanwhile. Head dim 64 (o 32 registers smaller) takes the overlapped
         // turn: H100, same-call A/B, +1-2 % non-causal, +1 % causal at 4K and +4.6 % at 16K.
+        if (Shape::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
         pv_and_wait(slot - 1);
         wait_k(slot);
         ptx::wgmma_fence();
         issue_qk(slot);
+        if (Shape::kPingPong && (consumer == 0 || next < keys.tiles))
+          ptx::named_barrier_arrive(other_turn, kTurnThreads);
         ptx::wgmma_wait<0>();
         softmax_tile(slot, tile, next, element);
         rescale_o();
@@ -944,16 +948,19 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     T* out_head = static_cast<T*>(a.out) +
                   token0_offset(rows.queries, batch, head, a.out_stride_batch, a.out_stride_head, a.out_stride_token);
     const int64_t kv_head_index = static_cast<int64_t>(batch) * a.heads_kv + kv_head;
-    const float* v_scale = a.v_scale + kv_head_index * kFp8VTileChannels;
-    const float* v_mean = a.v_mean + kv_head_index * kFp8VTileChannels;
+    const float* v_scale = a.v_scale + kv_head_index * Hd::kVChannels;
+    const float* v_mean = a.v_mean + kv_head_index * Hd::kVChannels;
     const int64_t lse_row = lse_row0(kPacked ? a.packing : Packing{}, rows.queries, batch, head, a.heads_q, a.seqlen_q);
     // The channel scales and means of this thread's kD / 4 columns, loaded together and once for both
     // rows: loaded per column under the head-dim test, each load's latency was serialized with its
     // store (ncu, H100, 8K: these loads held 10 % of the kernel's stall samples). Both vectors
-    // have kFp8VTileChannels entries per K/V head, so columns past head_dim are readable. Issued
+    // have Hd::kVChannels entries per K/V head, so columns past head_dim are readable. Issued
     // before the last P.V, whose wait hides their latency (the score registers are free by then).
-    float channel_scale[kOutRegs / 2], channel_mean[kOutRegs / 2];
-    if constexpr (!kPv16) {
+    // Head dim 256: 128 more registers next to o's 128 would spill; each pair is loaded where it
+    // is stored instead (the second row's loads hit L1).
+    constexpr bool kPreloadChannels = kD <= 128;
+    float channel_scale[kPreloadChannels ? kOutRegs / 2 : 1], channel_mean[kPreloadChannels ? kOutRegs / 2 : 1];
+    if constexpr (!kPv16 && kPreloadChannels) {
 #pragma unroll
       for (int j = 0; j < kOutRegs / 4; ++j)
 #pragma unroll
@@ -1031,9 +1038,12 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
         for (int j = 0; j < kOutRegs / 4; ++j) {
           const int col = 8 * j + 2 * (lane % 4);
           float y0 = o[4 * j + 2 * r] * inv_sum, y1 = o[4 * j + 2 * r + 1] * inv_sum;
-          if constexpr (!kPv16) {
+          if constexpr (!kPv16 && kPreloadChannels) {
             y0 = y0 * channel_scale[2 * j] + (any ? channel_mean[2 * j] : 0.f);
             y1 = y1 * channel_scale[2 * j + 1] + (any ? channel_mean[2 * j + 1] : 0.f);
+          } else if constexpr (!kPv16) {
+            y0 = y0 * v_scale[col] + (any ? v_mean[col] : 0.f);
+            y1 = y1 * v_scale[col + 1] + (any ? v_mean[col + 1] : 0.f);
           }
           if (SAGEATTN_SM90_EXPERIMENT == 3 ? a.head_dim == -7 : col < a.head_dim)
             *reinterpret_cast<uint32_t*>(out_row + col) = Element<T>::from_float2(y0, y1);

@@ -1,7 +1,7 @@
 // Instantiation and launch of the sm90 kernel for one dtype, P.V precision and head dim: causal
 // {no, yes} x {no masks, block codes only, codes and a boolean mask as bits, codes and an additive
-// mask, packed sequences}; head dim 64 without the three masked ones, whose calls the plan pads to
-// 128 (api/plan.cpp).
+// mask, packed sequences}; head dims 64 and 256 without the three masked ones (api/plan.cpp: masked
+// calls of head dim 64 are padded to 128, those of 256 run the sm80 kernel).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -50,7 +50,7 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
     if (a.mask_bits.data != nullptr) return launch_one<T, kCausal, true, kElementBits, false, kPv16, kD>(a, stream);
     return launch_one<T, kCausal, true, kElementValues, false, kPv16, kD>(a, stream);
   } else {
-    return cudaErrorInvalidValue;  // masks at head dim 64: the plan pads them to 128
+    return cudaErrorInvalidValue;  // masks at head dims 64 and 256: the plan pads 64 to 128, runs 256 on sm80
   }
 }
 

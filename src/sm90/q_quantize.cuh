@@ -12,6 +12,7 @@
 #include "common/kernel_args.h"
 #include "common/lane_q_rows.cuh"
 #include "common/rotation.h"
+#include "common/swizzled_rows.h"
 #include "common/tiling.h"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
@@ -21,7 +22,7 @@ namespace sageattn::sm90 {
 
 // Quantizes rows row0 + warp * 16 + lane / 4 + {0, 8} (sequence rows; this consumer's 64 rows)
 // of one Q head whose token 0 is at `head_rows` into `q_rows` (this consumer's 64 x kD-byte
-// region of shared memory, kD-byte swizzle: traits.cuh, HeadDim) and returns the scale of this
+// region of shared memory, swizzled: common/swizzled_rows.h) and returns the scale of this
 // thread's group (0 for a group without a quantizable row). Rows at or past `seqlen` and columns
 // at or past `head_dim` are zeros. Groups (per-thread): rows of one 32-row slice with equal row % 8,
 // i.e. these two rows and the same two of the partner warp (warp ^ 1); per-warp: the whole slice.
@@ -54,11 +55,9 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
     const int row = local_row + 8 * r;
 #pragma unroll
     for (int j = 0; j < kD / 32; ++j) {
-      // Byte column 8 (4 j + lane % 4) lies in 16-byte chunk (4 j + lane % 4) / 2, stored at chunk
-      // index ^ (row % 8) (128-byte rows) or ^ ((row / 2) % 4) (64-byte rows): the descriptors' swizzle.
-      const int chunk = (4 * j + lane % 4) / 2;
-      const int swizzled = chunk ^ (kD == 128 ? row % 8 : (row / 2) % 4);
-      const int offset = row * kD + swizzled * 16 + (lane % 2) * 8;
+      // Byte column 8 (4 j + lane % 4): 16-byte chunk (4 j + lane % 4) / 2, where the descriptors'
+      // swizzle puts it.
+      const int offset = SwizzledRows<kD>::chunk_offset(64, row, (4 * j + lane % 4) / 2) + (lane % 2) * 8;
       *reinterpret_cast<uint2*>(q_rows + offset) = rows.int8_bytes(r, j, rotate, inv);
     }
   }

@@ -1,6 +1,7 @@
-// Geometry and resource budget of the sm90 kernel: head dim 128, and 64 natively (without masks);
-// other head dims are zero-padded to one of them.
+// Geometry and resource budget of the sm90 kernel: head dims 128, and 64 and 256 natively (without
+// masks); other head dims are zero-padded to one of them.
 #pragma once
+#include "common/swizzled_rows.h"
 #include "common/tiling.h"
 
 namespace sageattn::sm90 {
@@ -10,21 +11,29 @@ constexpr int kKeyTile = kSm90KeyTileTokens; // 128 tokens per K/V tile
 constexpr int kTileBytes = 128 * 128;        // at head dim 128: Q, K (int8 rows of 128) and E4M3 V tiles alike
 static_assert(kTileBytes == kFp8VTileBytes, "an E4M3 V tile of head dim 128 is one 16 KB block");
 
-// What the head dim kD (64 or 128) sets. INT8 Q and K rows are kD bytes, stored with the kD-byte
-// swizzle (16-byte chunk c of row r at c ^ (r % 8) for 128-byte rows, c ^ ((r / 2) % 4) for 64-byte
-// rows: the hardware XORs address bits 7-9, resp. 7-8, into bits 4-6, resp. 4-5), which the wgmma
-// descriptors name (ptx/wgmma.cuh). E4M3 V tiles are [kD channels][128 token slots], rows of 128
-// bytes with the 128-byte swizzle at either head dim; the P.V accumulator is m64nD: kD / 2 floats
-// per thread. Head dim 64 halves the tensor work per key and keeps the softmax's
-// (docs/design/sm90_kernel.md, "Head dim 64").
+// What the head dim kD (64, 128 or 256) sets. INT8 Q and K rows are kD bytes, stored with the
+// kD-byte swizzle, or at 256 as two panels of 128-byte rows (common/swizzled_rows.h), which the
+// wgmma descriptors name (ptx/wgmma.cuh). E4M3 V tiles are [kD channels][128 token slots], rows of
+// 128 bytes with the 128-byte swizzle at every head dim; the P.V accumulator is m64nD: kD / 2 floats
+// per thread. Head dim 64 halves the tensor work per key and keeps the softmax's; 256 doubles it
+// (docs/design/sm90_kernel.md, "Head dim 64", "Head dim 256").
 template <int kD>
 struct HeadDim {
-  static_assert(kD == 64 || kD == 128, "instantiated head dims");
+  static_assert(kD == 64 || kD == 128 || kD == 256, "instantiated head dims");
   static constexpr int kQkSteps = kD / 32;            // k32 steps of Q.K^T
   static constexpr int kKTileBytes = kKeyTile * kD;   // 128 INT8 K rows
   static constexpr int kFp8VTileBytes = kD * kKeyTile;
   static constexpr int kOutRegs = kD / 2;             // O accumulator values per thread
   static constexpr int kConsumerQBytes = 64 * kD;     // a consumer warpgroup's 64 INT8 Q rows
+  // Channels of the pre-pass's V statistics, scales and means per K/V head (zeros past head_dim).
+  static constexpr int kVChannels = fp8_v_channels(kD);
+  using Rows = SwizzledRows<kD>;
+  // Descriptor offset (16-byte units) of k32 step kk in a tile of `rows` rows: +32 bytes per step
+  // within a row of a panel, the next panel after kRowBytes / 32 steps.
+  __host__ __device__ static constexpr uint32_t step_offset(int rows, int kk) {
+    constexpr int kStepsPerPanel = Rows::kRowBytes / 32;
+    return static_cast<uint32_t>((kk / kStepsPerPanel) * (rows * Rows::kRowBytes / 16) + 2 * (kk % kStepsPerPanel));
+  }
 };
 // Experiment switches, measured with scripts/bench_variants.sh (docs/performance.md); the
 // defaults are the validated configuration.
@@ -77,8 +86,20 @@ constexpr int kStages = SAGEATTN_SM90_STAGES;
 #ifndef SAGEATTN_SM90_STAGES_HD64
 #define SAGEATTN_SM90_STAGES_HD64 2
 #endif
+// Stages of the head-dim-256 kernel: 64 KB each next to 32 KB of Q rows, so 3 would pass the 227 KB
+// a CTA may have (with the 1 KB of static shared memory and the alignment slack) by 96 bytes.
+#ifndef SAGEATTN_SM90_STAGES_HD256
+#define SAGEATTN_SM90_STAGES_HD256 2
+#endif
+// 1: the two head-dim-256 consumers take turns on the tensor cores (named barriers) as the 16-bit
+// P.V's do, with a serial turn each; 0: no turns. H100, same-call A/B, two rounds, B4 H32 (TOPS
+// 0 / 1): non-causal 4K 686 / 746-750, 8K 849-859 / 935-939, 16K 960 / 1038-1045; causal 4K
+// 497-502 / 528, 8K 601-608 / 689-738, 16K 828-847 / 854-878 (docs/performance.md).
+#ifndef SAGEATTN_SM90_HD256_PINGPONG
+#define SAGEATTN_SM90_HD256_PINGPONG 1
+#endif
 template <int kD>
-constexpr int kStagesOf = kD == 64 ? SAGEATTN_SM90_STAGES_HD64 : kStages;
+constexpr int kStagesOf = kD == 64 ? SAGEATTN_SM90_STAGES_HD64 : kD == 256 ? SAGEATTN_SM90_STAGES_HD256 : kStages;
 // Stages of each of the two rings of split items (kernel.cuh).
 #ifndef SAGEATTN_SM90_SPLIT_STAGES
 #define SAGEATTN_SM90_SPLIT_STAGES 2
@@ -114,7 +135,8 @@ constexpr int kOutStagingBytes = 64 * kOutRowPitch;
 // stream counters) and spilled at 24 registers; 32 does not.
 template <bool kPv16, int kD = 128>
 struct CtaShape {
-  static constexpr int kConsumers = !kPv16 ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
+  // Head dim 256: o alone is 128 registers; a third consumer's 160 would not hold it.
+  static constexpr int kConsumers = !kPv16 && kD <= 128 ? SAGEATTN_SM90_FP8_CONSUMERS : 2;
   static_assert(kConsumers == 2 || kConsumers == 3, "2 or 3 consumer warpgroups");
   static constexpr int kRows = 64 * kConsumers;  // query rows per work item
   static constexpr int kThreads = 128 * (1 + kConsumers);
@@ -124,9 +146,16 @@ struct CtaShape {
   static constexpr int kConsumerRegisters = kConsumers == 3 ? 160 : 232;
   static_assert(128 * kProducerRegisters + 128 * kConsumers * kConsumerRegisters <= kLaunchRegisters * kThreads,
                 "setmaxnreg cannot hand out more registers than the CTA was launched with");
-  static constexpr bool kPingPong = SAGEATTN_SM90_PINGPONG && kConsumers == 2;
-  // P.V accumulated by the tensor core across tiles (no FP32 o_tile; kernel.cuh).
-  static constexpr bool kDirectAcc = kPv16 || kConsumers == 3;
+  // Each consumer's turn completes P.V before Q.K^T claims the score registers (kernel.cuh, turn):
+  // three consumers at head dim 128, and head dim 256 (o, P and a score tile at once, 208
+  // registers, made ptxas serialize every wgmma, C7512), whose two consumers still alternate
+  // on the tensor cores (SAGEATTN_SM90_HD256_PINGPONG).
+  static constexpr bool kSerialTurn = (kConsumers == 3 && kD == 128) || kD == 256;
+  static constexpr bool kPingPong =
+      SAGEATTN_SM90_PINGPONG && kConsumers == 2 && (!kSerialTurn || (kD == 256 && SAGEATTN_SM90_HD256_PINGPONG));
+  // P.V accumulated by the tensor core across tiles (no FP32 o_tile; kernel.cuh). Head dim 256:
+  // o (128) + o_tile (128) would not fit in 232 registers.
+  static constexpr bool kDirectAcc = kPv16 || kConsumers == 3 || kD == 256;
   // The epilogue stages the output rows in shared memory and stores them with bulk copies
   // (kernel.cuh). H100, same-call A/B (docs/performance.md): two consumers (16-bit P.V) +4 % at 1K,
   // +2-4 % causal 1K-2K; three consumers equal non-causal and 4 % slower causal at 4K (ptxas

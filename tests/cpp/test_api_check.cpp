@@ -232,10 +232,16 @@ TEST(ApiCheck, GridAndIndexLimits) {
                 kUnsupported, "grid with v tiles, too large");
 }
 
+bool built_with_sm90() {
+  const std::string archs = std::string(" ") + sageattn_compiled_archs() + " ";
+  return archs.find(" 90a ") != std::string::npos;
+}
+
 TEST(ApiCheck, HeadDim) {
   expect_status([](sageattn_params& p) { p.head_dim = 0; }, kInvalid, "head_dim 0");
   expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
-  // 129..256 run on the sm80 kernel's 256 variant where a block may have 128 KB of shared memory.
+  // 129..256 run on the sm80 kernel's 256 variant where a block may have 128 KB of shared memory,
+  // and on the sm90 kernel's native 256 (E4M3 P.V, no mask).
   for (int head_dim : {136, 192, 256}) {
     for (int arch : {80, 87, 90, 100}) {
       sageattn_params p = valid_params(100, 130, head_dim, arch);
@@ -247,9 +253,17 @@ TEST(ApiCheck, HeadDim) {
       EXPECT_EQ(r.status, kUnsupported) << "head_dim " << head_dim << " sm" << arch;
       EXPECT_NE(r.reason.find("shared memory"), std::string::npos) << r.reason;
     }
+    if (built_with_sm90()) {
+      sageattn_params p = valid_params(100, 130, head_dim, 90);
+      p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+      EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "SM90_WGMMA, head_dim " << head_dim;
+    }
+    // The 16-bit P.V, and the E4M3 one with a mask, stop at 128.
+    static const uint8_t keep[1] = {1};
     for (sageattn_kernel kernel : {SAGEATTN_KERNEL_SM90_WGMMA, SAGEATTN_KERNEL_SM90_WGMMA_PV16}) {
       sageattn_params p = valid_params(100, 130, head_dim, 90);
       p.kernel = kernel;
+      if (kernel == SAGEATTN_KERNEL_SM90_WGMMA) p.block_mask = {keep, 0, 0, 0, 0};
       const CheckResult r = check(p);
       EXPECT_EQ(r.status, kUnsupported) << "sm90 kernel " << kernel << ", head_dim " << head_dim;
       EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
@@ -299,11 +313,6 @@ TEST(ApiCheck, Flags) {
   expect_status([](sageattn_params& p) { p.qk_rotation = 2; }, kInvalid, "qk_rotation 2");
   expect_status([](sageattn_params& p) { p.qk_rotation = -1; }, kInvalid, "qk_rotation -1");
   expect_status([](sageattn_params& p) { p.qk_rotation = 0; }, SAGEATTN_STATUS_OK, "qk_rotation 0");
-}
-
-bool built_with_sm90() {
-  const std::string archs = std::string(" ") + sageattn_compiled_archs() + " ";
-  return archs.find(" 90a ") != std::string::npos;
 }
 
 TEST(ApiKernel, Sm90WgmmaRunsOnlyOnComputeCapability90) {
@@ -361,7 +370,10 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
       {8192, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},  // 16-bit P.V: native 64 from 3072
       {3072, 3072, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
       {3071, 8192, 64, 90, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
-      {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},  // above 128: sm80's variant
+      {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO, fp8},  // above 128: the native 256 (E4M3 P.V)
+      {100, 130, 136, 90, SAGEATTN_KERNEL_AUTO, fp8},
+      {100, 130, 256, 90, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},  // 16-bit P.V: sm80's variant
+      {100, 130, 256, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
       {8192, 8192, 128, 90, SAGEATTN_KERNEL_AUTO_PV16, pv16},
       {8192, 8192, 128, 80, SAGEATTN_KERNEL_AUTO, SAGEATTN_KERNEL_SM80_MMA},
       {8192, 8192, 128, 89, SAGEATTN_KERNEL_AUTO_PV16, SAGEATTN_KERNEL_SM80_MMA},
@@ -393,6 +405,10 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
   EXPECT_EQ(selected(masked64), SAGEATTN_KERNEL_SM80_MMA) << "block mask, head dim 64, 2048";
   masked64.seqlen_q = masked64.seqlen_kv = 3072;
   EXPECT_EQ(selected(masked64), fp8) << "block mask, head dim 64, 3072";
+  // With a mask head dims above 128 run the sm80 kernel's 256 variant.
+  sageattn_params masked256 = valid_params(8192, 8192, 256, 90);
+  masked256.block_mask = {keep, 0, 0, 0, 0};
+  EXPECT_EQ(selected(masked256), SAGEATTN_KERNEL_SM80_MMA) << "block mask, head dim 256";
   // Invalid params: the check's status and reason, *kernel untouched; NULL output rejected.
   sageattn_params bad = valid_params();
   bad.sm_scale = -1.f;
@@ -451,6 +467,23 @@ TEST(ApiKernel, Sm90WorkspaceAtHeadDim64HoldsHalfRows) {
   masked.block_mask = {keep, 0, 0, 0, 0};
   wide.block_mask = masked.block_mask;
   EXPECT_EQ(workspace_bytes(masked), workspace_bytes(wide));
+}
+
+TEST(ApiKernel, Sm90WorkspaceAtHeadDim256HoldsWideRows) {
+  if (!built_with_sm90()) GTEST_SKIP() << "build without 90a";
+  // Head dim 256 (E4M3 P.V, no mask): 256-byte K rows, V tiles of 256 channels and V statistics,
+  // scales and means of 256 channels (fp8_v_channels, common/tiling.h) instead of 128. 2 batches x
+  // 2 K/V heads, 1024 keys (2 chunks of 512 for the statistics).
+  sageattn_params p = valid_params(1024, 1024, 256, 90);
+  p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  sageattn_params narrow = valid_params(1024, 1024, 128, 90);
+  narrow.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
+  const size_t k_rows = 2 * 2 * 1024, heads = 2 * 2, chunks = 2;
+  const size_t column_sums = heads * chunks * 128 * sizeof(float);
+  const size_t v_stats = heads * chunks * 3 * 128 * sizeof(float), v_scale_mean = 2 * heads * 128 * sizeof(float);
+  EXPECT_EQ(workspace_bytes(p) - workspace_bytes(narrow),
+            k_rows * 128 + k_rows * 128 + column_sums + v_stats + v_scale_mean)
+      << "K rows, V tiles, K column sums, V statistics, scales and means";
 }
 
 TEST(ApiKernel, Sm90WorkspaceHoldsFp8VTiles) {

@@ -67,8 +67,9 @@ def exact(q, k, v, layout="HND", **kw):
     return torch_reference.attention(q, k, v, layout=layout, **kw)
 
 
-# The kernels that run only on compute capability 9.0 (and head dims <= 128); of them, only
-# sm90_wgmma has the FP8 P.V (sm90_wgmma_pv16 rounds P and V as sm80_mma does).
+# The kernels that run only on compute capability 9.0 (head dims <= 128, and for sm90_wgmma without a
+# mask up to 256); of them, only sm90_wgmma has the FP8 P.V (sm90_wgmma_pv16 rounds P and V as
+# sm80_mma does).
 SM90_KERNELS = ("sm90_wgmma", "sm90_wgmma_pv16")
 
 
@@ -86,13 +87,15 @@ AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL = 6144
 
 def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None, causal=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
-    does: on compute capability 9.0 with a 90a build, for head dims 65..128 and for head dims <= 64
-    when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL] (seqlen_kv: seqlen_q if not
-    given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense calls with at most
-    AUTO_PV16_MAX_SEQLEN_Q[_CAUSAL] query rows and V views with nonzero strides) or sm90_wgmma;
-    else sm80_mma (the sm90 kernel stops at head dim 128)."""
+    does for calls without a mask: on compute capability 9.0 with a 90a build, for head dims 65..128
+    and for head dims <= 64 when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL]
+    (seqlen_kv: seqlen_q if not given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense
+    calls with at most AUTO_PV16_MAX_SEQLEN_Q[_CAUSAL] query rows and V views with nonzero strides) or
+    sm90_wgmma; for head dims 129..256, sm90_wgmma ("auto") or sm80_mma ("auto_pv16"); else sm80_mma."""
     if kernel not in ("auto", "auto_pv16"):
         return kernel
+    if head_dim > 128:
+        return "sm90_wgmma" if kernel == "auto" and sm90_available(library) else "sm80_mma"
     seqlen_kv = seqlen_q if seqlen_kv is None else seqlen_kv
     hd64_min = AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL if causal else AUTO_SM90_MIN_SEQLEN_HD64
     long_enough = head_dim > 64 or min(seqlen_q, seqlen_kv) >= hd64_min

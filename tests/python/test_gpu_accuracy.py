@@ -46,9 +46,9 @@ def check_call(q, k, v, kernel, layout="HND", is_causal=False, sm_scale=None, qk
 
 
 def refused_head_dim(q, k, v, kernel, head_dim):
-    """The sm90 kernel's tiles are 128 channels wide: above, the call must raise (and say why), and
-    the test has nothing more to check on that kernel."""
-    if kernel not in SM90_KERNELS or head_dim <= 128:
+    """The sm90 kernel's 16-bit P.V stops at head dim 128 (its E4M3 P.V runs 256 natively): above,
+    the call must raise (and say why), and the test has nothing more to check on that kernel."""
+    if kernel != "sm90_wgmma_pv16" or head_dim <= 128:
         return False
     with pytest.raises(NotImplementedError, match="up to 128"):
         sageattn(q, k, v, kernel=kernel)
@@ -203,11 +203,11 @@ def test_every_head_dim_runs(kernel_choice, kernel):
     """Every head dim the library accepts (1..256, zero-padded to 64 / 128 / 256 inside), on fresh
     inputs with odd lengths, with kernel="auto" (what users call) and with each kernel: finite and
     close to float64 (a wrong padding or an unwritten column gives errors of order 1; test_head_dims
-    checks sampled head dims element by element). The sm90 kernel refuses above 128."""
+    checks sampled head dims element by element). The sm90 kernel's 16-bit P.V refuses above 128."""
     if kernel_choice == "auto" and kernel != "sm80_mma":
         pytest.skip("the auto sweep runs once")
     chosen = "auto" if kernel_choice == "auto" else kernel
-    top = 128 if chosen in SM90_KERNELS else 256
+    top = 128 if chosen == "sm90_wgmma_pv16" else 256
     worst = (0.0, 0)
     for head_dim in range(1, 257):
         q, k, v = make_inputs("k_bias", (1, 2, 77, head_dim), (1, 2, 93, head_dim), seed=head_dim)

@@ -1,9 +1,10 @@
 // The sm90 building blocks against host references, one wrapper at a time: wgmma (int8 with both
-// operands from swizzled shared memory, e4m3, f16 and bf16 with A from registers), the bulk copy +
+// operands from swizzled shared memory, at head dim 256 in two panels, e4m3 up to N = 256, f16 and
+// bf16 with A from registers), the INT8 row layout (common/swizzled_rows.h), the bulk copy +
 // mbarrier round trip, the L2 prefetch, stmatrix with the bulk store, a TMA box load (swizzle, zero
 // fill), the E4M3 pack, and the polynomial exp2 helper. A failure here names the broken piece; the
 // end-to-end GPU suite only says "the output is wrong".
-// Skips (GTEST_SKIP) without a compute capability 9.0 GPU.
+// Skips (GTEST_SKIP) without a compute capability 9.0 GPU, except the host-only layout test.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -12,15 +13,18 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "common/fast_exp2.cuh"
+#include "common/swizzled_rows.h"
 #include "ptx/convert.cuh"
 #include "ptx/cp_async.cuh"
 #include "ptx/ldmatrix.cuh"
 #include "ptx/math.cuh"
 #include "ptx/mbarrier.cuh"
 #include "ptx/wgmma.cuh"
+#include "sm90/traits.cuh"
 #include "api/tensor_map.h"
 #include "reference/reference.h"
 
@@ -48,11 +52,24 @@ bool have_sm90() {
 
 // Byte offset of (row, column byte) in a tile of 128-byte rows with the 128-byte swizzle.
 int swizzled(int row, int byte) { return row * 128 + (((byte / 16) ^ (row % 8)) * 16) + byte % 16; }
-// The same for rows of kRowBytes (64 or 128) with the swizzle of that width (sm90/traits.cuh).
-template <int kRowBytes>
-int swizzled_rows(int row, int byte) {
-  if (kRowBytes == 128) return swizzled(row, byte);
-  return row * 64 + (((byte / 16) ^ ((row / 2) % 4)) * 16) + byte % 16;
+// The same for 64-byte rows with the 64-byte swizzle (address bits 7-8 into bits 4-5).
+int swizzled64(int row, int byte) { return row * 64 + (((byte / 16) ^ ((row / 2) % 4)) * 16) + byte % 16; }
+
+// Byte offset of (row, byte col) in K-major INT8 tiles of `rows` rows of head dim kD that follow each
+// other (row may lie past the first tile): what the sm90 wgmma descriptors read. Written out here, apart
+// from common/swizzled_rows.h, so that a wrong layout there fails (SwizzledRowsMatchesPanelLayout)
+// instead of agreeing with itself. kD = 64 or 128: rows of kD bytes with the swizzle of that width.
+// kD = 256: no swizzle spans a 256-byte row, so a tile is two panels of [rows][128 bytes], bytes
+// 0-127 of every row first, then bytes 128-255 of every row, each panel a 128-byte-swizzled tile.
+template <int kD>
+int64_t panel_layout(int rows, int64_t row, int col) {
+  static_assert(kD == 64 || kD == 128 || kD == 256, "sm90 head dims");
+  constexpr int kPanelRowBytes = kD == 64 ? 64 : 128;
+  const int64_t tile = row / rows;
+  const int in_tile = static_cast<int>(row - tile * rows);
+  const int panel = col / kPanelRowBytes, byte = col % kPanelRowBytes;
+  const int in_panel = kPanelRowBytes == 128 ? swizzled(in_tile, byte) : swizzled64(in_tile, byte);
+  return tile * rows * kD + int64_t{panel} * rows * kPanelRowBytes + in_panel;
 }
 
 template <typename T>
@@ -64,21 +81,28 @@ struct DeviceBuffer {
 
 // ---- wgmma s8: S = Q . K^T over kD / 32 k32 steps, exactly as the kernel issues it ---------------
 
-// Q [64][kD] and K [128][kD] INT8 rows of kD bytes with the kD-byte swizzle (head dims 128 and 64).
+// Q [64][kD] and K [128][kD] INT8 tiles as panel_layout<kD> stores them; the descriptors and k32 steps
+// are issue_qk's (sm90/kernel.cuh): rows of SwizzledRows<kD>::kRowBytes, step kk at
+// HeadDim<kD>::step_offset of the operand's rows (the next panel after four steps at head dim 256).
+// Head dim 256 takes 16 + 32 KB, exactly the 48 KB of static shared memory.
 template <int kD>
 __global__ void wgmma_s8_kernel(const int8_t* q_tile, const int8_t* k_tile, int32_t* out) {
+  using Hd = sageattn::sm90::HeadDim<kD>;
+  constexpr int kRowBytes = sageattn::SwizzledRows<kD>::kRowBytes;
   __shared__ __align__(1024) int8_t q_smem[64 * kD];
   __shared__ __align__(1024) int8_t k_smem[128 * kD];
   for (int i = threadIdx.x; i < 64 * kD; i += 128) q_smem[i] = q_tile[i];
   for (int i = threadIdx.x; i < 128 * kD; i += 128) k_smem[i] = k_tile[i];
   sageattn::ptx::fence_proxy_async_shared();  // generic writes -> async-proxy (wgmma) reads
   __syncthreads();
-  const uint64_t q_desc = sageattn::ptx::smem_descriptor_k_major<kD>(sageattn::ptx::shared_address(q_smem));
-  const uint64_t k_desc = sageattn::ptx::smem_descriptor_k_major<kD>(sageattn::ptx::shared_address(k_smem));
+  const uint64_t q_desc = sageattn::ptx::smem_descriptor_k_major<kRowBytes>(sageattn::ptx::shared_address(q_smem));
+  const uint64_t k_desc = sageattn::ptx::smem_descriptor_k_major<kRowBytes>(sageattn::ptx::shared_address(k_smem));
   int32_t acc[64];
   sageattn::ptx::wgmma_fence();
-  for (int kk = 0; kk < kD / 32; ++kk)
-    sageattn::ptx::wgmma_m64n128k32_s8(acc, q_desc + 2 * kk, k_desc + 2 * kk, kk > 0);
+#pragma unroll
+  for (int kk = 0; kk < Hd::kQkSteps; ++kk)
+    sageattn::ptx::wgmma_m64n128k32_s8(acc, q_desc + Hd::step_offset(64, kk), k_desc + Hd::step_offset(128, kk),
+                                       kk > 0);
   sageattn::ptx::wgmma_commit();
   sageattn::ptx::wgmma_wait<0>();
   sageattn::ptx::fence_operands(acc);
@@ -98,9 +122,9 @@ void check_wgmma_s8() {
   for (auto& x : q) x = static_cast<int8_t>(dist(rng));
   for (auto& x : k) x = static_cast<int8_t>(dist(rng));
   for (int r = 0; r < 64; ++r)
-    for (int c = 0; c < kD; ++c) q_sw[swizzled_rows<kD>(r, c)] = q[r * kD + c];
+    for (int c = 0; c < kD; ++c) q_sw[panel_layout<kD>(64, r, c)] = q[r * kD + c];
   for (int r = 0; r < 128; ++r)
-    for (int c = 0; c < kD; ++c) k_sw[swizzled_rows<kD>(r, c)] = k[r * kD + c];
+    for (int c = 0; c < kD; ++c) k_sw[panel_layout<kD>(128, r, c)] = k[r * kD + c];
   DeviceBuffer<int8_t> dq(q.size()), dk(k.size());
   DeviceBuffer<int32_t> dout(64 * 128);
   CUDA_OK(cudaMemcpy(dq.ptr, q_sw.data(), q.size(), cudaMemcpyHostToDevice));
@@ -132,34 +156,102 @@ TEST(Sm90Ptx, WgmmaS8Swizzle64MatchesHostProduct) {
   check_wgmma_s8<64>();
 }
 
+// Head dim 256: eight k32 steps, the last four in the second panel of each operand (Q's at 8 KB, K's
+// at 16 KB: the step offset depends on the operand's rows).
+TEST(Sm90Ptx, WgmmaS8TwoPanels256MatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_s8<256>();
+}
+
+// ---- the INT8 row layout: common/swizzled_rows.h against panel_layout (host only) ------------------
+
+// The attention kernel's Q rows (sm90/q_quantize.cuh) and the pre-pass's K rows (quant/
+// quantize_qk_item.cuh) are written through SwizzledRows<kD>::offset; the wgmmas above read
+// panel_layout. Checks every (row, col) of two consecutive tiles, that each tile is a permutation of
+// its own bytes (no two bytes on one place, none outside), and that each k32 step offset of the
+// descriptors (HeadDim::step_offset, in 16-byte units) lands on row 0 of its slice, which the
+// swizzle leaves in place.
+template <int kD>
+void check_swizzled_rows(int rows) {
+  using Rows = sageattn::SwizzledRows<kD>;
+  const int tile_bytes = rows * kD;
+  std::vector<int> hits(2 * tile_bytes, 0);
+  int bad = 0, outside = 0;
+  for (int row = 0; row < 2 * rows; ++row)
+    for (int col = 0; col < kD; ++col) {
+      const int got = Rows::offset(rows, row, col);
+      if (got != panel_layout<kD>(rows, row, col) && ++bad <= 5)
+        ADD_FAILURE() << "head dim " << kD << ", " << rows << " rows: (" << row << ", " << col << ") at " << got
+                      << ", want " << panel_layout<kD>(rows, row, col);
+      const int tile_start = row / rows * tile_bytes;  // each tile covers its own bytes
+      if (got < tile_start || got >= tile_start + tile_bytes)
+        ++outside;
+      else
+        ++hits[got];
+    }
+  EXPECT_EQ(bad, 0) << "head dim " << kD << ", " << rows << " rows";
+  EXPECT_EQ(outside, 0) << "head dim " << kD << ", " << rows << " rows";
+  EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), 2 * tile_bytes) << "head dim " << kD << ", " << rows << " rows";
+  for (int kk = 0; kk < kD / 32; ++kk)
+    EXPECT_EQ(int64_t{sageattn::sm90::HeadDim<kD>::step_offset(rows, kk)} * 16, panel_layout<kD>(rows, 0, 32 * kk))
+        << "head dim " << kD << ", " << rows << " rows, k32 step " << kk;
+}
+
+TEST(Sm90Ptx, SwizzledRowsMatchesPanelLayout) {
+  for (const int rows : {64, 128}) {
+    check_swizzled_rows<64>(rows);
+    check_swizzled_rows<128>(rows);
+    check_swizzled_rows<256>(rows);
+  }
+  // Workspace rows: the int64_t instantiation past 2^31 bytes (row 20'000'000 of head dim 256 starts
+  // at 5.12e9), two tiles from a tile boundary.
+  constexpr int64_t kFarRow = 20'000'000;
+  for (const int rows : {64, 128}) {
+    int bad = 0;
+    for (int64_t row = kFarRow; row < kFarRow + 2 * rows; ++row)
+      for (int col = 0; col < 256; ++col) {
+        const int64_t got = sageattn::SwizzledRows<256>::offset(rows, row, col);
+        static_assert(std::is_same_v<decltype(sageattn::SwizzledRows<256>::offset(rows, row, col)), int64_t>);
+        bad += got != panel_layout<256>(rows, row, col) || got < (int64_t{1} << 31);
+      }
+    EXPECT_EQ(bad, 0) << rows << " rows";
+  }
+}
+
 // ---- P.V wgmmas (A from registers): shared output and check -----------------------------------------
 
-// The f32 accumulator fragment of a 64 x 2N wgmma (ptx/wgmma.cuh) to a row-major [64][128] array
-// (its first 2N columns).
+// Row width of the P.V tests' output arrays: at least 128, so that the N = 64 wgmmas leave columns
+// unwritten (their NaN poison must survive), and all of N = 256.
+constexpr int out_width(int n) { return n > 128 ? n : 128; }
+
+// The f32 accumulator fragment of a 64 x 2N wgmma (ptx/wgmma.cuh) to a row-major
+// [64][out_width(2N)] array (its first 2N columns).
 template <int N>
 __device__ void store_accumulator(float (&acc)[N], float* out) {
+  constexpr int kWidth = out_width(2 * N);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int i = 0; i < N; ++i) {
     const int row = 16 * warp + lane / 4 + 8 * ((i / 2) % 2);
     const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-    out[row * 128 + col] = acc[i];
+    out[row * kWidth + col] = acc[i];
   }
 }
 
-// Copies the device result back and counts the elements of its first `columns` columns that differ
-// from p[64][128] . v[128][128] summed in double (the inputs of these tests make every product and
-// partial sum exact in float).
+// Copies the device result [64][W] back, W = v's row width, and counts the elements of its first
+// `columns` columns that differ from p[64][128] . v[128][W] summed in double (the inputs of these
+// tests make every product and partial sum exact in float).
 int product_mismatches(const float* device_out, const std::vector<float>& p, const std::vector<float>& v,
-                       int columns = 128) {
-  std::vector<float> out(64 * 128);
+                       int columns) {
+  const int width = static_cast<int>(v.size() / 128);
+  std::vector<float> out(64 * width);
   if (cudaMemcpy(out.data(), device_out, out.size() * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
     return -1;
   int bad = 0;
   for (int r = 0; r < 64; ++r)
     for (int n = 0; n < columns; ++n) {
       double want = 0.0;
-      for (int kk = 0; kk < 128; ++kk) want += double(p[r * 128 + kk]) * v[kk * 128 + n];
-      bad += out[r * 128 + n] != static_cast<float>(want);
+      for (int kk = 0; kk < 128; ++kk) want += double(p[r * 128 + kk]) * v[kk * width + n];
+      bad += out[r * width + n] != static_cast<float>(want);
     }
   return bad;
 }
@@ -167,7 +259,9 @@ int product_mismatches(const float* device_out, const std::vector<float>& p, con
 // ---- wgmma e4m3: O = P . V with P in the register fragment, V^T swizzled in shared memory ----------
 
 // A fragment of 8-bit k32 (PTX ISA): a0 = row g, k 4t..4t+3; a1 = row g + 8; a2, a3 = k + 16.
-// kN: 128 (m64n128k32) or 64 output columns (m64n64k32, head dim 64: V^T rows 0..63 of the tile).
+// kN: 128 (m64n128k32), 64 (m64n64k32, head dim 64: V^T rows 0..63 of the tile) or 256 output columns
+// (m64n256k32, head dim 256: a V^T tile of 256 rows, 32 KB, the descriptor's 8-row groups 1024 bytes
+// apart as at 128).
 template <int kN>
 __global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, float* out) {
   __shared__ __align__(1024) uint8_t v_smem[kN * 128];
@@ -196,33 +290,34 @@ __global__ void wgmma_e4m3_kernel(const uint8_t* p, const uint8_t* vt_tile, floa
 
 template <int kN>
 void check_wgmma_e4m3() {
+  constexpr int kW = out_width(kN);  // output and v row width; the V^T tile's rows past kN stay unread
   // Small integers are exact in E4M3 and every partial sum stays an exact small integer, so the
   // tensor core's reduced-precision FP8 accumulation cannot hide a layout error behind rounding.
-  std::mt19937 rng(kN == 128 ? 2 : 3);
+  std::mt19937 rng(kN == 128 ? 2 : kN == 64 ? 3 : 7);
   std::uniform_int_distribution<int> dist(-4, 4);
-  std::vector<float> p(64 * 128), v(128 * 128);  // p[row][k], v[k][n]
-  std::vector<uint8_t> p_bits(p.size()), vt_sw(kTile);
+  std::vector<float> p(64 * 128), v(128 * kW);  // p[row][k], v[k][n]
+  std::vector<uint8_t> p_bits(p.size()), vt_sw(kW * 128);
   for (size_t i = 0; i < p.size(); ++i) p_bits[i] = sageattn::reference::float_to_e4m3_bits(p[i] = float(dist(rng)));
   for (int kk = 0; kk < 128; ++kk)
-    for (int n = 0; n < 128; ++n) {
-      v[kk * 128 + n] = float(dist(rng));
-      vt_sw[swizzled(n, kk)] = sageattn::reference::float_to_e4m3_bits(v[kk * 128 + n]);  // K-major: row n
+    for (int n = 0; n < kW; ++n) {
+      v[kk * kW + n] = float(dist(rng));
+      vt_sw[swizzled(n, kk)] = sageattn::reference::float_to_e4m3_bits(v[kk * kW + n]);  // K-major: row n
     }
   DeviceBuffer<uint8_t> dp(p_bits.size()), dv(vt_sw.size());
-  DeviceBuffer<float> dout(64 * 128);
+  DeviceBuffer<float> dout(64 * kW);
   CUDA_OK(cudaMemcpy(dp.ptr, p_bits.data(), p_bits.size(), cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dv.ptr, vt_sw.data(), vt_sw.size(), cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * 128 * sizeof(float)));  // NaN poison
+  CUDA_OK(cudaMemset(dout.ptr, 0xff, 64 * kW * sizeof(float)));  // NaN poison
   wgmma_e4m3_kernel<kN><<<1, 128>>>(dp.ptr, dv.ptr, dout.ptr);
   CUDA_OK(cudaGetLastError());  // e.g. no kernel image for this GPU
   CUDA_OK(cudaDeviceSynchronize());
   EXPECT_EQ(product_mismatches(dout.ptr, p, v, kN), 0) << "of " << 64 * kN << " fp32 results";
-  if (kN < 128) {  // the columns the narrow wgmma does not write keep the NaN poison
-    std::vector<float> out(64 * 128);
+  if (kN < kW) {  // the columns the narrow wgmma does not write keep the NaN poison
+    std::vector<float> out(64 * kW);
     CUDA_OK(cudaMemcpy(out.data(), dout.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
     int written = 0;
     for (int r = 0; r < 64; ++r)
-      for (int n = kN; n < 128; ++n) written += !std::isnan(out[r * 128 + n]);
+      for (int n = kN; n < kW; ++n) written += !std::isnan(out[r * kW + n]);
     EXPECT_EQ(written, 0);
   }
 }
@@ -236,6 +331,12 @@ TEST(Sm90Ptx, WgmmaE4m3RegisterAMatchesHostProduct) {
 TEST(Sm90Ptx, WgmmaE4m3N64RegisterAMatchesHostProduct) {
   REQUIRE_SM90();
   check_wgmma_e4m3<64>();
+}
+
+// Head dim 256: m64n256k32 (128 accumulators per thread) on a V^T tile of 256 channel rows.
+TEST(Sm90Ptx, WgmmaE4m3N256RegisterAMatchesHostProduct) {
+  REQUIRE_SM90();
+  check_wgmma_e4m3<256>();
 }
 
 // ---- wgmma f16 / bf16: O = P . V with P in the register fragment, V MN-major in two swizzled panels --
