@@ -42,6 +42,13 @@ def main():
         check(f"{kernel} bool mask", sageattn(q, k, v, attn_mask=keep, kernel=kernel))
         blocks = torch.rand(2, 4, 3, 3, device="cuda", generator=gen) < 0.5
         check(f"{kernel} block mask", sageattn(q, k, v, block_mask=blocks, kernel=kernel))
+        if kernel != "sm90_wgmma_pv16":  # masks at head dim 256 (sm90_wgmma: the native 256)
+            q, k, v = randn(1, 2, 257, 256), randn(1, 2, 300, 256), randn(1, 2, 300, 256)
+            keep = torch.rand(1, 2, 257, 300, device="cuda", generator=gen) < 0.7
+            check(f"{kernel} bool mask d=256", sageattn(q, k, v, attn_mask=keep, is_causal=True, kernel=kernel))
+            bias = torch.randn(1, 2, 257, 300, device="cuda", generator=gen, dtype=torch.float16)
+            check(f"{kernel} additive mask d=256", sageattn(q, k, v, attn_mask=bias, block_mask=blocks[:1, :2],
+                                                            kernel=kernel))
         # More items than SMs: persistent CTAs run several items (the work queue, the next item's
         # Q prefetch, K/V tiles numbered across items).
         # Head dims 64 and 256 too: sm90_wgmma runs its native instantiations there.

@@ -19,7 +19,7 @@ LAYOUT_CODES = {"HND": LAYOUT_HND, "NHD": LAYOUT_NHD}
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16)
 MAX_HEAD_DIM = 256
-SM90_MAX_HEAD_DIM = 128  # the sm90 kernel with a mask or the 16-bit P.V (src/common/tiling.h)
+SM90_MAX_HEAD_DIM = 128  # the sm90 kernel's 16-bit P.V (src/common/tiling.h)
 # The C library's size limits (src/api/check.cpp), checked here too so that a call rejected there
 # is rejected before any work and `supports()` knows about it: batch and heads index CUDA grid
 # dimensions y/z, tokens are int32 indices with room for tile padding, and the pre-pass runs one

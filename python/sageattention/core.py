@@ -68,15 +68,12 @@ def validate_call(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, 
         dropout_p, kernel)
     _validate.check_flag("rotate_qk", rotate_qk)
     head_dim = _validate.check_tensor_shapes(q, k, v, layout)
-    attn_mask, block_mask = _validate.check_masks(q, k, layout, attn_mask, block_mask)
-    # Above 128 the sm90 kernel runs its native head dim 256 with the FP8 P.V and no mask only
-    # (src/api/plan.cpp).
-    masked = attn_mask is not None or block_mask is not None
-    if head_dim > _validate.SM90_MAX_HEAD_DIM and (kernel == "sm90_wgmma_pv16" or (kernel == "sm90_wgmma" and masked)):
-        without = f" with a mask; without one up to {_validate.MAX_HEAD_DIM}" if kernel == "sm90_wgmma" else ""
+    # Above 128 the sm90 kernel runs its native head dim 256 with the FP8 P.V only (src/api/plan.cpp).
+    if head_dim > _validate.SM90_MAX_HEAD_DIM and kernel == "sm90_wgmma_pv16":
         raise NotImplementedError(f"kernel {kernel} supports head dims up to {_validate.SM90_MAX_HEAD_DIM} "
-                                  f"(got {head_dim}){without}; kernel='auto', 'auto_pv16' or 'sm80_mma' run up to "
-                                  f"{_validate.MAX_HEAD_DIM}")
+                                  f"(got {head_dim}); kernel='sm90_wgmma', 'auto', 'auto_pv16' or 'sm80_mma' run "
+                                  f"up to {_validate.MAX_HEAD_DIM}")
+    attn_mask, block_mask = _validate.check_masks(q, k, layout, attn_mask, block_mask)
     _validate.check_tensor_devices(q, k, v)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(head_dim)
@@ -127,10 +124,10 @@ def sageattn(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, retur
         kernel: "auto" (on compute capability 9.0 builds with 90a: sm90_wgmma_pv16 at head dims
             65..128 up to 1536 query rows (3072 causal), sm90_wgmma above, and for head dims <= 64
             sm90_wgmma's native head dim 64 when queries and keys both reach 1024 (2048 causal; with
-            a mask, its padded 128 from 3072, 6144 causal), and for head dims 129..256 without a
-            mask sm90_wgmma's native head dim 256; sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T +
-            16-bit P.V, any sm80+ GPU), "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper
-            only; NotImplementedError elsewhere, and above head dim 128 with a mask),
+            a mask, its padded 128 from 3072, 6144 causal), and for head dims 129..256
+            sm90_wgmma's native head dim 256; sm80_mma otherwise), "sm80_mma" (INT8 Q.K^T + 16-bit
+            P.V, any sm80+ GPU), "sm90_wgmma" (INT8 Q.K^T + FP8 P.V with V smoothing, Hopper only;
+            NotImplementedError elsewhere),
             "sm90_wgmma_pv16" (its accurate mode: the same kernel with a 16-bit P.V, about 3x less
             error on Gaussian inputs, docs/accuracy.md; head dims up to 128) or
             "auto_pv16" (the fastest 16-bit P.V kernel: sm90_wgmma_pv16 where "auto" picks

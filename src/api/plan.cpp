@@ -67,13 +67,11 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
                                   : "kernel " + name + " is not in this build (rebuild with 90a in SAGEATTN_CUDA_ARCHS)";
       return SAGEATTN_STATUS_UNSUPPORTED;
     }
-    // Above 128: the native head dim 256, E4M3 P.V and no masks only (HeadDim, sm90/traits.cuh).
-    if (p.head_dim > kSm90MaxHeadDim && (kernel == SAGEATTN_KERNEL_SM90_WGMMA_PV16 || has_masks(p))) {
+    // Above 128: the native head dim 256 with the E4M3 P.V only (HeadDim, sm90/traits.cuh).
+    if (p.head_dim > kSm90MaxHeadDim && kernel == SAGEATTN_KERNEL_SM90_WGMMA_PV16) {
       reason = "kernel " + name + " supports head dims up to " + std::to_string(kSm90MaxHeadDim) + " (got " +
-               std::to_string(p.head_dim) + ")" +
-               (kernel == SAGEATTN_KERNEL_SM90_WGMMA ? " with a mask; without one up to " + std::to_string(kMaxHeadDim)
-                                                     : std::string()) +
-               "; AUTO, AUTO_PV16 or SM80_MMA run head dims up to " + std::to_string(kMaxHeadDim);
+               std::to_string(p.head_dim) + "); SM90_WGMMA, AUTO, AUTO_PV16 or SM80_MMA run head dims up to " +
+               std::to_string(kMaxHeadDim);
       return SAGEATTN_STATUS_UNSUPPORTED;
     }
   }
@@ -84,11 +82,11 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
              " allows (head dims up to 128 run everywhere; above, sm80, sm87, sm90 and sm100)";
     return SAGEATTN_STATUS_UNSUPPORTED;
   }
-  // Head dims <= 64 run the sm90 kernel natively without masks, and so do 129-256 with E4M3 P.V
+  // Head dims <= 64 run the sm90 kernel natively without masks, and 129-256 natively with E4M3 P.V
   // (HeadDim, sm90/traits.cuh).
   const int padded = padded_head_dim(p.head_dim);
   const bool native_hd64 = padded == 64 && !has_masks(p);
-  const bool native_hd256 = padded == 256 && !has_masks(p);
+  const bool native_hd256 = padded == 256;
   if (kernel == SAGEATTN_KERNEL_AUTO || kernel == SAGEATTN_KERNEL_AUTO_PV16) {
     // Head dims <= 64 run the sm90 kernel's native 64 (no masks) or, with a mask, its 128
     // zero-padded (twice the tensor work); either only where queries and keys are long enough for it
@@ -100,9 +98,9 @@ sageattn_status make_plan(const sageattn_params& p, int sm_arch, Plan& plan, std
     const int slow_min = p.is_causal ? kAutoSm90MinSeqlenHd64SlowCausal : kAutoSm90MinSeqlenHd64Slow;
     const int hd64_min = fp8_hd64 ? fp8_min : slow_min;
     const bool long_hd64 = padded == 64 && p.seqlen_q >= hd64_min && p.seqlen_kv >= hd64_min;
-    // Head dims 129-256 without a mask: the sm90 kernel's native 256 (E4M3 P.V) under AUTO at every
-    // length: H100, B4 H32, TOPS sm80 variant / sm90: 1K 218.7 / 305.0, 8K 317.6 / 905.7, causal 1K
-    // 144.5 / 159.1 (2026-11-27). AUTO_PV16, the accurate mode, keeps the sm80 kernel's 16-bit P.V.
+    // Head dims 129-256: the sm90 kernel's native 256 (E4M3 P.V) under AUTO at every length: H100,
+    // B4 H32, TOPS sm80 variant / sm90: 1K 218.7 / 305.0, 8K 317.6 / 905.7, causal 1K 144.5 / 159.1
+    // (2026-11-27). AUTO_PV16, the accurate mode, keeps the sm80 kernel's 16-bit P.V.
     const bool fp8_hd256 = native_hd256 && kernel == SAGEATTN_KERNEL_AUTO;
     const bool sm90 = sm90_possible && (padded == 128 || long_hd64 || fp8_hd256);
     const int pv16_max = p.is_causal ? kAutoPv16MaxSeqlenQCausal : kAutoPv16MaxSeqlenQ;

@@ -12,8 +12,8 @@ constexpr int kQGroupsPerWarp = 8;      // per-thread: rows with equal (row % 8)
 constexpr int kQGroupsPerBlock = kQGroupsPerWarp * (kQBlockRows / kWarpRows);  // 32
 constexpr int kKGroupsPerBlock = 4;     // per-thread: tokens with equal ((token % 8) / 2)
 constexpr int kMaxHeadDim = 256;
-// The sm90 kernel's largest head dim with a mask or the 16-bit P.V (zero-padded to 128); without
-// either it runs head dims up to 256 (natively 256: sm90/traits.cuh, HeadDim).
+// The sm90 kernel's largest head dim with the 16-bit P.V (zero-padded to 128); with the E4M3 P.V
+// it runs head dims up to 256 (natively 256: sm90/traits.cuh, HeadDim).
 constexpr int kSm90MaxHeadDim = 128;
 
 // A group whose max |x| is below this quantizes to zero (scale 0): 127 / amax would overflow float

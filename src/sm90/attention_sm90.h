@@ -20,7 +20,7 @@ cudaError_t launch_attention_sm90_hd256_fp16(const AttentionArgs& args, bool cau
 cudaError_t launch_attention_sm90_hd256_bf16(const AttentionArgs& args, bool causal, cudaStream_t stream);
 
 // pv16: 16-bit P.V (args.v_tiles holds 16-bit tiles) instead of E4M3. padded_head_dim: the INT8
-// rows and V tiles of the workspace (64 and 256: without masks, 256 with E4M3 P.V only; else 128).
+// rows and V tiles of the workspace (64: without masks; 256: E4M3 P.V only; else 128).
 inline cudaError_t launch_attention_sm90(const AttentionArgs& args, sageattn_dtype dtype, bool causal, bool pv16,
                                          int padded_head_dim, cudaStream_t stream) {
   const bool bf16 = dtype == SAGEATTN_DTYPE_BF16;

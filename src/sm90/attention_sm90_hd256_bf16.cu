@@ -1,4 +1,4 @@
-// The head-dim-256 instantiations (E4M3 P.V, dense or packed): a file of their own so that the build
+// The head-dim-256 instantiations (E4M3 P.V: dense, masked or packed): a file of their own so that the build
 // compiles them in parallel with the others.
 #include <cuda_bf16.h>
 

@@ -511,7 +511,7 @@ enum ElementMask : int {
 // kPv16: the P.V precision (PvTraits).
 // The arguments are a __grid_constant__ parameter: the V tensor map is read by the TMA unit from
 // its parameter-space address.
-// kD: the head dim (HeadDim, traits.cuh); 64 and 256 only without masks.
+// kD: the head dim (HeadDim, traits.cuh); 64 only without masks.
 template <typename T, bool kCausal, bool kMasks, int kElement, bool kPacked, bool kPv16, int kD>
 __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
     attention_sm90_kernel(const __grid_constant__ AttentionArgs a) {
@@ -521,7 +521,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   constexpr int kRows = Shape::kRows;
   constexpr int kOutRegs = Hd::kOutRegs;
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
-  static_assert(kD == 128 || !kMasks, "head dims 64 and 256 run without masks (api/plan.cpp)");
+  static_assert(kD != 64 || !kMasks, "head dim 64 runs without masks (api/plan.cpp pads masked calls to 128)");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
   constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
   constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;

@@ -1,7 +1,7 @@
 // Instantiation and launch of the sm90 kernel for one dtype, P.V precision and head dim: causal
 // {no, yes} x {no masks, block codes only, codes and a boolean mask as bits, codes and an additive
-// mask, packed sequences}; head dims 64 and 256 without the three masked ones (api/plan.cpp: masked
-// calls of head dim 64 are padded to 128, those of 256 run the sm80 kernel).
+// mask, packed sequences}; head dim 64 without the three masked ones, whose calls the plan pads to
+// 128 (api/plan.cpp).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -45,12 +45,12 @@ template <typename T, bool kCausal, bool kPv16, int kD>
 cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   if (a.packing.cu_q != nullptr) return launch_one<T, kCausal, false, kNoElementMask, true, kPv16, kD>(a, stream);
   if (a.tile_codes.data == nullptr) return launch_one<T, kCausal, false, kNoElementMask, false, kPv16, kD>(a, stream);
-  if constexpr (kD == 128) {
+  if constexpr (kD != 64) {
     if (a.mask.data == nullptr) return launch_one<T, kCausal, true, kNoElementMask, false, kPv16, kD>(a, stream);
     if (a.mask_bits.data != nullptr) return launch_one<T, kCausal, true, kElementBits, false, kPv16, kD>(a, stream);
     return launch_one<T, kCausal, true, kElementValues, false, kPv16, kD>(a, stream);
   } else {
-    return cudaErrorInvalidValue;  // masks at head dims 64 and 256: the plan pads 64 to 128, runs 256 on sm80
+    return cudaErrorInvalidValue;  // masks at head dim 64: the plan pads them to 128
   }
 }
 

@@ -241,7 +241,7 @@ TEST(ApiCheck, HeadDim) {
   expect_status([](sageattn_params& p) { p.head_dim = 0; }, kInvalid, "head_dim 0");
   expect_status([](sageattn_params& p) { p.head_dim = -64; }, kInvalid, "head_dim -64");
   // 129..256 run on the sm80 kernel's 256 variant where a block may have 128 KB of shared memory,
-  // and on the sm90 kernel's native 256 (E4M3 P.V, no mask).
+  // and on the sm90 kernel's native 256 (E4M3 P.V, with or without a mask).
   for (int head_dim : {136, 192, 256}) {
     for (int arch : {80, 87, 90, 100}) {
       sageattn_params p = valid_params(100, 130, head_dim, arch);
@@ -254,20 +254,19 @@ TEST(ApiCheck, HeadDim) {
       EXPECT_NE(r.reason.find("shared memory"), std::string::npos) << r.reason;
     }
     if (built_with_sm90()) {
+      static const uint8_t keep[1] = {1};
       sageattn_params p = valid_params(100, 130, head_dim, 90);
       p.kernel = SAGEATTN_KERNEL_SM90_WGMMA;
       EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "SM90_WGMMA, head_dim " << head_dim;
+      p.block_mask = {keep, 0, 0, 0, 0};
+      EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "SM90_WGMMA with a mask, head_dim " << head_dim;
     }
-    // The 16-bit P.V, and the E4M3 one with a mask, stop at 128.
-    static const uint8_t keep[1] = {1};
-    for (sageattn_kernel kernel : {SAGEATTN_KERNEL_SM90_WGMMA, SAGEATTN_KERNEL_SM90_WGMMA_PV16}) {
-      sageattn_params p = valid_params(100, 130, head_dim, 90);
-      p.kernel = kernel;
-      if (kernel == SAGEATTN_KERNEL_SM90_WGMMA) p.block_mask = {keep, 0, 0, 0, 0};
-      const CheckResult r = check(p);
-      EXPECT_EQ(r.status, kUnsupported) << "sm90 kernel " << kernel << ", head_dim " << head_dim;
-      EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
-    }
+    // The 16-bit P.V stops at 128.
+    sageattn_params pv16 = valid_params(100, 130, head_dim, 90);
+    pv16.kernel = SAGEATTN_KERNEL_SM90_WGMMA_PV16;
+    const CheckResult r = check(pv16);
+    EXPECT_EQ(r.status, kUnsupported) << "SM90_WGMMA_PV16, head_dim " << head_dim;
+    EXPECT_NE(r.reason.find("up to 128"), std::string::npos) << r.reason;
     sageattn_params p = valid_params(100, 130, head_dim, 90);
     p.kernel = SAGEATTN_KERNEL_AUTO_PV16;  // the sm80 kernel's 256 variant, as AUTO
     EXPECT_EQ(check(p).status, SAGEATTN_STATUS_OK) << "AUTO_PV16, head_dim " << head_dim;
@@ -405,10 +404,10 @@ TEST(ApiKernel, SelectedKernelResolvesAuto) {
   EXPECT_EQ(selected(masked64), SAGEATTN_KERNEL_SM80_MMA) << "block mask, head dim 64, 2048";
   masked64.seqlen_q = masked64.seqlen_kv = 3072;
   EXPECT_EQ(selected(masked64), fp8) << "block mask, head dim 64, 3072";
-  // With a mask head dims above 128 run the sm80 kernel's 256 variant.
+  // With a mask head dims above 128 run the native 256 as well.
   sageattn_params masked256 = valid_params(8192, 8192, 256, 90);
   masked256.block_mask = {keep, 0, 0, 0, 0};
-  EXPECT_EQ(selected(masked256), SAGEATTN_KERNEL_SM80_MMA) << "block mask, head dim 256";
+  EXPECT_EQ(selected(masked256), fp8) << "block mask, head dim 256";
   // Invalid params: the check's status and reason, *kernel untouched; NULL output rejected.
   sageattn_params bad = valid_params();
   bad.sm_scale = -1.f;
@@ -471,7 +470,7 @@ TEST(ApiKernel, Sm90WorkspaceAtHeadDim64HoldsHalfRows) {
 
 TEST(ApiKernel, Sm90WorkspaceAtHeadDim256HoldsWideRows) {
   if (!built_with_sm90()) GTEST_SKIP() << "build without 90a";
-  // Head dim 256 (E4M3 P.V, no mask): 256-byte K rows, V tiles of 256 channels and V statistics,
+  // Head dim 256 (E4M3 P.V): 256-byte K rows, V tiles of 256 channels and V statistics,
   // scales and means of 256 channels (fp8_v_channels, common/tiling.h) instead of 128. 2 batches x
   // 2 K/V heads, 1024 keys (2 chunks of 512 for the statistics).
   sageattn_params p = valid_params(1024, 1024, 256, 90);

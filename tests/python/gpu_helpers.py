@@ -67,8 +67,8 @@ def exact(q, k, v, layout="HND", **kw):
     return torch_reference.attention(q, k, v, layout=layout, **kw)
 
 
-# The kernels that run only on compute capability 9.0 (head dims <= 128, and for sm90_wgmma without a
-# mask up to 256); of them, only sm90_wgmma has the FP8 P.V (sm90_wgmma_pv16 rounds P and V as
+# The kernels that run only on compute capability 9.0 (sm90_wgmma_pv16 at head dims <= 128,
+# sm90_wgmma up to 256); of them, only sm90_wgmma has the FP8 P.V (sm90_wgmma_pv16 rounds P and V as
 # sm80_mma does).
 SM90_KERNELS = ("sm90_wgmma", "sm90_wgmma_pv16")
 
@@ -87,7 +87,7 @@ AUTO_SM90_MIN_SEQLEN_HD64_CAUSAL = 6144
 
 def kernel_used(kernel, library, head_dim, seqlen_q, packed=False, seqlen_kv=None, causal=False):
     """The kernel a call with `kernel` runs, "auto" and "auto_pv16" resolved as src/api/plan.cpp
-    does for calls without a mask: on compute capability 9.0 with a 90a build, for head dims 65..128
+    does (for calls without a mask): on compute capability 9.0 with a 90a build, for head dims 65..128
     and for head dims <= 64 when query rows and keys both reach AUTO_SM90_MIN_SEQLEN_HD64[_CAUSAL]
     (seqlen_kv: seqlen_q if not given; padded to 128), sm90_wgmma_pv16 ("auto_pv16"; "auto" for dense
     calls with at most AUTO_PV16_MAX_SEQLEN_Q[_CAUSAL] query rows and V views with nonzero strides) or

@@ -16,7 +16,7 @@ import torch
 from sageattention import sageattn
 
 import torch_reference
-from gpu_helpers import (FP8_ATOL_FRAC, SM90_KERNELS, assert_lse_oracle, assert_oracle, emulated, exact, hnd,
+from gpu_helpers import (FP8_ATOL_FRAC, assert_lse_oracle, assert_oracle, emulated, exact, hnd,
                          make_inputs, poison_allocator, rel_l1)
 from gpu_common import no_grad_with_library  # noqa: F401 (autouse fixture: the library, no grad)
 
@@ -188,9 +188,9 @@ def test_random_boolean_mask_against_float64(kernel, layout, head_dim):
     q, k, v = make_inputs("k_bias", q_shape, kv_shape, layout=layout, seed=head_dim)
     gen = torch.Generator(device="cuda").manual_seed(head_dim)
     mask = torch.rand(b, 1, nq, nk, device="cuda", generator=gen) < 0.7  # shared by the heads
-    if kernel in SM90_KERNELS and head_dim > 128:
-        # Masks on the sm90 kernel stop at head dim 128 (256 runs natively only without): a clear
-        # refusal, never a silently dropped mask.
+    if kernel == "sm90_wgmma_pv16" and head_dim > 128:
+        # The 16-bit P.V stops at head dim 128 (the FP8 one runs 256 natively, masks included): a
+        # clear refusal, never a silently dropped mask.
         with pytest.raises(NotImplementedError, match="up to 128"):
             sageattn(q, k, v, attn_mask=mask, kernel=kernel, tensor_layout=layout)
         return
@@ -257,8 +257,8 @@ def test_broadcast_and_strided_masks(kernel, shape):
 
 @pytest.mark.parametrize("head_dim", [128, 256])
 def test_block_mask_combines_with_mask_and_causal(kernel, head_dim):
-    if kernel in SM90_KERNELS and head_dim > 128:
-        pytest.skip("masks on the sm90 kernel stop at head dim 128 (test_random_boolean_mask... checks the refusal)")
+    if kernel == "sm90_wgmma_pv16" and head_dim > 128:
+        pytest.skip("the 16-bit P.V stops at head dim 128 (test_random_boolean_mask... checks the refusal)")
     q, k, v = make_inputs("k_bias", (2, 2, 1100, head_dim), (2, 2, 1100, head_dim), seed=21)
     gen = torch.Generator(device="cuda").manual_seed(21)
     blocks = torch.rand(1, 2, 9, 9, device="cuda", generator=gen) < 0.6
