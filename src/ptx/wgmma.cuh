@@ -123,79 +123,45 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t d
       : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)));
 }
 
-// D(64x128 f32) (+)= A(64x32 e4m3, registers) * B(32x128 e4m3, smem, K-major).
-__device__ __forceinline__ void wgmma_m64n128k32_e4m3(float (&d)[64], const uint32_t (&a)[4],
-                                                      uint64_t desc_b, bool accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D64
-      ", {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
-      : SAGEATTN_WGMMA_OUT64("+f", d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
-}
+// The P.V wgmmas, A from registers, D (+)= A * B with f32 accumulators: one macro for every shape.
+// name, regs (accumulators per thread = N / 2), the instruction's shape and types, the accumulator
+// list and operands, the operand numbers of a0 (then a1-a3), the descriptor and the predicate, and
+// the trailing immediates (scale-a, scale-b, and for 16-bit B its transpose flag).
+#define SAGEATTN_WGMMA_REG_A(name, regs, shape, d_list, d_out, a0, a1, a2, a3, desc, pred, imm)  \
+  __device__ __forceinline__ void name(float(&d)[regs], const uint32_t(&a)[4], uint64_t desc_b, \
+                                       bool accumulate) {                                        \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" pred ", 0;\n"                             \
+                 "wgmma.mma_async.sync.aligned." shape " " d_list                                \
+                 ", {%" a0 ", %" a1 ", %" a2 ", %" a3 "}, %" desc ", p, " imm ";\n}\n"           \
+                 : d_out("+f", d)                                                                \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                      \
+                   "r"(static_cast<int>(accumulate)));                                           \
+  }
 
-// D(64x64 f32) (+)= A(64x32 e4m3, registers) * B(32x64 e4m3, smem, K-major): the P.V of head dim 64.
-__device__ __forceinline__ void wgmma_m64n64k32_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
-                                                     bool accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D32
-      ", {%32, %33, %34, %35}, %36, p, 1, 1;\n}\n"
-      : SAGEATTN_WGMMA_OUT32("+f", d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
-}
-// D(64x256 f32) (+)= A(64x32 e4m3, registers) * B(32x256 e4m3, smem, K-major): the P.V of head dim
-// 256 (the descriptor walks 32 groups of 8 channel rows, 1024 bytes apart, as at N = 128).
-__device__ __forceinline__ void wgmma_m64n256k32_e4m3(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
-                                                      bool accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3 " SAGEATTN_WGMMA_D128
-      ", {%128, %129, %130, %131}, %132, p, 1, 1;\n}\n"
-      : SAGEATTN_WGMMA_OUT128("+f", d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(static_cast<int>(accumulate)));
-}
-// Every P.V width by the accumulator's size.
-__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
-                                              bool accumulate) {
-  wgmma_m64n128k32_e4m3(d, a, desc_b, accumulate);
-}
-__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
-                                              bool accumulate) {
-  wgmma_m64n64k32_e4m3(d, a, desc_b, accumulate);
-}
-__device__ __forceinline__ void wgmma_pv_e4m3(float (&d)[128], const uint32_t (&a)[4], uint64_t desc_b,
-                                              bool accumulate) {
-  wgmma_m64n256k32_e4m3(d, a, desc_b, accumulate);
-}
+// E4M3: A(64x32, registers) * B(32xN, smem, K-major), overloaded by the accumulator's size: N = 128
+// (head dim 128), 64 (head dim 64) and 256 (head dim 256: the descriptor walks 32 groups of 8 channel
+// rows, 1024 bytes apart, as at N = 128).
+SAGEATTN_WGMMA_REG_A(wgmma_pv_e4m3, 64, "m64n128k32.f32.e4m3.e4m3", SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64, "64",
+                     "65", "66", "67", "68", "69", "1, 1")
+SAGEATTN_WGMMA_REG_A(wgmma_pv_e4m3, 32, "m64n64k32.f32.e4m3.e4m3", SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32, "32",
+                     "33", "34", "35", "36", "37", "1, 1")
+SAGEATTN_WGMMA_REG_A(wgmma_pv_e4m3, 128, "m64n256k32.f32.e4m3.e4m3", SAGEATTN_WGMMA_D128, SAGEATTN_WGMMA_OUT128,
+                     "128", "129", "130", "131", "132", "133", "1, 1")
 
-// D(64x128 f32) (+)= A(64x16 f16 or bf16, registers) * B(16x128, smem, MN-major: transposed, so
-// that V tiles keep the token-major layout of the caller's tensor).
+// f16 or bf16: A(64x16, registers) * B(16xN, smem, MN-major: transposed, so that V tiles keep the
+// token-major layout of the caller's tensor), N = 128 or 64 (head dim 64: one MN-major panel).
 // 16-bit register A fragment (k16): a0 = row g, columns 2t, 2t+1; a1 = row g + 8, same columns;
 // a2, a3 = the same rows at columns 8 + 2t, 8 + 2t + 1: exactly the f32 accumulator's pairs of one
 // 16-column slice, so P needs no shuffles. Unlike FP8, 16-bit wgmma accumulates in full FP32.
-// One macro for both widths: n (the shape's N), regs (= n / 2), the accumulator list and operands,
-// and the operand numbers of a0 (then a1-a3), the descriptor and the predicate.
-#define SAGEATTN_WGMMA_K16_REG_A(name, type, n, regs, d_list, d_out, a0, a1, a2, a3, desc, pred)  \
-  __device__ __forceinline__ void name(float(&d)[regs], const uint32_t(&a)[4], uint64_t desc_b,   \
-                                       bool accumulate) {                                          \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" pred ", 0;\n"                               \
-                 "wgmma.mma_async.sync.aligned.m64n" n "k16.f32." type "." type " " d_list         \
-                 ", {%" a0 ", %" a1 ", %" a2 ", %" a3 "}, %" desc ", p, 1, 1, 1;\n}\n"             \
-                 : d_out("+f", d)                                                                  \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b),                        \
-                   "r"(static_cast<int>(accumulate)));                                             \
-  }
-SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n128k16_f16, "f16", "128", 64, SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64, "64", "65",
-                         "66", "67", "68", "69")
-SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n128k16_bf16, "bf16", "128", 64, SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64, "64",
-                         "65", "66", "67", "68", "69")
-// N = 64 (head dim 64: one MN-major panel, 32 accumulators per thread).
-SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n64k16_f16, "f16", "64", 32, SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32, "32", "33",
-                         "34", "35", "36", "37")
-SAGEATTN_WGMMA_K16_REG_A(wgmma_m64n64k16_bf16, "bf16", "64", 32, SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32, "32", "33",
-                         "34", "35", "36", "37")
-#undef SAGEATTN_WGMMA_K16_REG_A
+SAGEATTN_WGMMA_REG_A(wgmma_m64n128k16_f16, 64, "m64n128k16.f32.f16.f16", SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64,
+                     "64", "65", "66", "67", "68", "69", "1, 1, 1")
+SAGEATTN_WGMMA_REG_A(wgmma_m64n128k16_bf16, 64, "m64n128k16.f32.bf16.bf16", SAGEATTN_WGMMA_D64, SAGEATTN_WGMMA_OUT64,
+                     "64", "65", "66", "67", "68", "69", "1, 1, 1")
+SAGEATTN_WGMMA_REG_A(wgmma_m64n64k16_f16, 32, "m64n64k16.f32.f16.f16", SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32,
+                     "32", "33", "34", "35", "36", "37", "1, 1, 1")
+SAGEATTN_WGMMA_REG_A(wgmma_m64n64k16_bf16, 32, "m64n64k16.f32.bf16.bf16", SAGEATTN_WGMMA_D32, SAGEATTN_WGMMA_OUT32,
+                     "32", "33", "34", "35", "36", "37", "1, 1, 1")
+#undef SAGEATTN_WGMMA_REG_A
 
 #undef SAGEATTN_WGMMA_OUT128
 #undef SAGEATTN_WGMMA_OUT64
