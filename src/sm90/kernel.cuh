@@ -353,12 +353,11 @@ template <bool kPv16>
 using PFragments = uint32_t[PvTraits<kPv16>::kSteps][4];
 
 // Row sums of the tile's probabilities into the state (4 independent partial sums per row: a
-// serial chain of 32 adds otherwise), and P packed into the A fragments. E4M3: k32 step kk takes
+// serial chain of 32 adds otherwise); pack_p: P packed into the A fragments. E4M3: k32 step kk takes
 // accumulator column blocks 4kk..4kk+3; bytes of a0 are row g's values of blocks 4kk and 4kk + 1,
 // a1 the same for row g + 8, a2 and a3 blocks 4kk + 2 and 4kk + 3. 16-bit (T): k16 step kk takes
 // blocks 2kk and 2kk + 1, register r = accumulator pair r (ptx/wgmma.cuh), no reordering.
-template <typename T, bool kPv16>
-__device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowState& st, PFragments<kPv16>& p) {
+__device__ __forceinline__ void add_row_sums(const float (&x)[kAccRegs], RowState& st) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float part[4] = {0.f, 0.f, 0.f, 0.f};
@@ -366,6 +365,9 @@ __device__ __forceinline__ void sum_and_pack(const float (&x)[kAccRegs], RowStat
     for (int j = 0; j < kAccRegs / 4; ++j) part[j % 4] += x[4 * j + 2 * r] + x[4 * j + 2 * r + 1];
     st.sum[r] += (part[0] + part[1]) + (part[2] + part[3]);
   }
+}
+template <typename T, bool kPv16>
+__device__ __forceinline__ void pack_p(const float (&x)[kAccRegs], PFragments<kPv16>& p) {
   if constexpr (kPv16) {
 #pragma unroll
     for (int kk = 0; kk < PvTraits<kPv16>::kSteps; ++kk)
@@ -430,9 +432,11 @@ __device__ __forceinline__ void row_maxima(const V (&values)[kAccRegs], const fl
 // rescale leave the chain from the scores to P. A row without a reference yet (-inf) or on the
 // exact path takes the update below.
 // given_max: the row maxima if the caller has them (row_maxima), else null.
+// softmax_exponents leaves the tile's P unpacked in t.s (the caller packs it once the P fragments
+// are free); softmax_to_p packs it at once.
 template <typename T, bool kPv16>
-__device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2],
-                                             const float* given_max = nullptr) {
+__device__ __forceinline__ bool softmax_exponents(TileScores& t, RowState& st, float (&rescale)[2],
+                                                  const float* given_max = nullptr) {
   float tile_max[2];
   if (given_max != nullptr) {
     tile_max[0] = given_max[0];
@@ -460,7 +464,6 @@ __device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragm
     new_maxima(tile_max, st, m);
     commit_maxima<kPv16>(m, st, rescale, offset);
   }
-  float x[kAccRegs];
   // Huge logits (inputs near fp16's range) would lose whole units of the exponent to the folded
   // offset (ex2(+512) = inf); they take the exact path: round s * c first, so that x - max is exact
   // and <= 0, then add log2 of P's unit. The choice is per warp (a vote), so the branch never diverges.
@@ -469,18 +472,25 @@ __device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragm
     for (int i = 0; i < kAccRegs; ++i) {
       // Masked tiles arrive already scaled (c = 1) with -inf where masked: -inf * 1 - offset = -inf.
       const float arg = fmaf(t.s[i], t.scale(i), -offset[(i / 2) % 2]);
-      x[i] = i % 8 < SAGEATTN_SM90_POLY_EXP2 ? exp2_poly(arg) : ptx::exp2_approx(arg);
+      t.s[i] = i % 8 < SAGEATTN_SM90_POLY_EXP2 ? exp2_poly(arg) : ptx::exp2_approx(arg);
     }
   } else {
 #pragma unroll
     for (int i = 0; i < kAccRegs; ++i) {
       const int r = (i / 2) % 2;
       const float reference = st.max[r] == -INFINITY ? 0.f : st.max[r];
-      x[i] = ptx::exp2_approx(
+      t.s[i] = ptx::exp2_approx(
           __fadd_rn(__fsub_rn(__fmul_rn(t.s[i], t.scale(i)), reference), PvTraits<kPv16>::kLog2PUnit));
     }
   }
-  sum_and_pack<T, kPv16>(x, st, p);
+  add_row_sums(t.s, st);
+  return unmoved;
+}
+template <typename T, bool kPv16>
+__device__ __forceinline__ bool softmax_to_p(TileScores& t, RowState& st, PFragments<kPv16>& p, float (&rescale)[2],
+                                             const float* given_max = nullptr) {
+  const bool unmoved = softmax_exponents<T, kPv16>(t, st, rescale, given_max);
+  pack_p<T, kPv16>(t.s, p);
   return unmoved;
 }
 
@@ -523,6 +533,11 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   static_assert(kD != 64 || !kMasks, "head dim 64 runs without masks (api/plan.cpp pads masked calls to 128)");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
+  // Head dim 256 without masks, non-causal: the turn overlaps the softmax with the previous tile's
+  // P.V. Causal calls keep the serial turn: their diagonal tiles' masked softmax made the overlapped
+  // turn spill inside the loop (ptxas, 240 registers) and measured 1-5 % slower (H100, B4 H32,
+  // docs/performance.md).
+  constexpr bool kPvOverlap = kD == 256 && !kMasks && !kCausal && !kPv16 && SAGEATTN_SM90_HD256_PV_OVERLAP;
   constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
   constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -562,8 +577,16 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   }
   __syncthreads();
 
+  // The overlapped turn holds P.V's operands (o, P) in flight beside the score tile: at 232 registers
+  // ptxas serialized every wgmma (C7512); the producer threads give up 8 more (24: they spill a few
+  // bytes of item state, once per item).
+  constexpr int kProducerRegisters = kPvOverlap ? 24 : Shape::kProducerRegisters;
+  constexpr int kConsumerRegisters = kPvOverlap ? 240 : Shape::kConsumerRegisters;
+  static_assert(128 * kProducerRegisters + Shape::kConsumers * 128 * kConsumerRegisters <=
+                    Shape::kLaunchRegisters * Shape::kThreads,
+                "setmaxnreg cannot hand out more registers than the CTA was launched with");
   if (warpgroup == 0) {
-    ptx::warpgroup_release_registers<Shape::kProducerRegisters>();
+    ptx::warpgroup_release_registers<kProducerRegisters>();
     // Lane 0 of warps 0 (K) and 1 (V) for ring 0, of warps 2 (K) and 3 (V) for ring 1.
     const bool is_v = threadIdx.x == 32 || (kSplit && threadIdx.x == 96);
     if (threadIdx.x == 0 || threadIdx.x == 32 || (kSplit && (threadIdx.x == 64 || threadIdx.x == 96)))
@@ -573,7 +596,7 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       prefetch_next_q_rows<kCausal, kRows, kPacked>(a, order, queue, static_cast<int>(sizeof(T)));
     return;
   }
-  ptx::warpgroup_claim_registers<Shape::kConsumerRegisters>();
+  ptx::warpgroup_claim_registers<kConsumerRegisters>();
 
   const int consumer = warpgroup - 1;
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
@@ -740,7 +763,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
         k_scale_next[1] = k_scales[(2 * tile + 1) * kKGroupsPerBlock + lane % 4];
       }
     };
-    auto softmax_tile = [&](int slot, int tile, int next, bool element) {
+    // With `pack`, P goes into the fragments p at once; without, it is left unpacked in `unpacked`
+    // (softmax_exponents) for the caller to pack once p is free.
+    auto softmax_scores = [&](int slot, int tile, int next, bool element, bool pack, float(&unpacked)[kAccRegs]) {
       ptx::fence_operands(acc);
       release(sh.k_empty(stage(slot)));
       TileScores t;
@@ -759,13 +784,13 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       // I2FP measured +7 % at 4K and 16K non-causal (H100, same-build A/B, docs/performance.md).
 #pragma unroll
       for (int i = 0; i < kAccRegs; ++i) t.s[i] = __int2float_rn(acc[i]);
-      if (SAGEATTN_SM90_EXPERIMENT == 1) {
+      if (SAGEATTN_SM90_EXPERIMENT == 1) {  // P = 1 or 1.125 (E4M3), still depending on the scores
 #pragma unroll
-        for (int kk = 0; kk < Pv::kSteps; ++kk)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) p[kk][i] = 0x38383838u ^ static_cast<uint32_t>(acc[kk * 4 + i] & 1);
+        for (int i = 0; i < kAccRegs; ++i) t.s[i] = (acc[i] & 1) ? 1.125f : 1.f;
+        if (pack) pack_p<T, kPv16>(t.s, p);
       } else if (tile < keys.unmasked_tiles && !element) {
-        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale, int_max);
+        o_unmoved = softmax_exponents<T, kPv16>(t, st, rescale, int_max);
+        if (pack) pack_p<T, kPv16>(t.s, p);
       } else {
         const char* mask_rows[2] = {nullptr, nullptr};
         // kElementBits: the keep bits of rows g and g + 8, shifted to this lane's keys; all ones on
@@ -803,8 +828,17 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
           t.s[i] = x;
         }
         t.c[0] = t.c[1] = 1.f;
-        o_unmoved = softmax_to_p<T, kPv16>(t, st, p, rescale);
+        o_unmoved = softmax_exponents<T, kPv16>(t, st, rescale);
+        if (pack) pack_p<T, kPv16>(t.s, p);
       }
+      if (!pack) {
+#pragma unroll
+        for (int i = 0; i < kAccRegs; ++i) unpacked[i] = t.s[i];
+      }
+    };
+    auto softmax_tile = [&](int slot, int tile, int next, bool element) {
+      float unused[kAccRegs];
+      softmax_scores(slot, tile, next, element, true, unused);
     };
     auto finish_pv = [&](int slot) {
       if constexpr (kDirectAcc) {
@@ -854,6 +888,29 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       if (Shape::kPingPong && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
+      if constexpr (kPvOverlap) {
+        // Head dim 256: Q.K^T of this tile and P.V of the previous one issued together (two commit
+        // groups, Q.K^T first), the softmax of this tile run while that P.V is still on the tensor
+        // core, and its P packed only after it (the P fragments are that P.V's A operand). The
+        // serial turn below instead waited for P.V before issuing Q.K^T and ran the softmax with
+        // nothing of its own in flight.
+        if (Shape::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
+        wait_k(slot);
+        wait_v(slot - 1);
+        ptx::wgmma_fence();
+        issue_qk(slot);
+        issue_pv(slot - 1);
+        if (Shape::kPingPong && (consumer == 0 || next < keys.tiles))
+          ptx::named_barrier_arrive(other_turn, kTurnThreads);
+        ptx::wgmma_wait<1>();  // Q.K^T done, P.V of the previous tile may still run
+        float x[kAccRegs];
+        softmax_scores(slot, tile, next, element, false, x);
+        ptx::wgmma_wait<0>();
+        finish_pv(slot - 1);
+        pack_p<T, kPv16>(x, p);
+        rescale_o();
+        return;
+      }
       if constexpr (Shape::kSerialTurn) {
         // 160 registers hold o, one score tile and P, but not P.V and Q.K^T in flight at once:
         // ptxas serialized every wgmma of the overlapped turn below (C7512). P.V completes (and

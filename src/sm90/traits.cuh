@@ -98,6 +98,11 @@ constexpr int kStages = SAGEATTN_SM90_STAGES;
 #ifndef SAGEATTN_SM90_HD256_PINGPONG
 #define SAGEATTN_SM90_HD256_PINGPONG 1
 #endif
+// 1: the head-dim-256 turn without masks issues Q.K^T and the previous tile's P.V together and runs
+// the softmax while that P.V computes (kernel.cuh, kPvOverlap); 0: the serial turn.
+#ifndef SAGEATTN_SM90_HD256_PV_OVERLAP
+#define SAGEATTN_SM90_HD256_PV_OVERLAP 1
+#endif
 template <int kD>
 constexpr int kStagesOf = kD == 64 ? SAGEATTN_SM90_STAGES_HD64 : kD == 256 ? SAGEATTN_SM90_STAGES_HD256 : kStages;
 // Stages of each of the two rings of split items (kernel.cuh).
@@ -148,8 +153,9 @@ struct CtaShape {
                 "setmaxnreg cannot hand out more registers than the CTA was launched with");
   // Each consumer's turn completes P.V before Q.K^T claims the score registers (kernel.cuh, turn):
   // three consumers at head dim 128, and head dim 256 (o, P and a score tile at once, 208
-  // registers, made ptxas serialize every wgmma, C7512), whose two consumers still alternate
-  // on the tensor cores (SAGEATTN_SM90_HD256_PINGPONG).
+  // registers, made ptxas serialize every wgmma at 232, C7512), whose two consumers still
+  // alternate on the tensor cores (SAGEATTN_SM90_HD256_PINGPONG). Non-causal head-dim-256 calls
+  // without masks take the overlapped turn at 240 registers instead (kernel.cuh, kPvOverlap).
   static constexpr bool kSerialTurn = (kConsumers == 3 && kD == 128) || kD == 256;
   static constexpr bool kPingPong =
       SAGEATTN_SM90_PINGPONG && kConsumers == 2 && (!kSerialTurn || (kD == 256 && SAGEATTN_SM90_HD256_PINGPONG));
