@@ -533,11 +533,10 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
   static_assert(!(kMasks && kPacked), "masks are not supported with packed sequences");
   static_assert(kD != 64 || !kMasks, "head dim 64 runs without masks (api/plan.cpp pads masked calls to 128)");
   constexpr bool kSplit = kSplitItems<kMasks, Shape::kConsumers>;
-  // Head dim 256 without masks, non-causal: the turn overlaps the softmax with the previous tile's
-  // P.V. Causal calls keep the serial turn: their diagonal tiles' masked softmax made the overlapped
-  // turn spill inside the loop (ptxas, 240 registers) and measured 1-5 % slower (H100, B4 H32,
-  // docs/performance.md).
-  constexpr bool kPvOverlap = kD == 256 && !kMasks && !kCausal && !kPv16 && SAGEATTN_SM90_HD256_PV_OVERLAP;
+  // Head dim 256 without masks: the turn overlaps the softmax with the previous tile's P.V (causal:
+  // below the diagonal only; the diagonal tiles' masked softmax in the overlapped turn spilled
+  // inside the loop, ptxas at 240 registers, and measured 1-5 % slower, H100, docs/performance.md).
+  constexpr bool kPvOverlap = kD == 256 && !kMasks && !kPv16 && SAGEATTN_SM90_HD256_PV_OVERLAP;
   constexpr int kDepth = kRingDepth<kMasks, Shape::kConsumers, kD>;  // stages per ring
   constexpr int kRingStages = kRingStagesOf<kMasks, Shape::kConsumers, kD>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -888,28 +887,32 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       if (Shape::kPingPong && consumer == 1 && next < keys.tiles) ptx::named_barrier_arrive(other_turn, kTurnThreads);
     };
     auto turn = [&](int slot, int tile, int next, bool element) {
+      // Causal: the overlapped turn for the tiles below the diagonal; the diagonal's masked softmax
+      // takes the serial turn (both leave P of their tile packed and its P.V not yet issued).
       if constexpr (kPvOverlap) {
-        // Head dim 256: Q.K^T of this tile and P.V of the previous one issued together (two commit
-        // groups, Q.K^T first), the softmax of this tile run while that P.V is still on the tensor
-        // core, and its P packed only after it (the P fragments are that P.V's A operand). The
-        // serial turn below instead waited for P.V before issuing Q.K^T and ran the softmax with
-        // nothing of its own in flight.
-        if (Shape::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
-        wait_k(slot);
-        wait_v(slot - 1);
-        ptx::wgmma_fence();
-        issue_qk(slot);
-        issue_pv(slot - 1);
-        if (Shape::kPingPong && (consumer == 0 || next < keys.tiles))
-          ptx::named_barrier_arrive(other_turn, kTurnThreads);
-        ptx::wgmma_wait<1>();  // Q.K^T done, P.V of the previous tile may still run
-        float x[kAccRegs];
-        softmax_scores(slot, tile, next, element, false, x);
-        ptx::wgmma_wait<0>();
-        finish_pv(slot - 1);
-        pack_p<T, kPv16>(x, p);
-        rescale_o();
-        return;
+        if (!kCausal || tile < keys.unmasked_tiles) {
+          // Head dim 256: Q.K^T of this tile and P.V of the previous one issued together (two commit
+          // groups, Q.K^T first), the softmax of this tile run while that P.V is still on the tensor
+          // core, and its P packed only after it (the P fragments are that P.V's A operand). The
+          // serial turn below instead waited for P.V before issuing Q.K^T and ran the softmax with
+          // nothing of its own in flight.
+          if (Shape::kPingPong) ptx::named_barrier_sync(my_turn, kTurnThreads);
+          wait_k(slot);
+          wait_v(slot - 1);
+          ptx::wgmma_fence();
+          issue_qk(slot);
+          issue_pv(slot - 1);
+          if (Shape::kPingPong && (consumer == 0 || next < keys.tiles))
+            ptx::named_barrier_arrive(other_turn, kTurnThreads);
+          ptx::wgmma_wait<1>();  // Q.K^T done, P.V of the previous tile may still run
+          float x[kAccRegs];
+          softmax_scores(slot, tile, next, element, false, x);
+          ptx::wgmma_wait<0>();
+          finish_pv(slot - 1);
+          pack_p<T, kPv16>(x, p);
+          rescale_o();
+          return;
+        }
       }
       if constexpr (Shape::kSerialTurn) {
         // 160 registers hold o, one score tile and P, but not P.V and Q.K^T in flight at once:
