@@ -99,7 +99,9 @@ constexpr int kStages = SAGEATTN_SM90_STAGES;
 #define SAGEATTN_SM90_HD256_PINGPONG 1
 #endif
 // 1: the head-dim-256 turn without masks issues Q.K^T and the previous tile's P.V together and runs
-// the softmax while that P.V computes (kernel.cuh, kPvOverlap); 0: the serial turn.
+// the softmax while that P.V computes (kernel.cuh, kPvOverlap; causal: below the diagonal); 0: the
+// serial turn everywhere. H100 B4 H32 fp16 (docs/performance.md, session 17): non-causal +2-4 %,
+// causal +1-3 %.
 #ifndef SAGEATTN_SM90_HD256_PV_OVERLAP
 #define SAGEATTN_SM90_HD256_PV_OVERLAP 1
 #endif
@@ -154,8 +156,9 @@ struct CtaShape {
   // Each consumer's turn completes P.V before Q.K^T claims the score registers (kernel.cuh, turn):
   // three consumers at head dim 128, and head dim 256 (o, P and a score tile at once, 208
   // registers, made ptxas serialize every wgmma at 232, C7512), whose two consumers still
-  // alternate on the tensor cores (SAGEATTN_SM90_HD256_PINGPONG). Non-causal head-dim-256 calls
-  // without masks take the overlapped turn at 240 registers instead (kernel.cuh, kPvOverlap).
+  // alternate on the tensor cores (SAGEATTN_SM90_HD256_PINGPONG). Head-dim-256 calls without masks
+  // take the overlapped turn at 240 registers instead, causal ones below the diagonal only
+  // (kernel.cuh, kPvOverlap).
   static constexpr bool kSerialTurn = (kConsumers == 3 && kD == 128) || kD == 256;
   static constexpr bool kPingPong =
       SAGEATTN_SM90_PINGPONG && kConsumers == 2 && (!kSerialTurn || (kD == 256 && SAGEATTN_SM90_HD256_PINGPONG));
