@@ -763,7 +763,9 @@ __global__ void __launch_bounds__(CtaShape<kPv16, kD>::kThreads, 1)
       }
     };
     // With `pack`, P goes into the fragments p at once; without, it is left unpacked in `unpacked`
-    // (softmax_exponents) for the caller to pack once p is free.
+    // (softmax_exponents) for the caller to pack once p is free (the overlapped turn). The pack stays
+    // inside each branch: hoisted after them, it changed ptxas's allocation of the hd128
+    // additive-mask kernels (SASS compared, session 17); this way every other kernel is unchanged.
     auto softmax_scores = [&](int slot, int tile, int next, bool element, bool pack, float(&unpacked)[kAccRegs]) {
       ptx::fence_operands(acc);
       release(sh.k_empty(stage(slot)));
