@@ -61,6 +61,20 @@ def main():
             q, k, v = randn(total, 4, head_dim), randn(total, 2, head_dim), randn(total, 2, head_dim)
             out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=True, kernel=kernel)
             check(f"{kernel} varlen d={head_dim}", out)
+        # From 512 keys the FP8 V scale comes from a sample; a head with a V token beyond it takes
+        # the exact path (quant/v_fp8.cuh: the per-head counters, the last tile's re-quantization).
+        # Keys 500-503 hold 3 or 4 keys the sample (one in 4 at 1100 keys) skips.
+        for head_dim in (128,) + ((256,) if kernel != "sm90_wgmma_pv16" else ()):
+            q, k, v = randn(1, 4, 130, head_dim), randn(1, 2, 1100, head_dim), randn(1, 2, 1100, head_dim)
+            v[0, 1, 500:504] = 100.0
+            check(f"{kernel} V beyond the sample d={head_dim}", sageattn(q, k, v, kernel=kernel))
+            lengths = [1100, 0, 600]
+            cu = torch.tensor([0, 1100, 1100, 1700], dtype=torch.int32, device="cuda")
+            q, k, v = randn(1700, 4, head_dim), randn(1700, 2, head_dim), randn(1700, 2, head_dim)
+            v[500:504, 1] = 100.0
+            v[1300:1304, 0] = -100.0
+            out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), kernel=kernel)
+            check(f"{kernel} varlen V beyond the sample d={head_dim}", out)
     if bad:
         print("non-finite outputs:", ", ".join(bad))
         return 1

@@ -145,6 +145,7 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
     a.stats = region<float>(workspace, layout.v_stats);
     a.v_scale = region<float>(workspace, layout.v_scale);
     a.v_mean = region<float>(workspace, layout.v_mean);
+    a.v_fixup = region<unsigned int>(workspace, layout.v_fixup);
   }
   a.packing = packing_of(p);
   a.work_counter = region<unsigned int>(workspace, layout.work_counter);  // sm90 kernels only

@@ -60,6 +60,7 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
     layout.v_tiles = regions.take(k_rows / kSm90KeyTileTokens * head_dim * kSm90KeyTileTokens);
     layout.v_scale = regions.take(kv_heads * channels * sizeof(float));
     layout.v_mean = regions.take(kv_heads * channels * sizeof(float));
+    layout.v_fixup = regions.take(kv_heads * 2 * sizeof(uint32_t));  // quant/v_fp8.cuh, kVFixupWords
   }
   if (plan.v16_tiles) layout.v_tiles = regions.take(k_rows * head_dim * 2);  // 128 or 256 bytes per token
   if (plan.mask_pass) {

@@ -9,7 +9,7 @@ namespace sageattn {
 
 struct WorkspaceLayout {
   size_t q_int8 = 0, k_int8 = 0, q_scale = 0, k_scale = 0, k_column_sums = 0, lse_correction = 0;
-  size_t v_stats = 0, v_scale = 0, v_mean = 0;  // FP8 V (plan.fp8_v)
+  size_t v_stats = 0, v_scale = 0, v_mean = 0, v_fixup = 0;  // FP8 V (plan.fp8_v)
   size_t v_tiles = 0;                           // plan.fp8_v or plan.v16_tiles
   size_t tile_codes = 0;                                   // plan.mask_pass
   size_t mask_bits = 0;                                    // plan.mask_bits

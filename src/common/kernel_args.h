@@ -78,6 +78,9 @@ struct QuantizeVArgs {
   // The attention grid's work counter (AttentionArgs::work_counter), zeroed here: this grid runs
   // after the previous call's attention grid ended and before this call's reads it. NULL: none.
   unsigned int* work_counter;
+  // FP8 V: [B, Hkv][2] V tiles finished and "an element beyond the sample's scale" per (sequence,
+  // kv head) (quant/v_fp8.cuh, settle_v_head), zeroed by the statistics grid.
+  unsigned int* v_fixup;
 };
 
 // The bytes of a CUtensorMap (TMA descriptor, 128 bytes, aligned as cuda.h declares it), opaque so that

@@ -67,6 +67,14 @@ inline constexpr int fp8_v_channels(int padded_head_dim) {
   return padded_head_dim > kFp8VTileChannels ? padded_head_dim : kFp8VTileChannels;
 }
 constexpr float kE4m3MaxFinite = 448.0f;
+// FP8 V's channel scale comes from the keys the K mean samples (k_mean_sampled), times this margin
+// when that is not every key: max|V - vbar| over the sample, times 4, maps to 448 (E4M3 is a float
+// format: the margin costs no precision above its subnormals). If that scale does not cover an
+// element of a (sequence, kv head) (beyond 448 after scaling, or nonzero in a channel the sample
+// found zero), the head takes the exact maxima over every token instead (docs/design/
+// quantization.md, "FP8 P.V"). So the statistics pass reads V's sample, not V.
+constexpr float kVSampleScaleMargin = 4.0f;
+inline constexpr float v_scale_margin(int keys) { return k_mean_samples_all(keys) ? 1.0f : kVSampleScaleMargin; }
 
 constexpr double kLog2e = 1.4426950408889634;
 constexpr double kLn2 = 0.6931471805599453;

@@ -3,11 +3,11 @@
 // few chunk partials and divide by the sample count.
 #pragma once
 #include <cstdint>
-#include <type_traits>
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
 #include "common/sequences.cuh"
+#include "quant/sampled_keys.cuh"
 
 namespace sageattn {
 
@@ -35,34 +35,7 @@ __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int c
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] += x[e];
   };
-  // One key per aligned group of kStride (tiling.h): chunks start at multiples of 64 tokens. The
-  // stride is a template argument so that the group arithmetic is shifts, as with the one stride
-  // (8) this loop had until session 13 (a runtime stride measured +3-5 us of pre-pass at 2K-4K).
-  auto add_sampled_rows = [&](auto stride_constant) {
-    constexpr int kStride = decltype(stride_constant)::value;
-#pragma unroll 4
-    for (int group = first / kStride + row_lane; group * kStride < last; group += kRowsPerPass) {
-      const int t = group * kStride + k_mean_sample_offset(group, kStride);
-      if (t < last) add_row(t);
-    }
-  };
-  if (col < a.head_dim) {
-    switch (k_mean_sample_stride(side.length)) {
-      case 1:
-#pragma unroll 4
-        for (int t = first + row_lane; t < last; t += kRowsPerPass) add_row(t);
-        break;
-      case 2:
-        add_sampled_rows(std::integral_constant<int, 2>{});
-        break;
-      case 4:
-        add_sampled_rows(std::integral_constant<int, 4>{});
-        break;
-      default:
-        add_sampled_rows(std::integral_constant<int, 8>{});
-        break;
-    }
-  }
+  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, add_row);
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[row_lane * kHeadDim + col + e] = acc[e];
   __syncthreads();

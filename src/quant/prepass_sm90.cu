@@ -29,15 +29,23 @@ __host__ __device__ inline int stats_units(const QuantizeVArgs& v) {
   return v.packing.cu_kv == nullptr ? v.stat_chunks : packed_positions(v.packing.total_kv, v.batch, v.stat_chunk_tokens);
 }
 
-// blockIdx.x: V units [0, units) for FP8 V, then K units [units, 2 * units) when smoothing K
-// (16-bit V has no statistics: K units only).
-template <typename T, int kHeadDim>
+// blockIdx.x: V units [0, units) for FP8 V, then K units [units, 2 * units) when smoothing K.
+// kFp8V false (16-bit V has no statistics): K units only, and none of the V code: compiled in, the
+// V statistics' sampled loops made the K-only grid of 16-bit P.V calls 2-3 % slower end to end at
+// 1K-2K (H100, docs/performance.md), although that grid never runs them.
+template <typename T, int kHeadDim, bool kFp8V>
 __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   // kThreads / (channels / 8) rows of the channels: kStatsThreads * 8 floats per statistic at any
   // channel count (the V statistics have kVChannelsOf, the K sums kHeadDim and use the first third).
   __shared__ float partial[kVStats * kStatsThreads * 8];
   ptx::grid_dependents_launch();  // the quantization grid may start its loads (it waits for us)
-  const int v_units = v.v16 ? 0 : stats_units(v);
+  if (kFp8V) {  // read by the quantization grid's V tiles once this grid has ended
+    const int words = kVFixupWords * v.batch * v.heads_kv;
+    const int cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    for (int i = cta * kStatsThreads + threadIdx.x; i < words; i += gridDim.x * gridDim.y * gridDim.z * kStatsThreads)
+      v.v_fixup[i] = 0u;
+  }
+  const int v_units = kFp8V ? stats_units(v) : 0;
   const bool is_v = static_cast<int>(blockIdx.x) < v_units;
   int chunk = is_v ? blockIdx.x : blockIdx.x - v_units, batch = blockIdx.z;
   if (v.packing.cu_kv != nullptr) {
@@ -46,11 +54,13 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
     chunk = at.block;
     batch = at.batch;
   }
-  if (is_v) {
-    v_stats_block<T, kStatsThreads, kVChannelsOf<kHeadDim>>(v, chunk, blockIdx.y, batch, partial);
-  } else {
-    k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, partial);
+  if constexpr (kFp8V) {
+    if (is_v) {
+      v_stats_block<T, kStatsThreads, kVChannelsOf<kHeadDim>>(v, chunk, blockIdx.y, batch, partial);
+      return;
+    }
   }
+  k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, partial);
 }
 
 // One work item of the quantization grid, decoded.
@@ -176,7 +186,13 @@ cudaError_t launch(const QuantizeArgs& qk, const QuantizeVArgs& v, cudaStream_t 
   const int stat_blocks = stats_units(v) * ((v.v16 ? 0 : 1) + (qk.smooth_k ? 1 : 0));
   if (stat_blocks > 0) {  // none for 16-bit V without K smoothing
     const dim3 grid(stat_blocks, v.heads_kv, v.packing.cu_kv == nullptr ? v.batch : 1);
-    stats_kernel<T, kHeadDim><<<grid, kStatsThreads, 0, stream>>>(qk, v);
+    if (!v.v16) {
+      stats_kernel<T, kHeadDim, true><<<grid, kStatsThreads, 0, stream>>>(qk, v);
+    } else if constexpr (kHeadDim <= 128) {
+      stats_kernel<T, kHeadDim, false><<<grid, kStatsThreads, 0, stream>>>(qk, v);
+    } else {
+      return cudaErrorInvalidValue;  // no 16-bit P.V at head dim 256 (api/plan.cpp)
+    }
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }

@@ -1,18 +1,23 @@
 // FP8 V for the sm90 kernel (docs/design/quantization.md, "FP8 P.V") as device functions of the
 // fused sm90 pre-pass (quant/prepass_sm90.cu); compiled for sm_90a only (E4M3 conversion):
-//  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of V;
-//  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and delta_v,
-//     then write the E4M3 tile the attention kernel copies verbatim into shared memory:
-//     [channel][token slot] (kTileChannels channels: the padded head dim, 64, 128 or 256), tokens
-//     permuted inside every 16 so that slot order is the order in which a thread's P accumulator
-//     values form the FP8 wgmma A fragment
+//  1. v_stats_block: per (batch, kv head, token chunk), channel sums, maxima and minima of the keys
+//     the K mean samples (tiling.h: every key below 512 keys, one in 8 from 2048), so the
+//     statistics pass reads an eighth of V, not all of it;
+//  2. quantize_v_tile: per (batch, kv head, 128-token tile), reduce the chunks to vbar and the
+//     sample's max|V - vbar| (times tiling.h's margin), then write the E4M3 tile the attention kernel
+//     copies verbatim into shared memory: [channel][token slot] (kTileChannels channels: the padded
+//     head dim, 64, 128 or 256), tokens permuted inside every 16 so that slot order is the order in
+//     which a thread's P accumulator values form the FP8 wgmma A fragment
 //     (docs/design/sm90_kernel.md), rows 128-byte swizzled. The max and min give max|V - vbar|
 //     without a second pass over V: max_j |V_j - vbar| = max(max_j V_j - vbar, vbar - min_j V_j),
 //     and float subtraction is monotone, so this equals the per-element maximum of the rounded
-//     differences.
+//     differences. A tile with an element beyond that scale's range marks its (sequence, head), and
+//     the head's last tile to finish re-quantizes the whole head with exact maxima
+//     (requantize_v_head_exact): rare, and never a clipped value.
 #pragma once
 #include <cfloat>
 #include <cstdint>
+#include <cuda/atomic>
 
 #include "common/element.cuh"
 #include "common/kernel_args.h"
@@ -20,6 +25,7 @@
 #include "common/tiling.h"
 #include "ptx/convert.cuh"
 #include "ptx/grid_dependency.cuh"
+#include "quant/sampled_keys.cuh"
 
 namespace sageattn {
 
@@ -53,19 +59,17 @@ __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk,
     mx[e] = -FLT_MAX;
     mn[e] = FLT_MAX;
   }
-  if (col < a.head_dim) {
-#pragma unroll 4
-    for (int t = first + row_lane; t < last; t += kRowsPerPass) {
-      float x[8];
-      unpack8<T>(*reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.v_stride_token * sizeof(T)), x);
+  auto add_row = [&](int t) {
+    float x[8];
+    unpack8<T>(*reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.v_stride_token * sizeof(T)), x);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        sum[e] += x[e];
-        mx[e] = fmaxf(mx[e], x[e]);
-        mn[e] = fminf(mn[e], x[e]);
-      }
+    for (int e = 0; e < 8; ++e) {
+      sum[e] += x[e];
+      mx[e] = fmaxf(mx[e], x[e]);
+      mn[e] = fminf(mn[e], x[e]);
     }
-  }
+  };
+  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, add_row);
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
     at(kVSum, row_lane, col + e) = sum[e];
@@ -94,8 +98,21 @@ template <int kVChannels>
 struct VTileShared {
   float mean[kVChannels];
   float inv_scale[kVChannels];
+  float limit[kVChannels];  // the largest |V - vbar| the scale covers (448 / inv_scale, or 0)
+  // requantize_v_head_exact also keeps its channel maxima here (as bits: non-negative floats order
+  // as unsigned integers) before any tile is converted, so the shared memory stays what a tile needs.
   __align__(16) uint8_t tile[kVChannels][kVTileTokens];
 };
+
+// Per (sequence, kv head) in QuantizeVArgs::v_fixup, zeroed by the statistics grid: the V tiles
+// finished, and whether one of them had an element beyond 448 at the sample's scale.
+enum VFixupWord { kVTilesDone = 0, kVExceeds = 1, kVFixupWords = 2 };
+
+// The V tiles of a sequence of `length` keys that quantize_kernel runs: tile 0 always (it writes the
+// scales and means), one per 128 keys.
+__host__ __device__ inline int v_head_tiles(int length) {
+  return length > 0 ? (length + kVTileTokens - 1) / kVTileTokens : 1;
+}
 
 constexpr int kVTileThreads = 256;
 
@@ -159,9 +176,164 @@ __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_
     }
 }
 
-// Quantizes a decoded, active tile from this thread's vectors in registers (load_v_tile_vectors)
-// with a CTA of kVTileThreads threads, and writes its first kTileChannels channels (64, 128 or 256:
-// the tile of the attention kernel's head dim). Every thread must call it (it synchronizes the CTA).
+// vbar and the channel scales of a tile's (sequence, kv head) from the statistics grid's sample
+// into shared memory (thread c < kVChannels: channel c); tile 0 also writes them for the attention
+// epilogue. Every thread must call it (it synchronizes the CTA).
+template <int kVChannels>
+__device__ __forceinline__ void v_scales_from_sample(const QuantizeVArgs& a, const VTile& tile,
+                                                     VTileShared<kVChannels>& sh) {
+  const int64_t head_index = static_cast<int64_t>(tile.batch) * a.heads_kv + tile.head;
+  const int length = tile.side.length;
+  // The statistics are reduced while the caller's loads are in flight (L2-resident partials).
+  ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
+  if (threadIdx.x < kVChannels) {
+    const int c = threadIdx.x;
+    const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
+    float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
+    const int chunks = sequence_chunks(a.packing, length, a.stat_chunks, a.stat_chunk_tokens);
+    for (int i = 0; i < chunks; ++i) {
+      sum += stats[(i * kVStats + kVSum) * kVChannels + c];
+      mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
+      mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
+    }
+    const float vbar = (a.smooth_v && c < a.head_dim && length > 0)
+                           ? sum / static_cast<float>(k_mean_sample_count(length))
+                           : 0.f;
+    const float sampled = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
+    // The margin is a power of two (exact); FLT_MAX bounds it for bf16 values near the float range.
+    const float amax = fminf(sampled * v_scale_margin(length), FLT_MAX);
+    const bool quantizable = amax >= kMinQuantizableAmax;
+    sh.mean[c] = vbar;
+    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+    // A zero channel of the sample covers nothing: any nonzero element elsewhere exceeds it.
+    sh.limit[c] = quantizable ? amax : 0.f;
+    if (tile.index == 0) {
+      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
+      a.v_mean[head_index * kVChannels + c] = vbar;
+    }
+  }
+  __syncthreads();
+}
+
+// Converts a tile from this thread's vectors in registers (load_v_tile_vectors) with the scales in
+// shared memory and writes its first kTileChannels channels (64, 128 or 256: the tile of the
+// attention kernel's head dim). Returns, for the whole CTA, whether an element's |V - vbar|
+// exceeded what its channel's scale covers (sh.limit: beyond 448 after scaling, or a nonzero value
+// in a channel the sample found zero). Every thread must call it (it synchronizes the CTA).
+template <typename T, int kTileChannels>
+__device__ __forceinline__ bool convert_v_tile(const QuantizeVArgs& a, const VTile& tile,
+                                               const uint4 (&raw)[VTileThread<kTileChannels>::kVectors][2],
+                                               VTileShared<kVChannelsOf<kTileChannels>>& sh) {
+  constexpr int kVectors = VTileThread<kTileChannels>::kVectors;
+  const int t0 = VTileThread<kTileChannels>::t0(), c0 = VTileThread<kTileChannels>::c0();
+  const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
+  bool beyond = false;
+#pragma unroll
+  for (int vec = 0; vec < kVectors; ++vec) {
+    const int c = c0 + vec * 8;
+    float x[2][8];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const bool valid = tile.index * kVTileTokens + t0 + k < tile.side.length && c < a.head_dim;
+      unpack8<T>(raw[vec][k], x[k]);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {  // padding tokens stay exactly 0 (not -vbar * inv)
+        const float centred = __fsub_rn(x[k][e], sh.mean[c + e]);
+        beyond = beyond || (valid && fabsf(centred) > sh.limit[c + e]);
+        x[k][e] = valid ? __fmul_rn(centred, sh.inv_scale[c + e]) : 0.f;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      *reinterpret_cast<uint16_t*>(&sh.tile[c + e][slot]) = ptx::e4m3x2(x[0][e], x[1][e]);
+  }
+  const bool exceeds = __syncthreads_or(beyond);
+
+  const int64_t tile0 = workspace_row0(a.packing.cu_kv, tile.side, tile.batch, tile.head, a.heads_kv,
+                                       a.packing.slots_kv, static_cast<int64_t>(a.tiles) * kVTileTokens) /
+                        kVTileTokens;
+  uint8_t* dst = a.v_tiles + (tile0 + tile.index) * (kTileChannels * kVTileTokens);
+  constexpr int kChunksPerRow = kVTileTokens / 16;
+  for (int i = threadIdx.x; i < kTileChannels * kChunksPerRow; i += kVTileThreads) {
+    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
+    *reinterpret_cast<uint4*>(dst + row * kVTileTokens + (chunk ^ (row % 8)) * 16) =
+        *reinterpret_cast<const uint4*>(&sh.tile[row][chunk * 16]);
+  }
+  return exceeds;
+}
+
+// The rare path: the exact maxima max_j |V_j - vbar| over every token of the head (vbar stays the
+// sample's), its scales, and every tile again. One CTA, after all the head's tiles are written.
+// Inlined: a call would keep the caller's state on a stack frame (52 bytes of spills in the fp16
+// grid at its 64 registers); here nothing of the tile is live any more.
+template <typename T, int kTileChannels>
+__device__ __forceinline__ void requantize_v_head_exact(const QuantizeVArgs& a, const VTile& any_tile,
+                                                        VTileShared<kVChannelsOf<kTileChannels>>& sh) {
+  constexpr int kVChannels = kVChannelsOf<kTileChannels>;
+  constexpr int kLanesPerRow = kVChannels / 8;  // one 16-byte vector of 8 channels per lane
+  constexpr int kRowsPerPass = kVTileThreads / kLanesPerRow;
+  const VTile first = decode_v_tile<T>(a, 0, any_tile.head, any_tile.batch);
+  const int length = first.side.length;
+  unsigned* amax_bits = reinterpret_cast<unsigned*>(&sh.tile[0][0]);
+  static_assert(sizeof(sh.tile) >= kVChannels * sizeof(unsigned), "the maxima fit the tile area");
+  for (int c = threadIdx.x; c < kVChannels; c += kVTileThreads) amax_bits[c] = 0u;
+  __syncthreads();
+  const int col = (threadIdx.x % kLanesPerRow) * 8;
+  if (col < a.head_dim) {
+    float largest[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (int t = threadIdx.x / kLanesPerRow; t < length; t += kRowsPerPass) {
+      float x[8];
+      unpack8<T>(*reinterpret_cast<const uint4*>(first.src + t * first.stride_token_bytes + col * sizeof(T)), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) largest[e] = fmaxf(largest[e], fabsf(__fsub_rn(x[e], sh.mean[col + e])));
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) atomicMax(&amax_bits[col + e], __float_as_uint(largest[e]));
+  }
+  __syncthreads();
+  if (threadIdx.x < kVChannels) {
+    const int c = threadIdx.x;
+    const float amax = __uint_as_float(amax_bits[c]);
+    const bool quantizable = amax >= kMinQuantizableAmax;
+    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+    sh.limit[c] = quantizable ? amax : 0.f;
+    a.v_scale[(static_cast<int64_t>(first.batch) * a.heads_kv + first.head) * kVChannels + c] =
+        quantizable ? amax / kE4m3MaxFinite : 0.f;
+  }
+  __syncthreads();
+  for (int i = 0; i < v_head_tiles(length); ++i) {
+    const VTile tile = decode_v_tile<T>(a, i, first.head, first.batch);
+    uint4 raw[VTileThread<kTileChannels>::kVectors][2];
+    load_v_tile_vectors<T, kTileChannels>(tile, a.head_dim, raw);
+    convert_v_tile<T, kTileChannels>(a, tile, raw, sh);
+    __syncthreads();  // the stores of this tile read sh.tile before the next one is written
+  }
+}
+
+// Counts the tile as finished for its (sequence, kv head); the head's last tile re-quantizes the head
+// if any of its tiles had an element beyond its channel's limit. Every thread must call it.
+template <typename T, int kTileChannels>
+__device__ __forceinline__ void settle_v_head(const QuantizeVArgs& a, const VTile& tile, bool exceeds,
+                                              VTileShared<kVChannelsOf<kTileChannels>>& sh) {
+  unsigned* words = a.v_fixup + (static_cast<int64_t>(tile.batch) * a.heads_kv + tile.head) * kVFixupWords;
+  // Thread 0's release after the barrier covers the whole CTA's tile stores (as in a grid barrier),
+  // so the re-quantization below overwrites them, never the other way round.
+  __syncthreads();
+  bool requantize = false;
+  if (threadIdx.x == 0) {
+    if (exceeds) atomicOr(&words[kVExceeds], 1u);
+    // acq_rel: releases the tile (and the flag above), and the last tile acquires every other's.
+    cuda::atomic_ref<unsigned, cuda::thread_scope_device> done(words[kVTilesDone]);
+    const bool last = done.fetch_add(1u, cuda::memory_order_acq_rel) + 1u ==
+                      static_cast<unsigned>(v_head_tiles(tile.side.length));
+    requantize = last && cuda::atomic_ref<unsigned, cuda::thread_scope_device>(words[kVExceeds]).load(
+                             cuda::memory_order_relaxed) != 0u;
+  }
+  if (__syncthreads_or(requantize)) requantize_v_head_exact<T, kTileChannels>(a, tile, sh);
+}
+
+// Quantizes a decoded, active tile from this thread's vectors in registers with a CTA of
+// kVTileThreads threads. Every thread must call it (it synchronizes the CTA).
 template <typename T, int kTileChannels>
 __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VTile& tile,
                                                 const uint4 (&raw)[VTileThread<kTileChannels>::kVectors][2],
@@ -169,65 +341,10 @@ __device__ __forceinline__ void quantize_v_tile(const QuantizeVArgs& a, const VT
   constexpr int kVChannels = kVChannelsOf<kTileChannels>;
   static_assert(kVTileThreads >= kVChannels, "one thread per channel reduces the statistics");
   static_assert(kTileChannels == 64 || kTileChannels == kVChannels, "tiles of head dim 64, 128 or 256");
-  constexpr int kVectors = VTileThread<kTileChannels>::kVectors;
-  const int head = tile.head, batch = tile.batch, tile_index = tile.index;
-  const int64_t head_index = static_cast<int64_t>(batch) * a.heads_kv + head;
-  const SequenceSide side = tile.side;
-  const int t0 = VTileThread<kTileChannels>::t0(), c0 = VTileThread<kTileChannels>::c0();
-
-  // The statistics are reduced while the caller's loads are in flight (L2-resident partials).
-  ptx::grid_dependency_wait();  // the statistics grid (a programmatic launch may start before it ends)
-  if (threadIdx.x < kVChannels) {
-    const int c = threadIdx.x;
-    const float* stats = a.stats + head_index * a.stat_chunks * kVStats * kVChannels;
-    float sum = 0.f, mx = -FLT_MAX, mn = FLT_MAX;
-    const int chunks = sequence_chunks(a.packing, side.length, a.stat_chunks, a.stat_chunk_tokens);
-    for (int i = 0; i < chunks; ++i) {
-      sum += stats[(i * kVStats + kVSum) * kVChannels + c];
-      mx = fmaxf(mx, stats[(i * kVStats + kVMax) * kVChannels + c]);
-      mn = fminf(mn, stats[(i * kVStats + kVMin) * kVChannels + c]);
-    }
-    const float vbar =
-        (a.smooth_v && c < a.head_dim && side.length > 0) ? sum / static_cast<float>(side.length) : 0.f;
-    const float amax = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
-    const bool quantizable = amax >= kMinQuantizableAmax;
-    sh.mean[c] = vbar;
-    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
-    if (tile_index == 0) {
-      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
-      a.v_mean[head_index * kVChannels + c] = vbar;
-    }
-  }
-  __syncthreads();
-
-  const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
-#pragma unroll
-  for (int vec = 0; vec < kVectors; ++vec) {
-    const int c = c0 + vec * 8;
-    float x[2][8];
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const bool valid = tile_index * kVTileTokens + t0 + k < side.length && c < a.head_dim;
-      unpack8<T>(raw[vec][k], x[k]);
-#pragma unroll
-      for (int e = 0; e < 8; ++e)  // padding tokens stay exactly 0 (not -vbar * inv)
-        x[k][e] = valid ? __fmul_rn(__fsub_rn(x[k][e], sh.mean[c + e]), sh.inv_scale[c + e]) : 0.f;
-    }
-#pragma unroll
-    for (int e = 0; e < 8; ++e)
-      *reinterpret_cast<uint16_t*>(&sh.tile[c + e][slot]) = ptx::e4m3x2(x[0][e], x[1][e]);
-  }
-  __syncthreads();
-
-  const int64_t tile0 = workspace_row0(a.packing.cu_kv, side, batch, head, a.heads_kv, a.packing.slots_kv,
-                                       static_cast<int64_t>(a.tiles) * kVTileTokens) / kVTileTokens;
-  uint8_t* dst = a.v_tiles + (tile0 + tile_index) * (kTileChannels * kVTileTokens);
-  constexpr int kChunksPerRow = kVTileTokens / 16;
-  for (int i = threadIdx.x; i < kTileChannels * kChunksPerRow; i += kVTileThreads) {
-    const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
-    *reinterpret_cast<uint4*>(dst + row * kVTileTokens + (chunk ^ (row % 8)) * 16) =
-        *reinterpret_cast<const uint4*>(&sh.tile[row][chunk * 16]);
-  }
+  v_scales_from_sample<kVChannels>(a, tile, sh);
+  const bool exceeds = convert_v_tile<T, kTileChannels>(a, tile, raw, sh);
+  // With every key sampled the scale is exact and nothing can exceed 448.
+  if (!k_mean_samples_all(tile.side.length)) settle_v_head<T, kTileChannels>(a, tile, exceeds, sh);
 }
 
 }  // namespace sageattn

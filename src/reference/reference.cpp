@@ -337,23 +337,43 @@ Fp8Values quantize_v_fp8(const float* v, int64_t tokens, int head_dim, bool smoo
   Fp8Values result;
   result.tokens = tokens;
   result.head_dim = head_dim;
-  result.mean = smooth_v ? k_channel_mean(v, tokens, head_dim) : std::vector<float>(head_dim, 0.0f);
-  // The smoothed value is one float subtraction, recomputed in both passes (it is deterministic).
+  // The mean and the scale come from the keys the K mean samples (tiling.h): the same positions.
+  result.mean = smooth_v ? k_smoothing_mean(v, tokens, head_dim) : std::vector<float>(head_dim, 0.0f);
+  // The smoothed value is one float subtraction, recomputed wherever it is used (it is deterministic).
   auto centered = [&](int64_t j, int c) {
     const float x = v[j * head_dim + c];
     return smooth_v ? x - result.mean[c] : x;
   };
+  const int keys = static_cast<int>(tokens);
   std::vector<float> amax(head_dim, 0.0f);
-  for (int64_t j = 0; j < tokens; ++j)
+  for (int j = 0; j < keys; ++j) {
+    if (!k_mean_sampled(j, keys)) continue;
     for (int c = 0; c < head_dim; ++c) amax[c] = std::max(amax[c], std::fabs(centered(j, c)));
-  // Channels below kMinQuantizableAmax are zero channels (scale 0, values 0), as INT8 zero groups.
-  result.scales.resize(head_dim);
-  std::vector<float> inverse(head_dim);
-  for (int c = 0; c < head_dim; ++c) {
-    const bool quantizable = amax[c] >= kMinQuantizableAmax;
-    result.scales[c] = quantizable ? amax[c] / kE4m3Max : 0.0f;
-    inverse[c] = quantizable ? kE4m3Max / amax[c] : 0.0f;
   }
+  const float margin = v_scale_margin(keys);  // exact: a power of two
+  for (float& a : amax) a = std::min(a * margin, std::numeric_limits<float>::max());
+  // Channels below kMinQuantizableAmax are zero channels (scale 0, values 0), as INT8 zero groups.
+  std::vector<float> inverse(head_dim);
+  auto set_inverse = [&] {
+    for (int c = 0; c < head_dim; ++c) inverse[c] = amax[c] >= kMinQuantizableAmax ? kE4m3Max / amax[c] : 0.0f;
+  };
+  set_inverse();
+  // An element the sample's scale does not cover (beyond its amax, or nonzero in a channel the
+  // sample found zero): the head takes the exact maxima over every token.
+  bool exceeds = false;
+  for (int64_t j = 0; j < tokens && !exceeds; ++j)
+    for (int c = 0; c < head_dim; ++c) {
+      const float limit = amax[c] >= kMinQuantizableAmax ? amax[c] : 0.0f;
+      exceeds = exceeds || std::fabs(centered(j, c)) > limit;
+    }
+  if (exceeds) {
+    std::fill(amax.begin(), amax.end(), 0.0f);
+    for (int64_t j = 0; j < tokens; ++j)
+      for (int c = 0; c < head_dim; ++c) amax[c] = std::max(amax[c], std::fabs(centered(j, c)));
+    set_inverse();
+  }
+  result.scales.resize(head_dim);
+  for (int c = 0; c < head_dim; ++c) result.scales[c] = amax[c] >= kMinQuantizableAmax ? amax[c] / kE4m3Max : 0.0f;
   result.values.resize(static_cast<size_t>(tokens) * head_dim);
   for (int64_t j = 0; j < tokens; ++j)
     for (int c = 0; c < head_dim; ++c) {

@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "common/tiling.h"
 #include "reference/reference.h"
 #include "test_reference_util.h"
 
@@ -205,6 +206,87 @@ TEST(ReferenceFp8, QuantizeVFollowsTheDefinition) {
   }
 }
 
+// From 512 keys on, the mean and the scale come from the K mean's sample (common/tiling.h): the scale
+// maps 4 x the sample's max|V - vbar| to 448, unless an element of the head would then exceed 448,
+// in which case every channel takes its exact maximum over all keys.
+TEST(ReferenceFp8, QuantizeVScalesFromTheSample) {
+  const int tokens = 3001, d = 5;
+  ASSERT_EQ(sageattn::v_scale_margin(tokens), 4.0f);
+  ASSERT_EQ(sageattn::v_scale_margin(511), 1.0f);
+  std::mt19937 rng(21);
+  const std::vector<float> gauss = gaussian(static_cast<size_t>(tokens) * d, rng);
+  int sampled_key = -1, skipped_key = -1;
+  for (int j = tokens / 2; j < tokens && (sampled_key < 0 || skipped_key < 0); ++j)
+    (sageattn::k_mean_sampled(j, tokens) ? sampled_key : skipped_key) = j;
+  ASSERT_GE(sampled_key, 0);
+  ASSERT_GE(skipped_key, 0);
+  // outlier_at: none, a key of the sample (its own maximum covers it), a key the sample skips.
+  for (int outlier_at : {-1, sampled_key, skipped_key})
+    for (bool smooth : {false, true}) {
+      std::vector<float> v = gauss;
+      for (int j = 0; j < tokens; ++j) v[j * d + 1] = v[j * d + 1] * 3.0f + 5.0f;  // a biased channel
+      if (outlier_at >= 0)
+        for (int c = 0; c < d; ++c) v[outlier_at * d + c] = 40.0f;
+      const ref::Fp8Values vq = ref::quantize_v_fp8(v.data(), tokens, d, smooth);
+      const std::vector<float> mean = smooth ? ref::k_smoothing_mean(v.data(), tokens, d) : std::vector<float>(d, 0.0f);
+      std::vector<float> sampled(d, 0.0f), all(d, 0.0f);
+      bool exact = false;  // a head-wide decision: some channel exceeds 4 x its sample's maximum
+      for (int c = 0; c < d; ++c) {
+        for (int j = 0; j < tokens; ++j) {
+          const float centred = std::fabs(v[j * d + c] - mean[c]);
+          all[c] = std::max(all[c], centred);
+          if (sageattn::k_mean_sampled(j, tokens)) sampled[c] = std::max(sampled[c], centred);
+        }
+        exact = exact || all[c] > 4.0f * sampled[c];
+      }
+      // The Gaussian keys and a sampled outlier stay within the margin; the skipped one does not.
+      ASSERT_EQ(exact, outlier_at == skipped_key) << outlier_at;
+      for (int c = 0; c < d; ++c) {
+        EXPECT_EQ(vq.mean[c], mean[c]);
+        const float amax = exact ? all[c] : 4.0f * sampled[c];
+        EXPECT_EQ(vq.scales[c], amax / 448.0f) << outlier_at << " " << smooth << " " << c;
+        const float inv = 448.0f / amax;
+        float largest = 0.0f;
+        for (int j = 0; j < tokens; ++j) {
+          const float value = vq.values[j * d + c];
+          ASSERT_EQ(static_cast<double>(value), e4m3_round((v[j * d + c] - mean[c]) * inv)) << j << " " << c;
+          largest = std::max(largest, std::fabs(value));
+        }
+        // The exact path puts the extreme on 448; the sample's scale puts the sample's extreme on 112.
+        if (exact) EXPECT_EQ(largest, 448.0f) << c;
+        else EXPECT_TRUE(largest >= 112.0f && largest <= 448.0f) << c << " " << largest;
+      }
+    }
+}
+
+// A channel that is zero at every sampled key but not elsewhere (a sparse channel) is not covered by
+// the sample's scale (0): the head takes the exact path, so the values are kept, not zeroed.
+TEST(ReferenceFp8, QuantizeVSparseChannelTakesTheExactPath) {
+  const int tokens = 2500, d = 3;
+  std::mt19937 rng(5);
+  std::vector<float> v = gaussian(static_cast<size_t>(tokens) * d, rng);
+  int skipped_key = -1;
+  for (int j = 0; j < tokens; ++j) {
+    v[j * d + 1] = 0.0f;  // sparse: nonzero at one key the sample skips
+    v[j * d + 2] = 0.0f;  // zero everywhere
+    if (skipped_key < 0 && j > 100 && !sageattn::k_mean_sampled(j, tokens)) skipped_key = j;
+  }
+  ASSERT_GE(skipped_key, 0);
+  v[skipped_key * d + 1] = 0.5f;
+  const ref::Fp8Values vq = ref::quantize_v_fp8(v.data(), tokens, d, false);
+  float all = 0.0f;
+  for (int j = 0; j < tokens; ++j) all = std::max(all, std::fabs(v[j * d]));
+  EXPECT_EQ(vq.scales[0], all / 448.0f);  // the exact path for the whole head
+  EXPECT_EQ(vq.scales[1], 0.5f / 448.0f);
+  EXPECT_EQ(vq.values[skipped_key * d + 1], 448.0f);
+  EXPECT_EQ(vq.scales[2], 0.0f);
+  // Without the sparse key the sample's scale covers the head: 4 x its maxima.
+  v[skipped_key * d + 1] = 0.0f;
+  const ref::Fp8Values plain = ref::quantize_v_fp8(v.data(), tokens, d, false);
+  EXPECT_EQ(plain.scales[1], 0.0f);
+  EXPECT_GT(plain.scales[0], all / 448.0f);
+}
+
 // ---- The pipeline, hand-computed on one query and three keys ---------------------------------------
 
 Result run_v2(const sageattn_reference_problem& p, const Inputs& in, sageattn_qk_granularity g, bool smooth_k,
@@ -380,7 +462,7 @@ TEST(ReferenceFp8, FullyMaskedRowsOutputZeroNotTheMean) {
     // Row nq - nk sees exactly key 0: P tilde = 448 = l, so its output is vbar + E4M3(v0 - vbar) in the
     // channel's scale, within 2^-4 of |v0 - vbar| (3 mantissa bits).
     const std::vector<float> mean =
-        smooth_v ? ref::k_channel_mean(in.v.data(), nk, d) : std::vector<float>(d, 0.0f);
+        smooth_v ? ref::k_smoothing_mean(in.v.data(), nk, d) : std::vector<float>(d, 0.0f);
     for (int c = 0; c < d; ++c) {
       const double centred = static_cast<double>(in.v[c]) - mean[c];
       EXPECT_NEAR(r.out[(nq - nk) * d + c], in.v[c], std::fabs(centred) / 16 + 1e-6) << c;

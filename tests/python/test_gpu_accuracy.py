@@ -76,6 +76,42 @@ def test_sampled_k_mean_at_the_threshold(keys, kernel):
     check_call(q, k, v, kernel, is_causal=True, what=f"{keys} keys causal")
 
 
+def unsampled_key(keys, start):
+    """The first key >= start that the K mean's sample (and FP8 V's scale) skips (common/tiling.h)."""
+    shift = 3 if keys >= 2048 else 2 if keys >= 1024 else 1 if keys >= 512 else 0
+    stride = 1 << shift
+    for key in range(start, keys):
+        offset = ((((key >> shift) * 2654435761) & 0xFFFFFFFF) >> 29) * stride >> 3
+        if key & (stride - 1) != offset:
+            return key
+    raise ValueError(f"every key of {keys} is sampled")
+
+
+@pytest.mark.parametrize("keys, head_dim", [(1024, 128), (3001, 64), (3001, 128), (2048, 256)])
+@pytest.mark.parametrize("shape", ["outlier", "sparse"])
+def test_v_outlier_outside_the_sample(keys, head_dim, shape, kernel):
+    """FP8 V's channel scale maps 4 x the sample's max|V - vbar| to 448 (common/tiling.h); a V value
+    at a key the sample skips that this scale does not cover sends its (batch, head) to the exact
+    maxima over all keys (quant/v_fp8.cuh). Head 1 has such values, head 0 not: the kernels against
+    the emulation, which takes the same two paths. "outlier": one token of 50 in every channel
+    (clipped at 4 x the sample's ~3.5 sigma it would move each row by ~36 / keys); "sparse": channel
+    5 zero except 40 at 20 skipped keys (a channel the sample finds zero: zeroed, each row would lose
+    ~800 / keys in it)."""
+    q, k, v = make_inputs("gaussian", (1, 2, 130, head_dim), (1, 2, keys, head_dim), seed=12)
+    if shape == "outlier":
+        v[0, 1, unsampled_key(keys, keys // 3)] = 50.0
+    else:
+        v[0, 1, :, 5] = 0.0
+        key = 0
+        for _ in range(20):
+            key = unsampled_key(keys, key + 37)
+            v[0, 1, key, 5] = 40.0
+    if refused_head_dim(q, k, v, kernel, head_dim):
+        return
+    check_call(q, k, v, kernel, what=f"V {shape}, {keys} keys, d={head_dim}")
+    check_call(q, k, v, kernel, is_causal=True, what=f"V {shape}, {keys} keys, d={head_dim}, causal")
+
+
 @pytest.mark.parametrize("kind", ["gaussian", "outlier"])
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_without_rotation(kind, is_causal, kernel):

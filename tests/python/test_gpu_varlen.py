@@ -110,6 +110,37 @@ def test_one_long_sequence_among_many_short_ones(kernel, is_causal, library):
     assert error <= 1e-3, f"[{kernel}] causal={is_causal}: rel L1 to per-sequence dense calls {error:.2e}"
 
 
+@pytest.mark.parametrize("head_dim", [128, 256])
+def test_v_outlier_settles_its_own_sequence(head_dim, library):
+    """FP8 V's exact-maxima fallback (quant/v_fp8.cuh) is per (sequence, kv head): sequences 0 and 3
+    have a V token (200) far beyond 4 x their sample's maximum at a key the sample skips (one head each),
+    the others not. Every row equals its dense call (same scales per sequence) and the float64
+    attention (a clipped token, or a fallback leaking into another sequence, would not)."""
+    _skip_unavailable("sm90_wgmma", library)
+    from gpu_helpers import exact
+    from test_gpu_accuracy import unsampled_key
+    lengths = [3001, 700, 0, 2100, 1, 1500]
+    q, k, v = _packed_inputs(lengths, lengths, 4, 2, head_dim, torch.float16, 5)
+    starts = [0, *itertools.accumulate(lengths)]
+    v[starts[0] + unsampled_key(lengths[0], 1000), 1] = 200.0
+    v[starts[3] + unsampled_key(lengths[3], 50), 0] = -200.0
+    cu = _cu(lengths)
+    poison_allocator((q.shape, torch.float16))
+    out = sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), kernel="sm90_wgmma")
+    assert torch.isfinite(out).all()
+    dense = varlen.attend_packed(q, k, v, starts, starts, False, kernel="sm90_wgmma")
+    assert rel_l1(out, dense) <= 1e-3, f"rel L1 to per-sequence dense calls {rel_l1(out, dense):.2e}"
+    # Per q head: V's +0.5 bias is most of each output (exact under smoothing), so a head's error is
+    # ~2e-3 (E4M3 on the rest); a token clipped at 4 x ~3.5 would add ~186 / keys / 0.5 > 0.1.
+    for s, (a, b) in enumerate(zip(starts, starts[1:])):
+        if b == a:
+            continue
+        ref, _ = exact(q[a:b][None], k[a:b][None], v[a:b][None], layout="NHD")
+        for h in range(q.shape[1]):
+            error = rel_l1(out[a:b, h], ref[0, h])
+            assert error <= 1e-2, f"sequence {s} ({b - a} keys), head {h}: rel L1 to float64 {error:.2e}"
+
+
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("batch", [32, 33])
