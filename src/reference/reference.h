@@ -149,11 +149,13 @@ SAGEATTN_REFERENCE_EXPORT void attention_emulated(const sageattn_reference_probl
                                                   const float* k, const float* v, double* out, double* lse,
                                                   const float* mask = nullptr);
 
-// ---- FP8 V quantization (per channel over all tokens of one (batch, kv head)) ---------------------
+// ---- FP8 V quantization (per channel of one (batch, kv head)) ---------------------------------------
 
 // V of one head quantized for the FP8 P.V: values[j][c] = e4m3((V[j][c] - mean[c]) * inverse[c]) as
 // floats in [-448, 448], with scale[c] = amax[c] / 448, inverse[c] = 448 / amax[c] (0 and 0 for a
-// channel with amax < kMinQuantizableAmax), mean[c] = 0 without smoothing.
+// channel with amax < kMinQuantizableAmax), mean[c] = 0 without smoothing. mean and amax come from
+// the K mean's sample (amax times v_scale_margin), or amax from every token when the sample's does
+// not cover an element (docs/design/quantization.md, "FP8 P.V").
 struct Fp8Values {
   int64_t tokens = 0;
   int head_dim = 0;
