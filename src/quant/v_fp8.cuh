@@ -176,6 +176,16 @@ __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_
     }
 }
 
+// Channel c's inverse scale and covered range in shared memory from its amax (a zero channel below
+// kMinQuantizableAmax covers nothing); returns delta_v, the scale the attention epilogue applies.
+template <int kVChannels>
+__device__ __forceinline__ float set_v_channel_scale(VTileShared<kVChannels>& sh, int c, float amax) {
+  const bool quantizable = amax >= kMinQuantizableAmax;
+  sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
+  sh.limit[c] = quantizable ? amax : 0.f;
+  return quantizable ? amax / kE4m3MaxFinite : 0.f;
+}
+
 // vbar and the channel scales of a tile's (sequence, kv head) from the statistics grid's sample
 // into shared memory (thread c < kVChannels: channel c); tile 0 also writes them for the attention
 // epilogue. Every thread must call it (it synchronizes the CTA).
@@ -202,13 +212,11 @@ __device__ __forceinline__ void v_scales_from_sample(const QuantizeVArgs& a, con
     const float sampled = c < a.head_dim ? fmaxf(__fsub_rn(mx, vbar), __fsub_rn(vbar, mn)) : 0.f;
     // The margin is a power of two (exact); FLT_MAX bounds it for bf16 values near the float range.
     const float amax = fminf(sampled * v_scale_margin(length), FLT_MAX);
-    const bool quantizable = amax >= kMinQuantizableAmax;
     sh.mean[c] = vbar;
-    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
     // A zero channel of the sample covers nothing: any nonzero element elsewhere exceeds it.
-    sh.limit[c] = quantizable ? amax : 0.f;
+    const float delta_v = set_v_channel_scale(sh, c, amax);
     if (tile.index == 0) {
-      a.v_scale[head_index * kVChannels + c] = quantizable ? amax / kE4m3MaxFinite : 0.f;
+      a.v_scale[head_index * kVChannels + c] = delta_v;
       a.v_mean[head_index * kVChannels + c] = vbar;
     }
   }
@@ -293,12 +301,8 @@ __device__ __forceinline__ void requantize_v_head_exact(const QuantizeVArgs& a, 
   __syncthreads();
   if (threadIdx.x < kVChannels) {
     const int c = threadIdx.x;
-    const float amax = __uint_as_float(amax_bits[c]);
-    const bool quantizable = amax >= kMinQuantizableAmax;
-    sh.inv_scale[c] = quantizable ? kE4m3MaxFinite / amax : 0.f;
-    sh.limit[c] = quantizable ? amax : 0.f;
     a.v_scale[(static_cast<int64_t>(first.batch) * a.heads_kv + first.head) * kVChannels + c] =
-        quantizable ? amax / kE4m3MaxFinite : 0.f;
+        set_v_channel_scale(sh, c, __uint_as_float(amax_bits[c]));
   }
   __syncthreads();
   for (int i = 0; i < v_head_tiles(length); ++i) {

@@ -58,6 +58,17 @@ def make_inputs(kind, q_shape, kv_shape, dtype=torch.float16, seed=0, layout="HN
     return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
+def unsampled_key(keys, start):
+    """The first key >= start that the K mean's sample (and FP8 V's scale) skips (common/tiling.h)."""
+    shift = 3 if keys >= 2048 else 2 if keys >= 1024 else 1 if keys >= 512 else 0
+    stride = 1 << shift
+    for key in range(start, keys):
+        offset = ((((key >> shift) * 2654435761) & 0xFFFFFFFF) >> 29) * stride >> 3
+        if key & (stride - 1) != offset:
+            return key
+    raise ValueError(f"every key of {keys} is sampled")
+
+
 def hnd(t, layout):
     return t.transpose(1, 2) if layout == "NHD" else t
 

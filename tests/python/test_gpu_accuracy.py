@@ -11,7 +11,7 @@ import torch
 from sageattention import sageattn
 
 from gpu_helpers import (FP8_ATOL_FRAC, SM90_KERNELS, assert_lse_oracle, assert_oracle, emulated, exact, hnd,
-                         make_inputs, poison_allocator, rel_l1)
+                         make_inputs, poison_allocator, rel_l1, unsampled_key)
 from gpu_common import no_grad_with_library  # noqa: F401 (autouse fixture: the library, no grad)
 
 pytestmark = pytest.mark.gpu
@@ -74,17 +74,6 @@ def test_sampled_k_mean_at_the_threshold(keys, kernel):
     q, k, v = make_inputs("k_bias", (1, 2, 130, 128), (1, 2, keys, 128), seed=11)
     check_call(q, k, v, kernel, what=f"{keys} keys")
     check_call(q, k, v, kernel, is_causal=True, what=f"{keys} keys causal")
-
-
-def unsampled_key(keys, start):
-    """The first key >= start that the K mean's sample (and FP8 V's scale) skips (common/tiling.h)."""
-    shift = 3 if keys >= 2048 else 2 if keys >= 1024 else 1 if keys >= 512 else 0
-    stride = 1 << shift
-    for key in range(start, keys):
-        offset = ((((key >> shift) * 2654435761) & 0xFFFFFFFF) >> 29) * stride >> 3
-        if key & (stride - 1) != offset:
-            return key
-    raise ValueError(f"every key of {keys} is sampled")
 
 
 @pytest.mark.parametrize("keys, head_dim", [(1024, 128), (3001, 64), (3001, 128), (2048, 256)])

@@ -13,7 +13,7 @@ import torch
 from sageattention import sageattn, sageattn_varlen, varlen
 
 from gpu_common import no_grad_with_library  # noqa: F401 (autouse fixture)
-from gpu_helpers import SM90_KERNELS, kernel_used, poison_allocator, rel_l1, sm90_available
+from gpu_helpers import SM90_KERNELS, exact, kernel_used, poison_allocator, rel_l1, sm90_available, unsampled_key
 
 pytestmark = pytest.mark.gpu
 
@@ -117,8 +117,6 @@ def test_v_outlier_settles_its_own_sequence(head_dim, library):
     the others not. Every row equals its dense call (same scales per sequence) and the float64
     attention (a clipped token, or a fallback leaking into another sequence, would not)."""
     _skip_unavailable("sm90_wgmma", library)
-    from gpu_helpers import exact
-    from test_gpu_accuracy import unsampled_key
     lengths = [3001, 700, 0, 2100, 1, 1500]
     q, k, v = _packed_inputs(lengths, lengths, 4, 2, head_dim, torch.float16, 5)
     starts = [0, *itertools.accumulate(lengths)]
