@@ -132,7 +132,8 @@ constexpr int kOutStagingBytes = 64 * kOutRowPitch;
 // Why 3 for the FP8 kernel without masks: ncu (H100, 8K) found each consumer warp's softmax a long
 // serial stream and the schedulers 55 % idle with two consumer warps each; a third warp per
 // scheduler hides more of it (H100, same-build A/B: +4 % at 2K to +9 % at 8K non-causal, +4 %
-// causal at 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway). It fits because its
+// causal at 8K-16K, -1 to -3 % causal at 2K-4K, where AUTO runs the 16-bit P.V anyway; after
+// later changes, 2 consumers measured 18-34 % slower, H100, session 19). It fits because its
 // FP8 P.V accumulates into o on the tensor core (kDirectAcc, kernel.cuh): a consumer holds o, one
 // score tile and P, 160 registers. The 16-bit P.V's 32 registers of P do not fit that. Masked
 // FP8 calls run three consumers too, on split items (kernel.cuh: tile codes are per 128-row Q
