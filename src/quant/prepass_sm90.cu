@@ -149,10 +149,11 @@ template <typename T, bool kV16, int kHeadDim>
 __global__ void __launch_bounds__(kQuantizeThreads, kQuantizeMinBlocks<T, kHeadDim>)
     quantize_kernel(const QuantizeArgs qk, const QuantizeVArgs v) {
   // 16-bit V tiles are copied through registers: their instantiation reserves no E4M3 tile (17.9 KB
-  // of shared memory its CTAs never touch, which the L1 of the SM could use instead).
+  // of shared memory its CTAs never touch, which the L1 of the SM could use instead); `v` is then a
+  // placeholder byte.
   __shared__ union Shared {
     QuantizeQkShared qk;
-    std::conditional_t<kV16, QuantizeQkShared, VTileShared<kVChannelsOf<kHeadDim>>> v;
+    std::conditional_t<kV16, unsigned char, VTileShared<kVChannelsOf<kHeadDim>>> v;
   } shared;
   ptx::grid_dependents_launch();  // the attention grid may start quantizing Q (it waits for us)
   if (blockIdx.x == 0 && threadIdx.x == 0 && v.work_counter != nullptr) *v.work_counter = 0u;
