@@ -57,7 +57,7 @@ struct HeadDim {
 #endif
 // 0: normal. Profiling-only variants that compute garbage: 1 = no softmax math (P constant),
 // 2 = no wgmma (softmax on whatever the accumulators hold), 3 = no output stores, 4 = no Q
-// quantization (the consumers use whatever their Q region holds).
+// quantization (the consumers use whatever their Q region holds), 5 = no row sums (outputs 0).
 #ifndef SAGEATTN_SM90_EXPERIMENT
 #define SAGEATTN_SM90_EXPERIMENT 0
 #endif
