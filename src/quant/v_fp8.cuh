@@ -146,15 +146,24 @@ __device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_
 }
 
 // The tokens and channels of a tile of kChannels channels this thread converts in quantize_v_tile:
-// a pair of adjacent tokens (adjacent slots too) for kChannels / 4 channels, as kVectors vectors of 8
-// from channel c0().
+// a pair of adjacent tokens (adjacent slots too), pair threadIdx.x / 4, for kVectors vectors of 8
+// channels, vector threadIdx.x % 4 + 4 j. The 4 threads of a pair read 64 contiguous bytes of each
+// row, so a warp's loads fill whole 32-byte sectors; with one pair per lane (32 rows per load,
+// 16 bytes of each) every sector was fetched twice (ncu, H100, 4K: 4.19 M excess L2 sectors,
+// docs/performance.md, session 20).
 template <int kChannels>
 struct VTileThread {
-  static constexpr int kPairs = kVTileTokens / 2;
-  static constexpr int kVectors = kChannels / 8 / (kVTileThreads / kPairs);  // 4 (or 2) vectors of 8
-  __device__ static int t0() { return 2 * (threadIdx.x % kPairs); }
-  __device__ static int c0() { return threadIdx.x / kPairs * (kVectors * 8); }
+  static constexpr int kThreadsPerPair = 4;
+  static_assert(kVTileThreads / kThreadsPerPair == kVTileTokens / 2, "a pair of tokens per 4 threads");
+  static constexpr int kVectors = kChannels / 8 / kThreadsPerPair;  // 4, 2 or 8 vectors of 8
+  __device__ static int t0() { return 2 * (threadIdx.x / kThreadsPerPair); }
+  __device__ static int channel(int vec) { return 8 * (threadIdx.x % kThreadsPerPair + kThreadsPerPair * vec); }
 };
+
+// Byte of token slot `slot` in row (channel) `row` of the tile in shared memory: 16-byte chunks
+// XOR-swizzled by row / 8, so that the 4 threads of a pair, which store the same slots of rows 8
+// apart, hit 4 different chunks (bank groups).
+__device__ __forceinline__ int v_tile_shared_byte(int row, int slot) { return slot ^ (row / 8 % 8 * 16); }
 
 // This thread's vectors of a tile into registers (VTileThread), zeros past the sequence and the
 // head dim.
@@ -162,13 +171,13 @@ template <typename T, int kChannels>
 __device__ __forceinline__ void load_v_tile_vectors(const VTile& tile, int head_dim,
                                                     uint4 (&raw)[VTileThread<kChannels>::kVectors][2]) {
   using Thread = VTileThread<kChannels>;
-  const int t0 = Thread::t0(), c0 = Thread::c0();
+  const int t0 = Thread::t0();
   const int valid_tokens = tile.side.length - tile.index * kVTileTokens;
 #pragma unroll
   for (int vec = 0; vec < Thread::kVectors; ++vec)
 #pragma unroll
     for (int t = 0; t < 2; ++t) {
-      const int c = c0 + vec * 8;
+      const int c = Thread::channel(vec);
       raw[vec][t] = make_uint4(0u, 0u, 0u, 0u);
       if (t0 + t < valid_tokens && c < head_dim)
         raw[vec][t] = *reinterpret_cast<const uint4*>(tile.src + (t0 + t) * tile.stride_token_bytes +
@@ -233,12 +242,12 @@ __device__ __forceinline__ bool convert_v_tile(const QuantizeVArgs& a, const VTi
                                                const uint4 (&raw)[VTileThread<kTileChannels>::kVectors][2],
                                                VTileShared<kVChannelsOf<kTileChannels>>& sh) {
   constexpr int kVectors = VTileThread<kTileChannels>::kVectors;
-  const int t0 = VTileThread<kTileChannels>::t0(), c0 = VTileThread<kTileChannels>::c0();
+  const int t0 = VTileThread<kTileChannels>::t0();
   const int slot = t0 / 16 * 16 + slot_in_16(t0 % 16);
   bool beyond = false;
 #pragma unroll
   for (int vec = 0; vec < kVectors; ++vec) {
-    const int c = c0 + vec * 8;
+    const int c = VTileThread<kTileChannels>::channel(vec);
     float x[2][8];
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
@@ -253,7 +262,7 @@ __device__ __forceinline__ bool convert_v_tile(const QuantizeVArgs& a, const VTi
     }
 #pragma unroll
     for (int e = 0; e < 8; ++e)
-      *reinterpret_cast<uint16_t*>(&sh.tile[c + e][slot]) = ptx::e4m3x2(x[0][e], x[1][e]);
+      *reinterpret_cast<uint16_t*>(&sh.tile[c + e][v_tile_shared_byte(c + e, slot)]) = ptx::e4m3x2(x[0][e], x[1][e]);
   }
   const bool exceeds = __syncthreads_or(beyond);
 
@@ -265,7 +274,7 @@ __device__ __forceinline__ bool convert_v_tile(const QuantizeVArgs& a, const VTi
   for (int i = threadIdx.x; i < kTileChannels * kChunksPerRow; i += kVTileThreads) {
     const int row = i / kChunksPerRow, chunk = i % kChunksPerRow;
     *reinterpret_cast<uint4*>(dst + row * kVTileTokens + (chunk ^ (row % 8)) * 16) =
-        *reinterpret_cast<const uint4*>(&sh.tile[row][chunk * 16]);
+        *reinterpret_cast<const uint4*>(&sh.tile[row][v_tile_shared_byte(row, chunk * 16)]);
   }
   return exceeds;
 }
