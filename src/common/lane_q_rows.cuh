@@ -73,14 +73,39 @@ struct LaneQRows {
     return m;
   }
 
-  // Vector j of row r as 8 INT8 bytes (inv = 127 / the group's max |value|, 0 for a zero group).
-  __device__ __forceinline__ uint2 int8_bytes(int r, int j, bool rotate, float inv) const {
-    float x[8];
-    values(r, j, rotate, x);
+  // Every value of this lane's rows as quantized, converted once for both the maximum
+  // (abs_max_of) and the bytes (int8_bytes_of): abs_max and int8_bytes each convert and rotate.
+  __device__ __forceinline__ void all_values(bool rotate, float (&x)[kRows][kVectors][8]) const {
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int j = 0; j < kVectors; ++j) values(r, j, rotate, x[r][j]);
+  }
+
+  __device__ __forceinline__ static float abs_max_of(const float (&x)[kRows][kVectors][8]) {
+    float m = 0.f;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+#pragma unroll
+      for (int j = 0; j < kVectors; ++j)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) m = fmaxf(m, fabsf(x[r][j][e]));
+    return m;
+  }
+
+  // 8 values as INT8 bytes (inv = 127 / the group's max |value|, 0 for a zero group).
+  __device__ __forceinline__ static uint2 int8_bytes_of(const float (&x)[8], float inv) {
     uint32_t b[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) b[e] = int8_byte_bits(x[e], inv);
     return make_uint2(pack_low_bytes(b[0], b[1], b[2], b[3]), pack_low_bytes(b[4], b[5], b[6], b[7]));
+  }
+
+  // Vector j of row r as 8 INT8 bytes.
+  __device__ __forceinline__ uint2 int8_bytes(int r, int j, bool rotate, float inv) const {
+    float x[8];
+    values(r, j, rotate, x);
+    return int8_bytes_of(x, inv);
   }
 };
 
