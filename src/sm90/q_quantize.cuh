@@ -71,9 +71,10 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
       // Byte column 8 (4 j + lane % 4): 16-byte chunk (4 j + lane % 4) / 2, where the descriptors'
       // swizzle puts it.
       const int offset = SwizzledRows<kD>::chunk_offset(64, row, (4 * j + lane % 4) / 2) + (lane % 2) * 8;
-      *reinterpret_cast<uint2*>(q_rows + offset) =
-          kConvertOnce ? Rows::int8_bytes_of(x[kConvertOnce ? r : 0][kConvertOnce ? j : 0], inv)
-                       : rows.int8_bytes(r, j, rotate, inv);
+      uint2 bytes;
+      if constexpr (kConvertOnce) bytes = Rows::int8_bytes_of(x[r][j], inv);
+      else bytes = rows.int8_bytes(r, j, rotate, inv);
+      *reinterpret_cast<uint2*>(q_rows + offset) = bytes;
     }
   }
   // The wgmmas read shared memory through the async proxy.
