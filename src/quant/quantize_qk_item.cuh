@@ -233,9 +233,18 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
     const int keys = is_q ? key_side(a.packing, batch, a.seqlen_kv).length : seqlen;
     const int chunks = sequence_chunks(a.packing, keys, a.column_sum_chunks, a.column_sum_chunk_tokens);
     for (int c = threadIdx.x; c < kHeadDim; c += kQuantizeThreads) {
+      // Every chunk's partial in flight at once (predicated, at most kMaxColumnSumChunks), then
+      // summed in chunk order (the same rounding as one at a time): with `unroll 4` a K item waited
+      // for two L2 round trips at 4K tokens (8 chunks) before its rows' first use, and with `unroll
+      // 8` four at 2K, where 4 chunks run the remainder loop (ncu stall samples and the grid's time,
+      // H100, session 21).
+      float part[kMaxColumnSumChunks];
+#pragma unroll
+      for (int i = 0; i < kMaxColumnSumChunks; ++i) part[i] = i < chunks ? sums[i * kHeadDim + c] : 0.f;
       float s = 0.f;
-#pragma unroll 4
-      for (int i = 0; i < chunks; ++i) s += sums[i * kHeadDim + c];
+#pragma unroll
+      for (int i = 0; i < kMaxColumnSumChunks; ++i)
+        if (i < chunks) s += part[i];
       mean[c] = keys > 0 ? s / static_cast<float>(k_mean_sample_count(keys)) : 0.f;
     }
   }
