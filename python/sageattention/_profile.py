@@ -4,7 +4,7 @@ the pre-pass (quantization, smoothing statistics, V conversion). Used by ``bench
 ``scripts/smoke.py``; the split itself is pure Python (tested on the CPU).
 """
 
-__all__ = ["kernel_times", "split_prepass"]
+__all__ = ["kernel_times", "kernel_short_name", "split_prepass"]
 
 # Kernel-name fragments: every kernel of the library lives in namespace sageattn; the attention
 # kernels are attention_sm80_kernel / attention_sm90_kernel, everything else of ours is pre-pass.
@@ -28,11 +28,21 @@ def kernel_times(fn, calls=5):
             for evt in prof.key_averages() if evt.device_time_total > 0]
 
 
+def kernel_short_name(name):
+    """``quantize_kernel`` from ``void sageattn::(anonymous namespace)::quantize_kernel<__half, ...>(...)``:
+    the unqualified name without template arguments or parameters."""
+    head = name.replace("(anonymous namespace)", "").split("<", 1)[0].split("(", 1)[0]
+    words = head.split("::")[-1].split()
+    return words[-1] if words else name
+
+
 def split_prepass(times):
     """Totals of ``kernel_times`` output: attention, pre-pass and other (torch's own kernels, e.g.
     the padding copies of head dims that are not a multiple of 8) in microseconds, our launches per
-    call, and the pre-pass share of the GPU time."""
+    call, the pre-pass share of the GPU time, and the pre-pass per kernel (``prepass_kernels``:
+    short name -> microseconds, largest first)."""
     attention = prepass = other = launches = 0.0
+    prepass_kernels = {}
     for name, us, count in times:
         if _ATTENTION in name and _LIBRARY in name:
             attention += us
@@ -40,8 +50,11 @@ def split_prepass(times):
         elif _LIBRARY in name:
             prepass += us
             launches += count
+            short = kernel_short_name(name)
+            prepass_kernels[short] = prepass_kernels.get(short, 0.0) + us
         else:
             other += us
     total = attention + prepass + other
     return {"attention_us": attention, "prepass_us": prepass, "other_us": other, "total_us": total,
-            "launches": launches, "prepass_share": prepass / total if total > 0 else 0.0}
+            "launches": launches, "prepass_share": prepass / total if total > 0 else 0.0,
+            "prepass_kernels": dict(sorted(prepass_kernels.items(), key=lambda item: -item[1]))}

@@ -22,8 +22,31 @@ def test_split_counts_our_kernels_by_role():
     assert split["total_us"] == pytest.approx(2020.0)
     assert split["launches"] == pytest.approx(5)  # torch's kernels are not ours
     assert split["prepass_share"] == pytest.approx(350.0 / 2020.0)
+    # Per pre-pass kernel, largest first; neither the attention kernel nor torch's are listed.
+    assert list(split["prepass_kernels"].items()) == [
+        ("quantize_qk_kernel", pytest.approx(150.0)),
+        ("quantize_v_kernel", pytest.approx(90.0)),
+        ("v_stats_kernel", pytest.approx(60.0)),
+        ("k_column_sums_kernel", pytest.approx(50.0)),
+    ]
+
+
+def test_prepass_kernels_of_one_name_add_up():
+    """Instantiations of one kernel (several dtypes or head dims in a profile) are summed under its
+    short name."""
+    times = [
+        ("void sageattn::(anonymous namespace)::quantize_kernel<__half, false, 128>(sageattn::QuantizeArgs, "
+         "sageattn::QuantizeVArgs)", 177.0, 1),
+        ("void sageattn::(anonymous namespace)::quantize_kernel<__nv_bfloat16, false, 128>(sageattn::QuantizeArgs, "
+         "sageattn::QuantizeVArgs)", 23.0, 1),
+        ("void sageattn::(anonymous namespace)::stats_kernel<__half, 128, true>(sageattn::QuantizeArgs, "
+         "sageattn::QuantizeVArgs)", 26.0, 1),
+    ]
+    assert split_prepass(times)["prepass_kernels"] == {"quantize_kernel": pytest.approx(200.0),
+                                                       "stats_kernel": pytest.approx(26.0)}
 
 
 def test_split_of_nothing_is_zero():
     split = split_prepass([])
     assert split["total_us"] == 0 and split["prepass_share"] == 0.0 and split["launches"] == 0
+    assert split["prepass_kernels"] == {}
