@@ -75,9 +75,9 @@ def main():
         for name, fn in (("varlen", varlen), ("dense", lambda: sageattention.sageattn(qd, kd, vd, is_causal=args.causal,
                                                                                      kernel=dense_kernel))):
             split = _profile.split_prepass(_profile.kernel_times(fn))
-            kernels = ", ".join(f"{kernel} {us:.0f}" for kernel, us in split["prepass_kernels"].items())
             print(f"  {name}: attention {split['attention_us']:.0f} us, pre-pass {split['prepass_us']:.0f} us "
-                  f"({split['prepass_share']:.0%}; {kernels or 'none'}), {split['launches']:.0f} launches")
+                  f"({split['prepass_share']:.0%}; {_profile.prepass_kernels_text(split)}), "
+                  f"{split['launches']:.0f} launches")
     print(f"with CPU lengths (copied per call): {host_lengths_ms:.3f} ms; one dense call per sequence: "
           f"{loop_ms:.3f} ms ({work / loop_ms / 1e9 / dense_tops:.2f} of dense)")
 

@@ -4,7 +4,7 @@ the pre-pass (quantization, smoothing statistics, V conversion). Used by ``bench
 ``scripts/smoke.py``; the split itself is pure Python (tested on the CPU).
 """
 
-__all__ = ["kernel_times", "kernel_short_name", "split_prepass"]
+__all__ = ["kernel_times", "kernel_short_name", "split_prepass", "prepass_kernels_text"]
 
 # Kernel-name fragments: every kernel of the library lives in namespace sageattn; the attention
 # kernels are attention_sm80_kernel / attention_sm90_kernel, everything else of ours is pre-pass.
@@ -58,3 +58,9 @@ def split_prepass(times):
     return {"attention_us": attention, "prepass_us": prepass, "other_us": other, "total_us": total,
             "launches": launches, "prepass_share": prepass / total if total > 0 else 0.0,
             "prepass_kernels": dict(sorted(prepass_kernels.items(), key=lambda item: -item[1]))}
+
+
+def prepass_kernels_text(split, empty="none"):
+    """``split_prepass``'s pre-pass per kernel as ``quantize_kernel 177, stats_kernel 26`` (us), or
+    ``empty`` when the call ran no pre-pass kernel."""
+    return ", ".join(f"{name} {us:.0f}" for name, us in split["prepass_kernels"].items()) or empty

@@ -171,7 +171,7 @@ def _breakdown_row(args, methods, row, dtype, gen):
     """Profiles the first sageattn method on this shape; stores the split in row["breakdown"]."""
     import torch
 
-    from ._profile import kernel_times, split_prepass
+    from ._profile import kernel_times, prepass_kernels_text, split_prepass
 
     sage = next((m for m in methods if m.name in _SAGE_KERNELS and not m.unavailable), None)
     if sage is None:
@@ -182,10 +182,9 @@ def _breakdown_row(args, methods, row, dtype, gen):
     row["breakdown"] = split
     flops = 4.0 * b * h * n * n * d * (0.5 if row["causal"] else 1.0)
     kernel_tops = flops / (split["attention_us"] * 1e-6) / 1e12 if split["attention_us"] > 0 else float("nan")
-    kernels = ", ".join(f"{name} {us:.0f}" for name, us in split["prepass_kernels"].items())
     return (f"       {sage.name}: attention kernel alone {kernel_tops:.1f} TOPS; pre-pass "
             f"{split['prepass_us']:.0f} us = {split['prepass_share']:.1%} of {split['total_us']:.0f} us GPU "
-            f"time ({kernels or 'no pre-pass kernel'}); {split['launches']:.0f} launches per call")
+            f"time ({prepass_kernels_text(split, 'no pre-pass kernel')}); {split['launches']:.0f} launches per call")
 
 
 def _bench_shape(args, methods, baselines, dtype, head_dim, causal, n, gen):

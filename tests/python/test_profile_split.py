@@ -3,7 +3,7 @@
 
 import pytest
 
-from sageattention._profile import split_prepass
+from sageattention._profile import prepass_kernels_text, split_prepass
 
 
 def test_split_counts_our_kernels_by_role():
@@ -42,11 +42,13 @@ def test_prepass_kernels_of_one_name_add_up():
         ("void sageattn::(anonymous namespace)::stats_kernel<__half, 128, true>(sageattn::QuantizeArgs, "
          "sageattn::QuantizeVArgs)", 26.0, 1),
     ]
-    assert split_prepass(times)["prepass_kernels"] == {"quantize_kernel": pytest.approx(200.0),
-                                                       "stats_kernel": pytest.approx(26.0)}
+    split = split_prepass(times)
+    assert split["prepass_kernels"] == {"quantize_kernel": pytest.approx(200.0), "stats_kernel": pytest.approx(26.0)}
+    assert prepass_kernels_text(split) == "quantize_kernel 200, stats_kernel 26"
 
 
 def test_split_of_nothing_is_zero():
     split = split_prepass([])
     assert split["total_us"] == 0 and split["prepass_share"] == 0.0 and split["launches"] == 0
     assert split["prepass_kernels"] == {}
+    assert prepass_kernels_text(split, "no pre-pass kernel") == "no pre-pass kernel"
