@@ -13,12 +13,17 @@ struct SwizzledRows {
   static_assert(kD == 64 || kD == 128 || kD == 256, "sm90 head dims");
   static constexpr int kRowBytes = kD < 128 ? kD : 128;  // bytes per row of one panel
   static constexpr int kPanels = kD / kRowBytes;
+  // The 16-byte chunk index that chunk c of row `row` is XORed with inside its panel.
+  template <typename I>
+  __host__ __device__ static constexpr int swizzle(I row) {
+    return kRowBytes == 128 ? static_cast<int>(row % 8) : static_cast<int>(row / 2 % 4);
+  }
   // Where 16-byte chunk `chunk` (0 .. kD / 16 - 1) of row `row` starts. Tiles of `rows` rows (a
   // multiple of 8) follow each other: `row` may lie past the first. I is int64_t where the byte
   // offset may pass 2^31 (workspace rows).
   template <typename I>
   __host__ __device__ static constexpr I chunk_offset(int rows, I row, int chunk) {
-    const int swizzle = kRowBytes == 128 ? static_cast<int>(row % 8) : static_cast<int>(row / 2 % 4);
+    const int swizzle = SwizzledRows::swizzle(row);
     if constexpr (kPanels == 1) {
       return row * kRowBytes + (chunk ^ swizzle) * 16;
     } else {

@@ -179,7 +179,39 @@ struct QkThreadRows {
   __device__ static int item_row(int p) {
     return threadIdx.x / 32 * kQuantizeWarpRows + p * kRowsPerPass + threadIdx.x % 32 / kLanesPerRow;
   }
+  // Where byte col() of the thread's row in pass p lies in a swizzled tile of 128 rows (sm90), as a
+  // displacement from row * kHeadDim + col(): in pass 0, and what pass p XORs into it. A thread's
+  // row in pass p is item_row(0) + p * kRowsPerPass with item_row(0) % kRowsPerPass < kRowsPerPass
+  // and warps 16 rows apart, so the swizzle of its row is that of pass 0 XOR that of p *
+  // kRowsPerPass (no carries; swizzle_separable checks every thread and pass at compile time). With
+  // the offset computed per pass (a modulo, an XOR and the tile arithmetic from the row), the 8
+  // passes of a K item spent ~20 integer instructions each on it (ncu SASS, session 21).
+  __device__ static int swizzled_col0() {
+    const int row = item_row(0);
+    return SwizzledRows<kHeadDim>::offset(kRowsPerQuantizeItem, row, col()) - row * kHeadDim;
+  }
+  static constexpr int pass_swizzle_xor(int p) { return 16 * SwizzledRows<kHeadDim>::swizzle(p * kRowsPerPass); }
 };
+
+// Compile-time check of QkThreadRows's decomposition of the swizzled offsets: one panel (head dims
+// 64 and 128), every thread and pass.
+template <int kHeadDim>
+constexpr bool swizzle_separable() {
+  using Rows = QkThreadRows<kHeadDim>;
+  using Swizzled = SwizzledRows<kHeadDim>;
+  for (int thread = 0; thread < kQuantizeThreads; ++thread) {
+    const int row0 = thread / 32 * kQuantizeWarpRows + thread % 32 / Rows::kLanesPerRow;
+    const int col = (thread % 32 % Rows::kLanesPerRow) * 8;
+    const int col0 = Swizzled::offset(kRowsPerQuantizeItem, row0, col) - row0 * kHeadDim;
+    for (int p = 0; p < Rows::kPasses; ++p) {
+      const int row = row0 + p * Rows::kRowsPerPass;
+      if (Swizzled::offset(kRowsPerQuantizeItem, row, col) - row * kHeadDim != (col0 ^ Rows::pass_swizzle_xor(p)))
+        return false;
+    }
+  }
+  return true;
+}
+static_assert(swizzle_separable<64>() && swizzle_separable<128>(), "QkThreadRows::pass_swizzle_xor");
 
 // This thread's rows of the item into registers, zeros past the sequence and the head dim.
 template <typename T, int kHeadDim>
@@ -315,6 +347,10 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
   }
   __syncthreads();
 
+  // This thread's pass-0 row in the destination; pass p's is kRowsPerPass * kHeadDim * p further
+  // (an immediate offset of the store, not 64-bit arithmetic per pass).
+  int8_t* const dst_row0 = dst + static_cast<int64_t>(row0 + Rows::item_row(0)) * kHeadDim;
+  const int swizzled_col0 = Rows::swizzled_col0();
 #pragma unroll
   for (int p = 0; p < kPasses; ++p) {
     const int local_row = Rows::item_row(p);
@@ -335,10 +371,14 @@ __device__ __forceinline__ void quantize_qk_rows(const QuantizeArgs& a, const Qk
     // offsets in the branch made ptxas spill 64 bytes in the fp16 quantization kernel.
     int shifted_col = col;
     if (a.swizzle_rows) {
-      const int tile_row = local_row % kRowsPerQuantizeItem;  // row0 is a multiple of the tile
-      shifted_col = SwizzledRows<kHeadDim>::offset(kRowsPerQuantizeItem, tile_row, col) - tile_row * kHeadDim;
+      if constexpr (SwizzledRows<kHeadDim>::kPanels == 1) {
+        shifted_col = swizzled_col0 ^ Rows::pass_swizzle_xor(p);
+      } else {
+        const int tile_row = local_row % kRowsPerQuantizeItem;  // row0 is a multiple of the tile
+        shifted_col = SwizzledRows<kHeadDim>::offset(kRowsPerQuantizeItem, tile_row, col) - tile_row * kHeadDim;
+      }
     }
-    *reinterpret_cast<uint2*>(dst + static_cast<int64_t>(row) * kHeadDim + shifted_col) =
+    *reinterpret_cast<uint2*>(dst_row0 + p * Rows::kRowsPerPass * kHeadDim + shifted_col) =
         make_uint2(packed[0], packed[1]);
   }
 }
