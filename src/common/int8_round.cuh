@@ -5,13 +5,15 @@
 
 namespace sageattn {
 
-// __float2int_rn(x * inv), clamped to [-127, 127], as the low byte of (x * inv + 1.5 * 2^23): for
-// |v| < 2^22 the sum's mantissa holds round-to-nearest-even(v) in two's complement. Callers pass
+// rint(x * inv) of the exact product (docs/design/quantization.md), clamped to [-127, 127], as the
+// low byte of fma(x, inv, 1.5 * 2^23): for |x * inv| < 2^22 the sum's only rounding is to an
+// integer, half to even, and its mantissa holds that integer in two's complement. Callers pass
 // inv = 127 / amax (rounded) and |x| <= amax, so |x * inv| rounds to at most 127 and the clamp
-// never binds. One FADD on the FMA pipe instead of an F2I on the 16-per-clock conversion pipe and
-// two integer clamps.
+// never binds. One FFMA per value (a multiply and an add before session 22: the product rounded
+// to float first, one instruction more per value in Q and K), instead of an F2I on the
+// 16-per-clock conversion pipe and two integer clamps.
 __device__ __forceinline__ uint32_t int8_byte_bits(float x, float inv) {
-  return __float_as_uint(__fadd_rn(__fmul_rn(x, inv), 12582912.f));
+  return __float_as_uint(__fmaf_rn(x, inv, 12582912.f));
 }
 
 // Packs the low bytes of four words, first word lowest.

@@ -139,10 +139,12 @@ float int8_scale(float amax) { return amax >= kMinQuantizableAmax ? amax / 127.0
 float int8_inverse_scale(float amax) { return amax >= kMinQuantizableAmax ? 127.0f / amax : 0.0f; }
 
 int8_t quantize_int8(float x, float inverse_scale) {
-  const float scaled = x * inverse_scale;
+  // The exact product (48 significant bits fit a double), rounded once to an integer, as the
+  // GPU's fma(x, inv, 1.5 * 2^23) does (common/int8_round.cuh).
+  const double scaled = static_cast<double>(x) * static_cast<double>(inverse_scale);
   if (std::isnan(scaled)) return 0;
-  // rint rounds half to even in the default rounding mode, as cvt.rni does.
-  const float rounded = std::rint(scaled);
+  // rint rounds half to even in the default rounding mode, as the GPU's addition does.
+  const float rounded = static_cast<float>(std::rint(scaled));
   const float clamped = std::min(std::max(rounded, -static_cast<float>(kInt8Max)), static_cast<float>(kInt8Max));
   return static_cast<int8_t>(clamped);
 }

@@ -57,7 +57,8 @@ inline int64_t num_groups(const GroupLayout& layout, int64_t rows) {
 
 SAGEATTN_REFERENCE_EXPORT float int8_scale(float amax);          // amax / 127.0f
 SAGEATTN_REFERENCE_EXPORT float int8_inverse_scale(float amax);  // amax > 0 ? 127.0f / amax : 0
-// clamp(rint(x * inverse_scale), -127, 127), round half to even. A NaN product (only possible when
+// clamp(rint(x * inverse_scale), -127, 127) of the exact product (not rounded to float first),
+// round half to even. A NaN product (only possible when
 // 127/amax overflowed to inf and x == 0, see the .cpp) gives 0, as cvt.rni.sat does on the GPU.
 SAGEATTN_REFERENCE_EXPORT int8_t quantize_int8(float x, float inverse_scale);
 

@@ -256,6 +256,24 @@ TEST(Quantization, RoundsHalfToEven) {
   EXPECT_EQ(q.scales[0], 1.0f);
 }
 
+// x * inv rounds as the exact product (docs/design/quantization.md): where rounding the product to
+// float first lands on the other side of a half-integer, the exact product decides. Random groups
+// until 50 such products are found, so the test cannot pass without them.
+TEST(Quantization, RoundsTheExactProductNotTheFloatProduct) {
+  std::mt19937 rng(22);
+  std::uniform_real_distribution<float> amax_dist(1e-3f, 1e3f), unit(-1.f, 1.f);
+  int found = 0;
+  for (int i = 0; i < 20000000 && found < 50; ++i) {
+    const float amax = amax_dist(rng), inv = ref::int8_inverse_scale(amax), x = unit(rng) * amax;
+    const double exact = static_cast<double>(x) * inv;
+    const float float_product = x * inv;
+    if (std::rint(exact) == std::rint(static_cast<double>(float_product))) continue;
+    ++found;
+    EXPECT_EQ(ref::quantize_int8(x, inv), static_cast<int>(std::rint(exact))) << "x = " << x << ", inv = " << inv;
+  }
+  EXPECT_EQ(found, 50) << "too few products on which the two roundings differ";
+}
+
 TEST(Quantization, ScaleAndInverseDefinitions) {
   EXPECT_EQ(ref::int8_scale(0.0f), 0.0f);
   EXPECT_EQ(ref::int8_inverse_scale(0.0f), 0.0f);

@@ -29,7 +29,7 @@ float amax_of(const std::vector<float>& x) {
 std::vector<int> quantized(const std::vector<float>& x, float amax) {
   const float inv = amax > 0 ? 127.0f / amax : 0.0f;
   std::vector<int> q;
-  for (float v : x) q.push_back(static_cast<int>(std::max(-127.0f, std::min(127.0f, std::rint(v * inv)))));
+  for (float v : x) q.push_back(static_cast<int>(std::max(-127.0f, std::min(127.0f, static_cast<float>(std::rint(static_cast<double>(v) * inv))))));
   return q;
 }
 

@@ -309,7 +309,7 @@ float amax_of(const std::vector<float>& x) {
 std::vector<int> int8_quantized(const std::vector<float>& x, float amax) {
   const float inv = 127.0f / amax;
   std::vector<int> q;
-  for (float v : x) q.push_back(static_cast<int>(std::max(-127.0f, std::min(127.0f, std::rint(v * inv)))));
+  for (float v : x) q.push_back(static_cast<int>(std::max(-127.0f, std::min(127.0f, static_cast<float>(std::rint(static_cast<double>(v) * inv))))));
   return q;
 }
 

@@ -162,13 +162,14 @@ def _float32_mean(x):
 
 
 def _int8_per_thread(x, groups, group_count):
-    # One float32 scale per group: amax / 127, values rint(x * (127 / amax)) (half to even).
+    # One float32 scale per group: amax / 127, values rint(x * (127 / amax)) of the exact product
+    # (float64 holds it) rounded half to even.
     amax = torch.zeros(group_count, dtype=torch.float32).scatter_reduce(
         0, groups, x.abs().amax(dim=1), reduce="amax")
     ok = amax >= 1e-30
     scale = torch.where(ok, _div(amax, 127.0), torch.zeros_like(amax))
     inv = torch.where(ok, _div(127.0, amax), torch.zeros_like(amax))
-    q = torch.round(x * inv[groups].unsqueeze(1)).clamp(-127, 127)
+    q = torch.round(x.double() * inv[groups].unsqueeze(1).double()).clamp(-127, 127)
     return q.double(), scale[groups]
 
 

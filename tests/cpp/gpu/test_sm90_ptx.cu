@@ -2,7 +2,7 @@
 // operands from swizzled shared memory, at head dim 256 in two panels, e4m3 up to N = 256, f16 and
 // bf16 with A from registers), the INT8 row layout (common/swizzled_rows.h), the bulk copy +
 // mbarrier round trip, the L2 prefetch, stmatrix with the bulk store, a TMA box load (swizzle, zero
-// fill), the E4M3 pack, and the polynomial exp2 helper. A failure here names the broken piece; the
+// fill), the E4M3 pack, the INT8 rounding, and the polynomial exp2 helper. A failure here names the broken piece; the
 // end-to-end GPU suite only says "the output is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU, except the host-only layout test.
 #include <cuda_runtime.h>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/fast_exp2.cuh"
+#include "common/int8_round.cuh"
 #include "common/swizzled_rows.h"
 #include "ptx/convert.cuh"
 #include "ptx/cp_async.cuh"
@@ -683,6 +684,50 @@ TEST(Sm90Ptx, E4m3PackMatchesReferenceRounding) {
     bad += !same(lo, want_lo) + !same(hi, want_hi);
   }
   EXPECT_EQ(bad, 0) << "of " << in.size() << " conversions";
+}
+
+__global__ void int8_round_kernel(const float* x, const float* inv, uint32_t* out, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = sageattn::int8_byte_bits(x[i], inv[i]);
+}
+
+// The INT8 rounding of the pre-pass and of the kernels' Q quantization (common/int8_round.cuh)
+// against the emulation's (reference quantize_int8): random groups, and products whose rounding to
+// float first would give another integer (the definition rounds the exact product), of which the
+// host search must find some.
+TEST(Sm90Ptx, Int8RoundingMatchesReference) {
+  REQUIRE_SM90();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> amax_dist(1e-3f, 1e3f), unit(-1.f, 1.f);
+  std::vector<float> x, inv;
+  int exact_decides = 0;
+  for (int i = 0; i < 20000000 && (x.size() < 200000 || exact_decides < 100); ++i) {
+    const float amax = amax_dist(rng), s = sageattn::reference::int8_inverse_scale(amax), v = unit(rng) * amax;
+    const bool differs = std::rint(static_cast<double>(v) * s) != std::rint(static_cast<double>(v * s));
+    if (x.size() >= 200000 && !differs) continue;
+    exact_decides += differs;
+    x.push_back(v);
+    inv.push_back(s);
+    if (i % 64 == 0) {  // the group maximum itself, which must give +-127
+      x.push_back(i % 128 ? amax : -amax);
+      inv.push_back(s);
+    }
+  }
+  ASSERT_GE(exact_decides, 100);
+  const int n = static_cast<int>(x.size());
+  DeviceBuffer<float> dx(n), dinv(n);
+  DeviceBuffer<uint32_t> dout(n);
+  CUDA_OK(cudaMemcpy(dx.ptr, x.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dinv.ptr, inv.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  int8_round_kernel<<<(n + 255) / 256, 256>>>(dx.ptr, dinv.ptr, dout.ptr, n);
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint32_t> out(n);
+  CUDA_OK(cudaMemcpy(out.data(), dout.ptr, n * sizeof(uint32_t), cudaMemcpyDeviceToHost));
+  int bad = 0;
+  for (int i = 0; i < n; ++i)
+    bad += static_cast<int8_t>(out[i] & 0xffu) != sageattn::reference::quantize_int8(x[i], inv[i]);
+  EXPECT_EQ(bad, 0) << "of " << n << " values (" << exact_decides << " where the exact product decides)";
 }
 
 __global__ void poly_exp2_kernel(const float* exp_in, float* exp_out, int n) {
