@@ -40,16 +40,8 @@ __device__ __forceinline__ float quantize_q_warp(const typename Tr::T* head_rows
   // Head dim 64 (64 values per lane): converted (and rotated) once for the maximum and the bytes, as
   // the sm90 kernel does (sm90/q_quantize.cuh); nothing else of the item is live yet. Head dim 128
   // (128 values) converts twice.
-  constexpr bool kConvertOnce = Tr::kHeadDim == 64;
-  float x[kConvertOnce ? kRows : 1][kConvertOnce ? Tr::kHeadDim / 32 : 1][8];
-  float m;
-  if constexpr (kConvertOnce) {
-    m = rotate ? 0.f : rows.abs_max(false);  // unrotated: the maximum of the packed inputs
-    rows.all_values(rotate, x);
-    if (rotate) m = Rows::abs_max_of(x);
-  } else {
-    m = rows.abs_max(rotate);
-  }
+  typename Rows::template Kept<Tr::kHeadDim == 64> kept;
+  float m = rows.abs_max_keeping(rotate, kept);
   const int group_lanes = per_warp ? 32 : 4;
   for (int offset = 1; offset < group_lanes; offset *= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
   const bool quantizable = m >= kMinQuantizableAmax;
@@ -61,10 +53,7 @@ __device__ __forceinline__ float quantize_q_warp(const typename Tr::T* head_rows
     for (int j = 0; j < Tr::kHeadDim / 32; ++j) {
       // Byte column 8 (4 j + lane % 4) is the (lane % 2)-th half of 16-byte chunk (4 j + lane % 4) / 2.
       const int offset = swizzled_offset<Tr::kInt8ChunksPerRow>(row, (4 * j + lane % 4) / 2) + (lane % 2) * 8;
-      uint2 bytes;
-      if constexpr (kConvertOnce) bytes = Rows::int8_bytes_of(x[r][j], inv);
-      else bytes = rows.int8_bytes(r, j, rotate, inv);
-      *reinterpret_cast<uint2*>(q_tile + offset) = bytes;
+      *reinterpret_cast<uint2*>(q_tile + offset) = rows.int8_bytes_from(kept, r, j, rotate, inv);
     }
   }
   if (!quantizable) return 0.f;

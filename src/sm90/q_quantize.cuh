@@ -40,16 +40,8 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
   // Head dims up to 128: the 64 values converted (and rotated) once for the maximum and the bytes,
   // which the consumer's registers hold at an item's start (nothing else of the item is live yet);
   // converting twice cost ~4 instructions per value of ~13. Head dim 256 (128 values) converts twice.
-  constexpr bool kConvertOnce = kD <= 128;
-  float x[kConvertOnce ? 2 : 1][kConvertOnce ? kD / 32 : 1][8];
-  float m;
-  if constexpr (kConvertOnce) {
-    m = rotate ? 0.f : rows.abs_max(false);  // unrotated: the maximum of the packed inputs
-    rows.all_values(rotate, x);
-    if (rotate) m = Rows::abs_max_of(x);
-  } else {
-    m = rows.abs_max(rotate);
-  }
+  typename Rows::template Kept<kD <= 128> kept;
+  float m = rows.abs_max_keeping(rotate, kept);
   // The quad holds both rows whole; per-warp groups span the warp's 16 rows.
   m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
   m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
@@ -71,10 +63,7 @@ __device__ __forceinline__ float quantize_q_rows(const T* head_rows, int64_t str
       // Byte column 8 (4 j + lane % 4): 16-byte chunk (4 j + lane % 4) / 2, where the descriptors'
       // swizzle puts it.
       const int offset = SwizzledRows<kD>::chunk_offset(64, row, (4 * j + lane % 4) / 2) + (lane % 2) * 8;
-      uint2 bytes;
-      if constexpr (kConvertOnce) bytes = Rows::int8_bytes_of(x[r][j], inv);
-      else bytes = rows.int8_bytes(r, j, rotate, inv);
-      *reinterpret_cast<uint2*>(q_rows + offset) = bytes;
+      *reinterpret_cast<uint2*>(q_rows + offset) = rows.int8_bytes_from(kept, r, j, rotate, inv);
     }
   }
   // The wgmmas read shared memory through the async proxy.
