@@ -12,6 +12,7 @@
 
 #include "common/rotation.h"
 #include "reference/reference.h"
+#include "int8_near_ties.h"
 #include "test_reference_util.h"
 
 namespace {
@@ -257,21 +258,16 @@ TEST(Quantization, RoundsHalfToEven) {
 }
 
 // x * inv rounds as the exact product (docs/design/quantization.md): where rounding the product to
-// float first lands on the other side of a half-integer, the exact product decides. Random groups
-// until 50 such products are found, so the test cannot pass without them.
+// float first lands on the other side of a half-integer, the exact product decides. The products
+// near half-integers must include such cases, so the test cannot pass without them.
 TEST(Quantization, RoundsTheExactProductNotTheFloatProduct) {
-  std::mt19937 rng(22);
-  std::uniform_real_distribution<float> amax_dist(1e-3f, 1e3f), unit(-1.f, 1.f);
-  int found = 0;
-  for (int i = 0; i < 20000000 && found < 50; ++i) {
-    const float amax = amax_dist(rng), inv = ref::int8_inverse_scale(amax), x = unit(rng) * amax;
-    const double exact = static_cast<double>(x) * inv;
-    const float float_product = x * inv;
-    if (std::rint(exact) == std::rint(static_cast<double>(float_product))) continue;
-    ++found;
-    EXPECT_EQ(ref::quantize_int8(x, inv), static_cast<int>(std::rint(exact))) << "x = " << x << ", inv = " << inv;
+  int differ = 0;
+  for (const auto& [x, inv] : sageattn_test::int8_near_ties(22, 20000)) {
+    EXPECT_EQ(ref::quantize_int8(x, inv), static_cast<int>(std::rint(static_cast<double>(x) * inv)))
+        << "x = " << x << ", inv = " << inv;
+    differ += sageattn_test::float_product_rounds_otherwise(x, inv);
   }
-  EXPECT_EQ(found, 50) << "too few products on which the two roundings differ";
+  EXPECT_GE(differ, 100) << "too few products on which the two roundings differ";
 }
 
 TEST(Quantization, ScaleAndInverseDefinitions) {

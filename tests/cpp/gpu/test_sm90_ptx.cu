@@ -28,6 +28,7 @@
 #include "sm90/traits.cuh"
 #include "api/tensor_map.h"
 #include "reference/reference.h"
+#include "../int8_near_ties.h"
 
 namespace {
 
@@ -692,26 +693,26 @@ __global__ void int8_round_kernel(const float* x, const float* inv, uint32_t* ou
 }
 
 // The INT8 rounding of the pre-pass and of the kernels' Q quantization (common/int8_round.cuh)
-// against the emulation's (reference quantize_int8): random groups, and products whose rounding to
-// float first would give another integer (the definition rounds the exact product), of which the
-// host search must find some.
+// against the emulation's (reference quantize_int8): random groups with their maxima (+-127), and
+// products near half-integers (int8_near_ties.h), some of which round otherwise when the product is
+// rounded to float first (the definition rounds the exact product).
 TEST(Sm90Ptx, Int8RoundingMatchesReference) {
   REQUIRE_SM90();
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> amax_dist(1e-3f, 1e3f), unit(-1.f, 1.f);
   std::vector<float> x, inv;
+  for (int i = 0; i < 100000; ++i) {
+    const float amax = amax_dist(rng), s = sageattn::reference::int8_inverse_scale(amax);
+    x.push_back(unit(rng) * amax);
+    inv.push_back(s);
+    x.push_back(i % 2 ? amax : -amax);
+    inv.push_back(s);
+  }
   int exact_decides = 0;
-  for (int i = 0; i < 20000000 && (x.size() < 200000 || exact_decides < 100); ++i) {
-    const float amax = amax_dist(rng), s = sageattn::reference::int8_inverse_scale(amax), v = unit(rng) * amax;
-    const bool differs = std::rint(static_cast<double>(v) * s) != std::rint(static_cast<double>(v * s));
-    if (x.size() >= 200000 && !differs) continue;
-    exact_decides += differs;
+  for (const auto& [v, s] : sageattn_test::int8_near_ties(5, 100000)) {
     x.push_back(v);
     inv.push_back(s);
-    if (i % 64 == 0) {  // the group maximum itself, which must give +-127
-      x.push_back(i % 128 ? amax : -amax);
-      inv.push_back(s);
-    }
+    exact_decides += sageattn_test::float_product_rounds_otherwise(v, s);
   }
   ASSERT_GE(exact_decides, 100);
   const int n = static_cast<int>(x.size());
