@@ -169,7 +169,9 @@ struct CtaShape {
   // The epilogue stages the output rows in shared memory and stores them with bulk copies
   // (kernel.cuh). H100, same-call A/B (docs/performance.md): two consumers (16-bit P.V) +4 % at 1K,
   // +2-4 % causal 1K-2K; three consumers equal non-causal and 4 % slower causal at 4K (ptxas
-  // spilled 56 bytes more per consumer at 160 registers), so they keep the direct stores.
+  // spilled 56 bytes more per consumer at 160 registers), so they keep the direct stores. Staged
+  // there with the direct path's 4-byte stores into shared memory instead of stmatrix (session 22):
+  // 2K -1.5 %, causal 4K-16K -3 to -5 % (docs/performance.md).
   // Head dim 64 (16-bit P.V) stores directly: staged measured equal to 3 % slower (H100, 2026-11-27).
   static constexpr bool kStagedOutput = kConsumers == 2 && kD == 128;
   static constexpr int kQBytes = kRows * kD;
