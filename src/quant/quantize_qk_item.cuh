@@ -181,9 +181,10 @@ struct QkThreadRows {
   }
   // Where byte col() of the thread's row in pass p lies in a swizzled tile of 128 rows (sm90), as a
   // displacement from row * kHeadDim + col(): in pass 0, and what pass p XORs into it. A thread's
-  // row in pass p is item_row(0) + p * kRowsPerPass with item_row(0) % kRowsPerPass < kRowsPerPass
-  // and warps 16 rows apart, so the swizzle of its row is that of pass 0 XOR that of p *
-  // kRowsPerPass (no carries; swizzle_separable checks every thread and pass at compile time). With
+  // row in pass p is item_row(0) + p * kRowsPerPass, where item_row(0) is its warp's 16-row start
+  // plus lane / kLanesPerRow < kRowsPerPass: the row bits the swizzle reads from the two terms do not
+  // overlap, so the swizzle of its row is that of pass 0 XOR that of p * kRowsPerPass
+  // (swizzle_separable checks every thread and pass at compile time). With
   // the offset computed per pass (a modulo, an XOR and the tile arithmetic from the row), the 8
   // passes of a K item spent ~20 integer instructions each on it (ncu SASS, session 21).
   __device__ static int swizzled_col0() {
