@@ -2,8 +2,8 @@
 // operands from swizzled shared memory, at head dim 256 in two panels, e4m3 up to N = 256, f16 and
 // bf16 with A from registers), the INT8 row layout (common/swizzled_rows.h), the bulk copy +
 // mbarrier round trip, the L2 prefetch, stmatrix with the bulk store, a TMA box load (swizzle, zero
-// fill), the E4M3 pack, the INT8 rounding, and the polynomial exp2 helper. A failure here names the broken piece; the
-// end-to-end GPU suite only says "the output is wrong".
+// fill), the E4M3 pack, the INT8 rounding, and the polynomial exp2 helper. A failure here names the
+// broken piece; the end-to-end GPU suite only says "the output is wrong".
 // Skips (GTEST_SKIP) without a compute capability 9.0 GPU, except the host-only layout test.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
