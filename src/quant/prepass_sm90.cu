@@ -136,14 +136,17 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
 
 // CTAs per SM the quantization grid is compiled for. fp16: 4 (32 warps, 64 registers; no spills
 // since qk_item_at, 48 bytes before) measured +3-8 % end to end at 1K-2K tokens against the 3
-// that 78 registers allow, -0.5 % at 4K-16K. bf16 unpacks with more registers (118) and spills
-// 146 / 440 bytes at 64: left unbounded (2 CTAs). Head dim 256 holds twice the rows' vectors:
-// fp16 at 2 CTAs (128 registers, no spills; unbounded, ptxas took 254 and the SM ran one CTA of 8
-// warps): pre-pass at B4 H32 8K 1344 -> 976-999 us, 2K 330 -> 270-274 us (H100, docs/
+// that 78 registers allow, -0.5 % at 4K-16K. bf16 unpacks with more registers: at head dim 128 it
+// spills 192 / 648 bytes at 64 registers and 54 / 264 at 80 (3 CTAs), and both measured slower
+// than unbounded (2 CTAs at ~120 registers): grid 2K 104 -> 111 (3) / 187 (4) us, 4K 191 -> 206 /
+// 360 (H100, session 22); at head dim 64, 4 CTAs spill 10 / 60 bytes and the grid fell 68 -> 50 us
+// at B16 H16 1K (+7 % end to end) and 490 -> 413 us at B4 H32 16K. Head dim 256 holds twice the
+// rows' vectors: fp16 at 2 CTAs (128 registers, no spills; unbounded, ptxas took 254 and the SM ran
+// one CTA of 8 warps): pre-pass at B4 H32 8K 1344 -> 976-999 us, 2K 330 -> 270-274 us (H100, docs/
 // performance.md). bf16 spills 142 bytes at 128 registers and measured 2K 343 -> 356 us, 8K
 // 1390 -> 1307-1328 us: left unbounded.
 template <typename T, int kHeadDim>
-constexpr int kQuantizeMinBlocks = !std::is_same_v<T, __half> ? 1 : kHeadDim <= 128 ? 4 : 2;
+constexpr int kQuantizeMinBlocks = std::is_same_v<T, __half> ? (kHeadDim <= 128 ? 4 : 2) : (kHeadDim == 64 ? 4 : 1);
 
 // A CTA of 256 threads per item, rows in registers (quant/quantize_qk_item.cuh says why 256).
 // kV16: 16-bit V tiles (a swizzled copy) instead of E4M3 ones; an instantiation each, so neither
