@@ -18,6 +18,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
 mkdir -p "$OUT"
+# Per-variant logs go to LOGS and come back as one archive in $OUT: the device tool returns at most
+# 8 files from $OUT, fewer than the build and bench logs of two variants over two rounds.
+LOGS=$(mktemp -d /tmp/bench_variants.XXXXXX)
+trap 'tar -czf "$OUT/bench_variants_logs.tar.gz" -C "$LOGS" . 2>/dev/null' EXIT
 ARCHS=${SAGEATTN_CUDA_ARCHS:-90a}
 BENCH_ARGS=${BENCH_ARGS:---head-dims 128 --causal both --seqlens 4096 16384}
 METHODS=${METHODS:-sage sdpa_flash}
@@ -32,15 +36,15 @@ for spec in "$@"; do
   [ -f "$src/CMakeLists.txt" ] || { echo "variant $name: no CMakeLists.txt in $src"; exit 2; }
   names+=("$name")
   ( cmake -S "$src" -B "/tmp/variants/$name" -G Ninja -DSAGEATTN_CUDA_ARCHS="$ARCHS" \
-        -DCMAKE_CUDA_FLAGS="$flags" > "$OUT/build_$name.log" 2>&1 &&
-    cmake --build "/tmp/variants/$name" >> "$OUT/build_$name.log" 2>&1 ) &
+        -DCMAKE_CUDA_FLAGS="$flags" > "$LOGS/build_$name.log" 2>&1 &&
+    cmake --build "/tmp/variants/$name" >> "$LOGS/build_$name.log" 2>&1 ) &
 done
 wait
 for name in "${names[@]}"; do
   if [ ! -f "/tmp/variants/$name/libsageattn.so" ]; then
-    echo "variant $name failed to build:"; tail -20 "$OUT/build_$name.log"; continue
+    echo "variant $name failed to build:"; tail -20 "$LOGS/build_$name.log"; continue
   fi
-  grep -h "spill\|C75" "$OUT/build_$name.log" | sort -u | sed "s/^/[$name] /" | head -8
+  grep -h "spill\|C75" "$LOGS/build_$name.log" | sort -u | sed "s/^/[$name] /" | head -8
 done
 for round in $(seq 1 "$ROUNDS"); do
   for name in "${names[@]}"; do
@@ -48,8 +52,8 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "==== variant $name (round $round)"
     # The Python layer of this tree drives every library (the C ABI is versioned and checked).
     SAGEATTN_LIBRARY="/tmp/variants/$name/libsageattn.so" PYTHONPATH="$PWD/python" \
-      python3 -m sageattention bench --methods $METHODS $BENCH_ARGS --json "$OUT/bench_${name}_$round.json" \
-      > "$OUT/bench_${name}_$round.log" 2>&1
-    grep -E "^ +[0-9]+ +(yes|no)" "$OUT/bench_${name}_$round.log" || tail -3 "$OUT/bench_${name}_$round.log"
+      python3 -m sageattention bench --methods $METHODS $BENCH_ARGS --json "$LOGS/bench_${name}_$round.json" \
+      > "$LOGS/bench_${name}_$round.log" 2>&1
+    grep -E "^ +[0-9]+ +(yes|no)" "$LOGS/bench_${name}_$round.log" || tail -3 "$LOGS/bench_${name}_$round.log"
   done
 done
