@@ -175,10 +175,14 @@ struct QkThreadRows {
   static constexpr int kLanesPerRow = kHeadDim / 8;  // one 16-byte vector of 8 channels per lane
   static constexpr int kRowsPerPass = 32 / kLanesPerRow;
   static constexpr int kPasses = kQuantizeWarpRows / kRowsPerPass;
-  __device__ static int col() { return (threadIdx.x % 32 % kLanesPerRow) * 8; }
-  __device__ static int item_row(int p) {
-    return threadIdx.x / 32 * kQuantizeWarpRows + p * kRowsPerPass + threadIdx.x % 32 / kLanesPerRow;
+  // Of thread `thread` (constexpr: swizzle_separable checks these very formulas), and of this thread.
+  // Unsigned, as threadIdx.x: signed thread indices compile to longer divisions.
+  static constexpr int col_of(unsigned thread) { return static_cast<int>(thread % 32 % kLanesPerRow * 8); }
+  static constexpr int row_of(unsigned thread, int p) {
+    return static_cast<int>(thread / 32 * kQuantizeWarpRows + p * kRowsPerPass + thread % 32 / kLanesPerRow);
   }
+  __device__ static int col() { return col_of(threadIdx.x); }
+  __device__ static int item_row(int p) { return row_of(threadIdx.x, p); }
   // Where byte col() of the thread's row in pass p lies in a swizzled tile of 128 rows (sm90), as a
   // displacement from row * kHeadDim + col(): in pass 0, and what pass p XORs into it. A thread's
   // row in pass p is item_row(0) + p * kRowsPerPass, where item_row(0) is its warp's 16-row start
@@ -200,12 +204,11 @@ template <int kHeadDim>
 constexpr bool swizzle_separable() {
   using Rows = QkThreadRows<kHeadDim>;
   using Swizzled = SwizzledRows<kHeadDim>;
-  for (int thread = 0; thread < kQuantizeThreads; ++thread) {
-    const int row0 = thread / 32 * kQuantizeWarpRows + thread % 32 / Rows::kLanesPerRow;
-    const int col = (thread % 32 % Rows::kLanesPerRow) * 8;
+  for (unsigned thread = 0; thread < kQuantizeThreads; ++thread) {
+    const int row0 = Rows::row_of(thread, 0), col = Rows::col_of(thread);
     const int col0 = Swizzled::offset(kRowsPerQuantizeItem, row0, col) - row0 * kHeadDim;
     for (int p = 0; p < Rows::kPasses; ++p) {
-      const int row = row0 + p * Rows::kRowsPerPass;
+      const int row = Rows::row_of(thread, p);
       if (Swizzled::offset(kRowsPerQuantizeItem, row, col) - row * kHeadDim != (col0 ^ Rows::pass_swizzle_xor(p)))
         return false;
     }
