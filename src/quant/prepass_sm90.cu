@@ -79,17 +79,20 @@ __host__ __device__ inline int64_t kv_work_items(const QuantizeArgs& qk, const Q
   return static_cast<int64_t>(qk.batch) * qk.heads_kv * ((qk.k_blocks + 1) / 2 + (kinds == 2 ? v.tiles : 0));
 }
 
-// Work item `block` of the K items and V tiles of packed sequences: per K/V head, last head first,
-// its slots' K items, then its slots' V tiles. Slot s holds 128 rows of the sequence found by
-// sequence_at (common/sequences.cuh): the slots between two sequences, and those past a sequence's
-// last row, are inactive, except the one V tile an empty sequence has (it writes the V scale and mean).
+// Work item `block` of the K items and V tiles of packed sequences: the K items of every slot, then
+// the V tiles of every slot, the K/V heads of a slot next to each other (head = block % heads).
+// Slot s holds 128 rows of the sequence found by sequence_at (common/sequences.cuh): the slots
+// between two sequences, and those past a sequence's last row, are inactive, except the one V tile
+// an empty sequence has (it writes the V scale and mean). Against per-head order (every slot of the
+// last head first), H100, 8 sequences of 1-8K tokens, 16 heads, hd128, four rounds: quantization
+// grid 219-223 -> 209-211 us (seed 2), 195-200 -> 187-188 (seed 0), bit-identical. The cause is not
+// measured (docs/design/varlen.md: packed tensors are [tokens, heads, head dim]).
 template <typename T>
 __device__ __forceinline__ Work decode_packed_work(const QuantizeArgs& qk, const QuantizeVArgs& v, int block) {
   Work w{};
   const int slots = qk.packing.slots_kv;
-  const int per_head = (v.v_tiles == nullptr ? 1 : 2) * slots;
-  const int head = qk.heads_kv - 1 - block / per_head;
-  const int in_head = block % per_head;
+  const int head = block % qk.heads_kv;
+  const int in_head = block / qk.heads_kv;
   w.is_v = in_head >= slots;
   const int slot = w.is_v ? in_head - slots : in_head;
   const PackedBlock at = packed_block_at(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows, slot);
