@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=1,
                         help="time the varlen and the dense call alternately this many times (median ratio)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     gen = torch.Generator().manual_seed(args.seed)
     lengths = torch.randint(1, 8193, (8,), generator=gen).tolist()
     h, d = args.heads, 128
@@ -70,8 +72,6 @@ def main():
     def dense():
         return sageattention.sageattn(qd, kd, vd, is_causal=args.causal, kernel=dense_kernel)
 
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
     rounds = []  # (varlen ms, dense ms) per round
     for _ in range(args.rounds):
         rounds.append((_timing.time_cuda(varlen)["median_ms"], _timing.time_cuda(dense)["median_ms"]))
