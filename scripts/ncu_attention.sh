@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Hardware-counter profile of one attention kernel launch (development tool, GPU machine only):
+# Hardware-counter profile of one kernel launch of a sageattn call, the attention kernel unless PROFILED
+# names another (development tool, GPU machine only):
 # warp-state sampling per SASS instruction (where the warps wait), pipe utilization and issue
 # statistics. Writes three files to $OUT (the device tool returns at most 8): NAME.details.txt
 # (ncu's sections), NAME.sass.csv (every instruction with its stall samples) and NAME.summary.txt
 # (samples by opcode and the hottest instructions), which it also prints.
 #   KERNEL=sm90_wgmma SEQLEN=8192 scripts/ncu_attention.sh
+#   PROFILED=quantize_kernel BATCH=4 SEQLEN=16384 scripts/ncu_attention.sh  # a pre-pass grid instead
+#     (under ncu the grids run one after the other: no programmatic overlap in its duration)
 #   KEEP_REPORT=1 ...   # also keep NAME.ncu-rep (ncu -i NAME.ncu-rep --page source ... re-reads it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,20 +16,22 @@ mkdir -p "$OUT"
 KERNEL=${KERNEL:-sm90_wgmma}
 SEQLEN=${SEQLEN:-8192}
 HEADS=${HEADS:-32}
+BATCH=${BATCH:-1}
+PROFILED=${PROFILED:-attention_sm}  # regex of the kernel name to profile
 HEAD_DIM=${HEAD_DIM:-128}
 CAUSAL=${CAUSAL:-0}
-NAME=${NAME:-${KERNEL}_n${SEQLEN}_c${CAUSAL}}
+NAME=${NAME:-${PROFILED//[^A-Za-z0-9]/_}_${KERNEL}_b${BATCH}_h${HEADS}_n${SEQLEN}_c${CAUSAL}}
 REPORT=/tmp/$NAME
 cat > /tmp/ncu_one_call.py <<PY
 import torch, sageattention
 torch.manual_seed(0)
-q, k, v = (torch.randn(1, $HEADS, $SEQLEN, $HEAD_DIM, device="cuda", dtype=torch.float16) for _ in range(3))
+q, k, v = (torch.randn($BATCH, $HEADS, $SEQLEN, $HEAD_DIM, device="cuda", dtype=torch.float16) for _ in range(3))
 for _ in range(2):
     sageattention.sageattn(q, k, v, is_causal=bool($CAUSAL), kernel="$KERNEL")
 torch.cuda.synchronize()
 PY
 # --clock-control none: leave the clocks as the benchmarks see them (device METHOD.md).
-ncu --clock-control none --kernel-name regex:attention_sm --launch-skip 1 --launch-count 1 \
+ncu --clock-control none --kernel-name "regex:$PROFILED" --launch-skip 1 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section InstructionStats \
     --section WarpStateStats --section SourceCounters --section Occupancy --section LaunchStats \
     -f -o "$REPORT" python3 /tmp/ncu_one_call.py > "$REPORT.log" 2>&1 || { tail -20 "$REPORT.log"; exit 1; }
@@ -56,6 +61,6 @@ print("hottest instructions (samples, not-issued, executions):")
 for r in sorted(data, key=lambda r: -num(r[allc]))[:25]:
     print(f"  {num(r[allc]):7d} {num(r[stall]):7d} {num(r[execs]):10d}  {r[src][:80]}")
 PY
-grep -E "Duration|SM Frequency|Issue Slots Busy|Executed Ipc A|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|highest-utilized" \
+grep -E "Duration|DRAM Throughput|Waves Per SM|SM Frequency|Issue Slots Busy|Executed Ipc A|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|highest-utilized" \
     "$OUT/$NAME.details.txt"
 cat "$OUT/$NAME.summary.txt"
