@@ -8,6 +8,8 @@
 #   KERNEL=sm90_wgmma SEQLEN=8192 scripts/ncu_attention.sh
 #   PROFILED=quantize_kernel BATCH=4 SEQLEN=16384 scripts/ncu_attention.sh  # a pre-pass grid instead
 #     (under ncu the grids run one after the other: no programmatic overlap in its duration)
+#   VARLEN_SEED=2 PROFILED=quantize_kernel scripts/ncu_attention.sh  # scripts/bench_varlen.py's packed
+#     call of that seed (8 random lengths in [1, 8K], HEADS heads) instead of a dense one
 #   KEEP_REPORT=1 ...   # also keep NAME.ncu-rep (ncu -i NAME.ncu-rep --page source ... re-reads it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +22,25 @@ BATCH=${BATCH:-1}
 PROFILED=${PROFILED:-attention_sm}  # regex of the kernel name to profile
 HEAD_DIM=${HEAD_DIM:-128}
 CAUSAL=${CAUSAL:-0}
-NAME=${NAME:-${PROFILED//[^A-Za-z0-9]/_}_${KERNEL}_b${BATCH}_h${HEADS}_n${SEQLEN}_c${CAUSAL}}
+VARLEN_SEED=${VARLEN_SEED:-}
+SHAPE=b${BATCH}_h${HEADS}_n${SEQLEN}
+[ -n "$VARLEN_SEED" ] && SHAPE=varlen${VARLEN_SEED}_h${HEADS}
+NAME=${NAME:-${PROFILED//[^A-Za-z0-9]/_}_${KERNEL}_${SHAPE}_c${CAUSAL}}
 REPORT=/tmp/$NAME
-cat > /tmp/ncu_one_call.py <<PY
+if [ -n "$VARLEN_SEED" ]; then
+  # The lengths and tensors of scripts/bench_varlen.py --seed VARLEN_SEED.
+  cat > /tmp/ncu_one_call.py <<PY
+import torch, sageattention
+lengths = torch.randint(1, 8193, (8,), generator=torch.Generator().manual_seed($VARLEN_SEED)).tolist()
+cu = torch.tensor([0] + torch.tensor(lengths).cumsum(0).tolist(), dtype=torch.int32, device="cuda")
+gen = torch.Generator(device="cuda").manual_seed($VARLEN_SEED)
+q, k, v = (torch.randn(sum(lengths), $HEADS, $HEAD_DIM, device="cuda", dtype=torch.float16, generator=gen) for _ in range(3))
+for _ in range(2):
+    sageattention.sageattn_varlen(q, k, v, cu, cu, max(lengths), max(lengths), is_causal=bool($CAUSAL), kernel="$KERNEL")
+torch.cuda.synchronize()
+PY
+else
+  cat > /tmp/ncu_one_call.py <<PY
 import torch, sageattention
 torch.manual_seed(0)
 q, k, v = (torch.randn($BATCH, $HEADS, $SEQLEN, $HEAD_DIM, device="cuda", dtype=torch.float16) for _ in range(3))
@@ -30,6 +48,7 @@ for _ in range(2):
     sageattention.sageattn(q, k, v, is_causal=bool($CAUSAL), kernel="$KERNEL")
 torch.cuda.synchronize()
 PY
+fi
 # --clock-control none: leave the clocks as the benchmarks see them (device METHOD.md).
 ncu --clock-control none --kernel-name "regex:$PROFILED" --launch-skip 1 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section InstructionStats \
