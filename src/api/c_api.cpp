@@ -111,7 +111,7 @@ QuantizeArgs make_quantize_args(const sageattn_params& p, const Plan& plan, cons
   a.swizzle_rows = is_sm90_kernel(plan.kernel);
   a.per_warp = p.qk_granularity == SAGEATTN_QK_GRANULARITY_PER_WARP;
   a.smooth_k = p.smooth_k != 0;
-  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
+  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv, p.cu_seqlens_kv != nullptr);
   a.column_sum_chunks = chunks.count;
   a.column_sum_chunk_tokens = chunks.tokens_per_chunk;
   a.q_int8 = layout.has_q_int8 ? region<int8_t>(workspace, layout.q_int8) : nullptr;
@@ -136,7 +136,7 @@ QuantizeVArgs make_quantize_v_args(const sageattn_params& p, const Plan& plan, c
   a.head_dim = p.head_dim;
   a.tiles = plan.v_tiles;
   a.smooth_v = p.smooth_v != 0;
-  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv);
+  const ColumnSumChunks chunks = column_sum_chunks(p.seqlen_kv, p.cu_seqlens_kv != nullptr);
   a.stat_chunks = chunks.count;
   a.stat_chunk_tokens = chunks.tokens_per_chunk;
   a.v16 = !plan.fp8_v;

@@ -29,7 +29,7 @@ WorkspaceLayout workspace_layout(const sageattn_params& p, const Plan& plan) {
   const size_t head_dim = static_cast<size_t>(plan.padded_head_dim);
   const size_t q_heads = static_cast<size_t>(p.batch) * p.heads_q;
   const size_t kv_heads = static_cast<size_t>(p.batch) * p.heads_kv;
-  const size_t chunks = static_cast<size_t>(column_sum_chunks(p.seqlen_kv).count);
+  const size_t chunks = static_cast<size_t>(column_sum_chunks(p.seqlen_kv, p.cu_seqlens_kv != nullptr).count);
   // Rows of the per-token buffers: dense [B, H, blocks], packed sequences [H, slots] (tiling.h).
   const bool packed = p.cu_seqlens_q != nullptr;
   const size_t q_rows = packed ? static_cast<size_t>(p.heads_q) * packed_slots(p.total_q, p.batch) * kPackedSlotRows

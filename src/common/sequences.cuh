@@ -70,6 +70,35 @@ __device__ __forceinline__ PackedBlock packed_block_at(const int* cu, int total,
   return {batch, position - (first / rows + batch)};
 }
 
+// A packed block and its sequence's side (sequence_side's values), found by the 32 lanes of a warp
+// together: one coalesced read of the boundaries and a ballot, where packed_block_at and
+// sequence_side take log2(batch) + 2 dependent reads. The pre-pass grids decode one block per CTA
+// and issue their data loads only after it; streaming K and V through L1 evicts the boundaries, so
+// each dependent read is an L2 round trip: the decode held ~8 % of the quantization grid's stall
+// samples on a packed call of 8 sequences (ncu, H100, docs/design/varlen.md). Batches of 32
+// sequences or more take those reads. For boundaries that do not increase the sequence may differ
+// from packed_block_at's, in range all the same. Every lane of the warp must call it with the same
+// arguments.
+struct PackedLookup {
+  PackedBlock at;
+  SequenceSide side;
+};
+__device__ __forceinline__ PackedLookup packed_block_at_warp(const int* cu, int total, int batch_count, int rows,
+                                                             int position, int bound) {
+  if (batch_count >= 32) {
+    const PackedBlock at = packed_block_at(cu, total, batch_count, rows, position);
+    return {at, sequence_side(cu, total, at.batch, bound)};
+  }
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int raw = lane <= batch_count ? __ldg(cu + lane) : 0;
+  const int lane_first = min(max(raw, 0), total);
+  const unsigned started = __ballot_sync(0xffffffffu, lane < batch_count && lane_first / rows + lane <= position);
+  const int batch = started != 0u ? 31 - __clz(started) : 0;
+  const int first = __shfl_sync(0xffffffffu, lane_first, batch);
+  const int end = min(max(__shfl_sync(0xffffffffu, raw, batch + 1), first), total);
+  return {{batch, position - (first / rows + batch)}, {first, min(end - first, bound)}};
+}
+
 // Statistics chunks (K column sums, V sums / maxima / minima) of packed sequences, numbered the
 // same way with `chunk_tokens`-token positions: the sequence and chunk of a statistics CTA, chunk
 // -1 for a position no chunk of a sequence holds (that CTA writes nothing; consumers never read
@@ -82,12 +111,12 @@ __device__ __forceinline__ int packed_chunks(int length, int chunks, int chunk_t
 __device__ __forceinline__ int sequence_chunks(const Packing& p, int length, int chunks, int chunk_tokens) {
   return p.cu_kv == nullptr ? chunks : packed_chunks(length, chunks, chunk_tokens);
 }
-__device__ __forceinline__ PackedBlock packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv,
-                                                       int chunks, int chunk_tokens, int position) {
-  PackedBlock at = packed_block_at(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position);
-  const int length = key_side(p, at.batch, seqlen_kv).length;
-  if (at.block < 0 || at.block >= packed_chunks(length, chunks, chunk_tokens)) at.block = -1;
-  return at;
+// Every lane of the warp must call it (packed_block_at_warp).
+__device__ __forceinline__ PackedLookup packed_chunk_at(const Packing& p, int batch_count, int seqlen_kv, int chunks,
+                                                        int chunk_tokens, int position) {
+  PackedLookup found = packed_block_at_warp(p.cu_kv, p.total_kv, batch_count, chunk_tokens, position, seqlen_kv);
+  if (found.at.block < 0 || found.at.block >= packed_chunks(found.side.length, chunks, chunk_tokens)) found.at.block = -1;
+  return found;
 }
 
 // Element offset of (sequence, head, token 0) in a caller's tensor: packed tensors have

@@ -24,6 +24,13 @@ constexpr float kMinQuantizableAmax = 1e-30f;
 // every consumer sums the (few) partials. Bounding the chunk count keeps that second read small.
 constexpr int kMaxColumnSumChunks = 16;
 constexpr int kMinColumnSumChunkTokens = 512;
+// Packed sequences cut their chunks from the longest sequence (the caller's max_seqlen_k) with at
+// least 2048 tokens each: every K item and V tile of the quantization grid adds its sequence's chunk
+// partials (up to 3 loads per channel and chunk), and 512-token chunks gave a 7K-token sequence 15
+// of them. H100, 8 sequences of 1-8K tokens, 16 heads, hd128 (scripts/bench_varlen.py --seed 2):
+// quantization grid 207 -> 176-178 us, statistics grid 29 -> 25-27 us (chunks of 1024: 195-198 us,
+// 4096: 183-191 us; docs/design/varlen.md). Dense calls keep 512: at 2048, B4 H32 1K lost 3 %.
+constexpr int kMinPackedChunkTokens = 2048;
 
 // K smoothing subtracts a per-channel mean of K (any constant vector leaves softmax unchanged; the
 // mean keeps INT8's range for what varies). It is taken over one key in every aligned group of
@@ -100,8 +107,8 @@ struct ColumnSumChunks {
   int tokens_per_chunk;  // multiple of kKBlockTokens
 };
 
-inline ColumnSumChunks column_sum_chunks(int seqlen_kv) {
-  int64_t count = ceil_div(seqlen_kv, kMinColumnSumChunkTokens);
+inline ColumnSumChunks column_sum_chunks(int seqlen_kv, bool packed = false) {
+  int64_t count = ceil_div(seqlen_kv, packed ? kMinPackedChunkTokens : kMinColumnSumChunkTokens);
   if (count > kMaxColumnSumChunks) count = kMaxColumnSumChunks;
   if (count < 1) count = 1;
   int64_t per_chunk = ceil_div(ceil_div(seqlen_kv, count), kKBlockTokens) * kKBlockTokens;

@@ -12,14 +12,14 @@
 namespace sageattn {
 
 // One CTA of kThreads; `partial` is shared memory of kThreads / (kHeadDim / 8) rows of kHeadDim floats.
+// `side`: sequence `batch`'s keys (key_side).
 template <typename T, int kHeadDim, int kThreads>
 __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int chunk, int head, int batch,
-                                                    float* partial) {
+                                                    const SequenceSide& side, float* partial) {
   constexpr int kLanesPerRow = kHeadDim / 8;  // one 16-byte vector of 8 channels per lane
   constexpr int kRowsPerPass = kThreads / kLanesPerRow;
   const int col = (threadIdx.x % kLanesPerRow) * 8;
   const int row_lane = threadIdx.x / kLanesPerRow;
-  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   const char* base = static_cast<const char*>(a.k) +
                      (token0_offset(side, batch, head, a.k_stride_batch, a.k_stride_head, a.k_stride_token) + col) *
                          sizeof(T);
@@ -28,14 +28,16 @@ __device__ __forceinline__ void k_column_sums_block(const QuantizeArgs& a, int c
   const int last = min(first + a.column_sum_chunk_tokens, side.length);
 
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  auto add_row = [&](int t) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
+  auto load_row = [&](int t) {
+    return *reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.k_stride_token * sizeof(T));
+  };
+  auto add_row = [&](const uint4& raw) {
     float x[8];
     unpack8<T>(raw, x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] += x[e];
   };
-  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, add_row);
+  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, load_row, add_row);
 #pragma unroll
   for (int e = 0; e < 8; ++e) partial[row_lane * kHeadDim + col + e] = acc[e];
   __syncthreads();

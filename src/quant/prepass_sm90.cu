@@ -48,19 +48,22 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   const int v_units = kFp8V ? stats_units(v) : 0;
   const bool is_v = static_cast<int>(blockIdx.x) < v_units;
   int chunk = is_v ? blockIdx.x : blockIdx.x - v_units, batch = blockIdx.z;
+  const int bound = is_v ? v.seqlen_kv : qk.seqlen_kv;
+  SequenceSide side = key_side(v.packing, batch, bound);
   if (v.packing.cu_kv != nullptr) {
-    const PackedBlock at = packed_chunk_at(v.packing, v.batch, v.seqlen_kv, v.stat_chunks, v.stat_chunk_tokens, chunk);
-    if (at.block < 0) return;  // uniform over the CTA
-    chunk = at.block;
-    batch = at.batch;
+    const PackedLookup found = packed_chunk_at(v.packing, v.batch, bound, v.stat_chunks, v.stat_chunk_tokens, chunk);
+    if (found.at.block < 0) return;  // uniform over the CTA
+    chunk = found.at.block;
+    batch = found.at.batch;
+    side = found.side;
   }
   if constexpr (kFp8V) {
     if (is_v) {
-      v_stats_block<T, kStatsThreads, kVChannelsOf<kHeadDim>>(v, chunk, blockIdx.y, batch, partial);
+      v_stats_block<T, kStatsThreads, kVChannelsOf<kHeadDim>>(v, chunk, blockIdx.y, batch, side, partial);
       return;
     }
   }
-  k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, partial);
+  k_column_sums_block<T, kHeadDim, kStatsThreads>(qk, chunk, blockIdx.y, batch, side, partial);
 }
 
 // One work item of the quantization grid, decoded.
@@ -81,7 +84,7 @@ __host__ __device__ inline int64_t kv_work_items(const QuantizeArgs& qk, const Q
 
 // Work item `block` of the K items and V tiles of packed sequences: the K items of every slot, then
 // the V tiles of every slot, the K/V heads of a slot next to each other (head = block % heads).
-// Slot s holds 128 rows of the sequence found by sequence_at (common/sequences.cuh): the slots
+// Slot s holds 128 rows of the sequence found by packed_block_at_warp (common/sequences.cuh): the slots
 // between two sequences, and those past a sequence's last row, are inactive, except the one V tile
 // an empty sequence has (it writes the V scale and mean). Against per-head order (every slot of the
 // last head first), H100, 8 sequences of 1-8K tokens, 16 heads, hd128, four rounds: quantization
@@ -95,12 +98,13 @@ __device__ __forceinline__ Work decode_packed_work(const QuantizeArgs& qk, const
   const int in_head = block / qk.heads_kv;
   w.is_v = in_head >= slots;
   const int slot = w.is_v ? in_head - slots : in_head;
-  const PackedBlock at = packed_block_at(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows, slot);
+  const PackedLookup found = packed_block_at_warp(qk.packing.cu_kv, qk.packing.total_kv, qk.batch, kPackedSlotRows,
+                                                  slot, w.is_v ? v.seqlen_kv : qk.seqlen_kv);
   if (w.is_v) {
-    w.v = decode_v_tile<T>(v, at.block, head, at.batch);
-    w.v.active = w.v.active && at.block >= 0;
+    w.v = decode_v_tile<T>(v, found.at.block, head, found.at.batch, found.side);
+    w.v.active = w.v.active && found.at.block >= 0;
   } else {
-    w.qk = qk_item_at<T>(qk, false, at.block, at.batch, head);
+    w.qk = qk_item_at<T>(qk, false, found.at.block, found.at.batch, head, found.side);
   }
   return w;
 }
@@ -129,10 +133,10 @@ __device__ __forceinline__ Work decode_work(const QuantizeArgs& qk, const Quanti
   // (~25 uniform instructions each, ncu SASS, session 21).
   const int batch = head_index / qk.heads_kv, head = head_index - batch * qk.heads_kv;
   if (in_head < k_items_per_head) {
-    w.qk = qk_item_at<T>(qk, false, in_head, batch, head);
+    w.qk = qk_item_at<T>(qk, false, in_head, batch, head, SequenceSide{0, qk.seqlen_kv});
   } else {
     w.is_v = true;
-    w.v = decode_v_tile<T>(v, in_head - k_items_per_head, head, batch);
+    w.v = decode_v_tile<T>(v, in_head - k_items_per_head, head, batch, SequenceSide{0, v.seqlen_kv});
   }
   return w;
 }

@@ -22,14 +22,16 @@ template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const QuantizeArgs a) {
   __shared__ float partial[kColumnSumThreads / (kHeadDim / 8) * kHeadDim];
   int chunk = blockIdx.x, batch = blockIdx.z;
+  SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   if (a.packing.cu_kv != nullptr) {
-    const PackedBlock at =
+    const PackedLookup found =
         packed_chunk_at(a.packing, a.batch, a.seqlen_kv, a.column_sum_chunks, a.column_sum_chunk_tokens, chunk);
-    if (at.block < 0) return;  // uniform over the CTA
-    chunk = at.block;
-    batch = at.batch;
+    if (found.at.block < 0) return;  // uniform over the CTA
+    chunk = found.at.block;
+    batch = found.at.batch;
+    side = found.side;
   }
-  k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, chunk, blockIdx.y, batch, partial);
+  k_column_sums_block<T, kHeadDim, kColumnSumThreads>(a, chunk, blockIdx.y, batch, side, partial);
 }
 
 template <typename T, int kHeadDim>

@@ -107,16 +107,17 @@ struct QkItem {
 };
 
 // The Q block or K item `block` (128 rows: one attention Q block, two K blocks) of (sequence
-// `batch`, head `head`); a negative block (wrong packed boundaries) is inactive.
+// `batch`, head `head`); a negative block (wrong packed boundaries) is inactive. `side`: the
+// sequence's queries (query_side) or keys (key_side).
 template <typename T>
-__device__ __forceinline__ QkItem qk_item_at(const QuantizeArgs& a, bool is_q, int block, int batch, int head) {
+__device__ __forceinline__ QkItem qk_item_at(const QuantizeArgs& a, bool is_q, int block, int batch, int head,
+                                            const SequenceSide& side) {
   QkItem it;
   it.is_q = is_q;
   it.block = block;
   it.batch = batch;
   it.head = head;
   const int heads = is_q ? a.heads_q : a.heads_kv;
-  const SequenceSide side = is_q ? query_side(a.packing, batch, a.seqlen_q) : key_side(a.packing, batch, a.seqlen_kv);
   it.row0 = block * kRowsPerQuantizeItem;
   it.seqlen = side.length;
   // Blocks past a packed sequence's end hold nothing (the attention kernels never read them). Never
@@ -141,31 +142,29 @@ __device__ __forceinline__ QkItem qk_item_at(const QuantizeArgs& a, bool is_q, i
 // Work item `item` of qk_items(a): Q blocks (q_items), then pairs of K blocks. 32-bit index
 // arithmetic (the launches check that the items fit): a 64-bit division is a ~70-instruction
 // subroutine, and every thread decodes its items.
-// Packed sequences: item = head * slots + slot, the sequence of the slot by binary search
-// (common/sequences.cuh, sequence_at); slots between two sequences or past a sequence's rows are
-// inactive.
+// Packed sequences: item = head * slots + slot, the sequence of the slot from the boundaries
+// (common/sequences.cuh, packed_block_at_warp); slots between two sequences or past a sequence's
+// rows are inactive. Every lane of the warp must call it with the same item.
 template <typename T>
 __device__ __forceinline__ QkItem decode_qk_item(const QuantizeArgs& a, int item) {
   const int q_item_count = static_cast<int>(q_items(a));
   const bool is_q = item < q_item_count;
   const int local = is_q ? item : item - q_item_count;
   const int* cu = is_q ? a.packing.cu_q : a.packing.cu_kv;
-  int block, batch, head;
+  const int bound = is_q ? a.seqlen_q : a.seqlen_kv;
   if (cu != nullptr) {
     const int slots = is_q ? a.packing.slots_q : a.packing.slots_kv;
     const int total = is_q ? a.packing.total_q : a.packing.total_kv;
-    const PackedBlock at = packed_block_at(cu, total, a.batch, kPackedSlotRows, local % slots);
-    head = local / slots;
-    batch = at.batch;
-    block = at.block;  // negative (wrong boundaries only): inactive
-  } else {
-    const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
-    const int heads = is_q ? a.heads_q : a.heads_kv;
-    block = local % items_per_head;
-    batch = local / items_per_head / heads;
-    head = local / items_per_head % heads;
+    const PackedLookup found = packed_block_at_warp(cu, total, a.batch, kPackedSlotRows, local % slots, bound);
+    // A negative block (wrong boundaries only) is inactive.
+    return qk_item_at<T>(a, is_q, found.at.block, found.at.batch, local / slots, found.side);
   }
-  return qk_item_at<T>(a, is_q, block, batch, head);
+  const int items_per_head = is_q ? a.q_blocks : (a.k_blocks + 1) / 2;
+  const int heads = is_q ? a.heads_q : a.heads_kv;
+  const int block = local % items_per_head;
+  const int batch = local / items_per_head / heads;
+  const int head = local / items_per_head % heads;
+  return qk_item_at<T>(a, is_q, block, batch, head, SequenceSide{0, bound});
 }
 
 // The rows and channels of an item this thread handles in quantize_qk_rows: lane group

@@ -36,16 +36,16 @@ constexpr int kVChannelsOf = fp8_v_channels(kTileChannels);
 constexpr int kVTileTokens = kSm90KeyTileTokens;
 enum VStat { kVSum = 0, kVMax = 1, kVMin = 2, kVStats = 3 };
 
-// One CTA of kThreads; `partial` is shared memory of kVStats * kThreads * 8 floats.
+// One CTA of kThreads; `partial` is shared memory of kVStats * kThreads * 8 floats. `side`: sequence
+// `batch`'s keys (key_side).
 template <typename T, int kThreads, int kVChannels>
 __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk, int head, int batch,
-                                              float* partial) {
+                                              const SequenceSide& side, float* partial) {
   constexpr int kLanesPerRow = kVChannels / 8;  // one 16-byte vector of 8 channels per lane
   constexpr int kRowsPerPass = kThreads / kLanesPerRow;
   auto at = [&](int stat, int row, int c) -> float& { return partial[(stat * kRowsPerPass + row) * kVChannels + c]; };
   const int col = (threadIdx.x % kLanesPerRow) * 8;
   const int row_lane = threadIdx.x / kLanesPerRow;
-  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   const char* base = static_cast<const char*>(a.v) +
                      (token0_offset(side, batch, head, a.v_stride_batch, a.v_stride_head, a.v_stride_token) + col) *
                          sizeof(T);
@@ -59,9 +59,12 @@ __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk,
     mx[e] = -FLT_MAX;
     mn[e] = FLT_MAX;
   }
-  auto add_row = [&](int t) {
+  auto load_row = [&](int t) {
+    return *reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.v_stride_token * sizeof(T));
+  };
+  auto add_row = [&](const uint4& raw) {
     float x[8];
-    unpack8<T>(*reinterpret_cast<const uint4*>(base + static_cast<int64_t>(t) * a.v_stride_token * sizeof(T)), x);
+    unpack8<T>(raw, x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       sum[e] += x[e];
@@ -69,7 +72,7 @@ __device__ __forceinline__ void v_stats_block(const QuantizeVArgs& a, int chunk,
       mn[e] = fminf(mn[e], x[e]);
     }
   };
-  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, add_row);
+  if (col < a.head_dim) for_each_sampled_key(first, last, side.length, row_lane, kRowsPerPass, load_row, add_row);
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
     at(kVSum, row_lane, col + e) = sum[e];
@@ -125,10 +128,11 @@ struct VTile {
   int64_t stride_token_bytes;
 };
 
+// `side`: sequence `batch`'s keys (key_side).
 template <typename T>
-__device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_index, int head, int batch) {
+__device__ __forceinline__ VTile decode_v_tile(const QuantizeVArgs& a, int tile_index, int head, int batch,
+                                               const SequenceSide& side) {
   VTile t;
-  const SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
   t.index = tile_index;
   t.head = head;
   t.batch = batch;
@@ -324,7 +328,7 @@ __device__ __forceinline__ void requantize_v_head_exact(const QuantizeVArgs& a, 
   constexpr int kVChannels = kVChannelsOf<kTileChannels>;
   constexpr int kLanesPerRow = kVChannels / 8;  // one 16-byte vector of 8 channels per lane
   constexpr int kRowsPerPass = kVTileThreads / kLanesPerRow;
-  const VTile first = decode_v_tile<T>(a, 0, any_tile.head, any_tile.batch);
+  const VTile first = decode_v_tile<T>(a, 0, any_tile.head, any_tile.batch, any_tile.side);
   const int length = first.side.length;
   unsigned* amax_bits = reinterpret_cast<unsigned*>(&sh.tile[0][0]);
   static_assert(sizeof(sh.tile) >= kVChannels * sizeof(unsigned), "the maxima fit the tile area");
@@ -350,7 +354,7 @@ __device__ __forceinline__ void requantize_v_head_exact(const QuantizeVArgs& a, 
   }
   __syncthreads();
   for (int i = 0; i < v_head_tiles(length); ++i) {
-    const VTile tile = decode_v_tile<T>(a, i, first.head, first.batch);
+    const VTile tile = decode_v_tile<T>(a, i, first.head, first.batch, first.side);
     uint4 raw[VTileThread<kTileChannels>::kVectors][2];
     load_v_tile_vectors<T, kTileChannels>(tile, a.head_dim, raw);
     convert_v_tile<T, kTileChannels>(a, tile, raw, sh);
