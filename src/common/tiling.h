@@ -28,8 +28,8 @@ constexpr int kMinColumnSumChunkTokens = 512;
 // least 2048 tokens each: every K item and V tile of the quantization grid adds its sequence's chunk
 // partials (up to 3 loads per channel and chunk), and 512-token chunks gave a 7K-token sequence 15
 // of them. H100, 8 sequences of 1-8K tokens, 16 heads, hd128 (scripts/bench_varlen.py --seed 2):
-// quantization grid 207 -> 176-178 us, statistics grid 29 -> 25-27 us (chunks of 1024: 195-198 us,
-// 4096: 183-191 us; docs/design/varlen.md). Dense calls keep 512: at 2048, B4 H32 1K lost 3 %.
+// quantization grid 207 -> 182 us, statistics grid 34 -> 29 us (chunks of 1024: 195-198 us, 4096:
+// 189-191 us; docs/design/varlen.md). Dense calls keep 512: at 2048, B4 H32 1K lost 3 %.
 constexpr int kMinPackedChunkTokens = 2048;
 
 // K smoothing subtracts a per-channel mean of K (any constant vector leaves softmax unchanged; the
