@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kStatsThreads) stats_kernel(const QuantizeArgs
   const bool is_v = static_cast<int>(blockIdx.x) < v_units;
   int chunk = is_v ? blockIdx.x : blockIdx.x - v_units, batch = blockIdx.z;
   const int bound = is_v ? v.seqlen_kv : qk.seqlen_kv;
-  SequenceSide side = key_side(v.packing, batch, bound);
+  SequenceSide side{0, bound};  // a dense batch's (sequence_side without boundaries)
   if (v.packing.cu_kv != nullptr) {
     const PackedLookup found = packed_chunk_at(v.packing, v.batch, bound, v.stat_chunks, v.stat_chunk_tokens, chunk);
     if (found.at.block < 0) return;  // uniform over the CTA

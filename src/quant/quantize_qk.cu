@@ -22,7 +22,7 @@ template <typename T, int kHeadDim>
 __global__ void __launch_bounds__(kColumnSumThreads) k_column_sums_kernel(const QuantizeArgs a) {
   __shared__ float partial[kColumnSumThreads / (kHeadDim / 8) * kHeadDim];
   int chunk = blockIdx.x, batch = blockIdx.z;
-  SequenceSide side = key_side(a.packing, batch, a.seqlen_kv);
+  SequenceSide side{0, a.seqlen_kv};  // a dense batch's (sequence_side without boundaries)
   if (a.packing.cu_kv != nullptr) {
     const PackedLookup found =
         packed_chunk_at(a.packing, a.batch, a.seqlen_kv, a.column_sum_chunks, a.column_sum_chunk_tokens, chunk);
