@@ -17,11 +17,15 @@ struct SequenceSide {
 };
 
 // Boundaries are clamped to [0, total] and lengths to the bound: a wrong cu_seqlens gives wrong
-// output, never an access outside the tensors or the workspace.
+// output, never an access outside the tensors or the workspace. A sequence's first token is its
+// boundary in [0, total], its end the next boundary in [first, total].
+__device__ __forceinline__ int clamped_boundary(int boundary, int low, int total) {
+  return min(max(boundary, low), total);
+}
 __device__ __forceinline__ SequenceSide sequence_side(const int* cu, int total, int batch, int bound) {
   if (cu == nullptr) return {0, bound};
-  const int first = min(max(__ldg(cu + batch), 0), total);
-  const int end = min(max(__ldg(cu + batch + 1), first), total);
+  const int first = clamped_boundary(__ldg(cu + batch), 0, total);
+  const int end = clamped_boundary(__ldg(cu + batch + 1), first, total);
   return {first, min(end - first, bound)};
 }
 
@@ -47,7 +51,7 @@ __device__ __forceinline__ int sequence_at(const int* cu, int total, int batch, 
   int lo = 0, hi = batch - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) / 2;
-    const int first = min(max(__ldg(cu + mid), 0), total);
+    const int first = clamped_boundary(__ldg(cu + mid), 0, total);
     if (first / rows + mid <= position) {
       lo = mid;
     } else {
@@ -66,7 +70,7 @@ struct PackedBlock {
 __device__ __forceinline__ PackedBlock packed_block_at(const int* cu, int total, int batch_count, int rows,
                                                        int position) {
   const int batch = sequence_at(cu, total, batch_count, rows, position);
-  const int first = min(max(__ldg(cu + batch), 0), total);  // sequence_side's first token
+  const int first = clamped_boundary(__ldg(cu + batch), 0, total);  // sequence_side's first token
   return {batch, position - (first / rows + batch)};
 }
 
@@ -91,11 +95,11 @@ __device__ __forceinline__ PackedLookup packed_block_at_warp(const int* cu, int 
   }
   const int lane = static_cast<int>(threadIdx.x % 32);
   const int raw = lane <= batch_count ? __ldg(cu + lane) : 0;
-  const int lane_first = min(max(raw, 0), total);
+  const int lane_first = clamped_boundary(raw, 0, total);
   const unsigned started = __ballot_sync(0xffffffffu, lane < batch_count && lane_first / rows + lane <= position);
   const int batch = started != 0u ? 31 - __clz(started) : 0;
   const int first = __shfl_sync(0xffffffffu, lane_first, batch);
-  const int end = min(max(__shfl_sync(0xffffffffu, raw, batch + 1), first), total);
+  const int end = clamped_boundary(__shfl_sync(0xffffffffu, raw, batch + 1), first, total);
   return {{batch, position - (first / rows + batch)}, {first, min(end - first, bound)}};
 }
 
