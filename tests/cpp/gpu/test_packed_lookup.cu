@@ -15,21 +15,9 @@
 #include <vector>
 
 #include "common/sequences.cuh"
+#include "sm90_gpu.h"
 
 namespace {
-
-bool have_sm90_gpu() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    cudaGetLastError();
-    return false;
-  }
-  cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, 0);
-  return prop.major == 9 && prop.minor == 0;
-}
-
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << cudaGetErrorString(cudaGetLastError())
 
 // Per position: the warp lookup (batch, block, first, length), then packed_block_at + sequence_side
 // from lane 0 alone.
@@ -78,7 +66,7 @@ void run_lookup(const std::vector<int>& cu, int total, int rows, int bound, int 
 }
 
 TEST(PackedLookup, WarpLookupMatchesTheDefinitionAndTheBinarySearch) {
-  if (!have_sm90_gpu()) GTEST_SKIP() << "needs a compute capability 9.0 GPU";
+  REQUIRE_SM90();
   std::mt19937 rng(24);
   // 31 is the ballot's largest batch, 32 and up take the binary search.
   for (int batch_count : {1, 2, 7, 8, 31, 32, 33, 45}) {
@@ -111,7 +99,7 @@ TEST(PackedLookup, WarpLookupMatchesTheDefinitionAndTheBinarySearch) {
 }
 
 TEST(PackedLookup, LyingBoundariesStayInRange) {
-  if (!have_sm90_gpu()) GTEST_SKIP() << "needs a compute capability 9.0 GPU";
+  REQUIRE_SM90();
   std::mt19937 rng(7);
   for (int batch_count : {3, 8, 31, 40}) {
     const int total = 1000, rows = 128, bound = 300;

@@ -29,28 +29,11 @@
 #include "api/tensor_map.h"
 #include "reference/reference.h"
 #include "../int8_near_ties.h"
+#include "sm90_gpu.h"
 
 namespace {
 
 constexpr int kTile = 128 * 128;  // bytes of one swizzled tile: 128 rows of 128 bytes
-
-bool have_sm90() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    cudaGetLastError();
-    return false;
-  }
-  int device = 0;
-  cudaGetDevice(&device);
-  cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, device);
-  return prop.major == 9 && prop.minor == 0;
-}
-
-#define REQUIRE_SM90() \
-  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.0 GPU"
-
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << cudaGetErrorString(cudaGetLastError())
 
 // Byte offset of (row, column byte) in a tile of 128-byte rows with the 128-byte swizzle.
 int swizzled(int row, int byte) { return row * 128 + (((byte / 16) ^ (row % 8)) * 16) + byte % 16; }
